@@ -1,0 +1,121 @@
+"""The engine interface: what the HTTP layer and the terminal chat may rely on.
+
+An engine takes a `GenerationRequest`, admits it (or refuses it with a typed error before
+anything is streamed), and hands back a `Generation`: an async stream of `TextDelta`s ending
+in exactly one `Finished`. How requests share the model (one at a time, or decoded together
+in one llama.cpp batch) is the engine's business; nothing above this interface changes with
+it. Nothing in this module imports llama_cpp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """llama.cpp sampler chain settings for one request. Defaults are llama.cpp's own."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Text for the model, and how to tokenize it.
+
+    `add_special` adds the model's BOS (and whatever else its tokenizer adds); a chat
+    template that writes its own BOS turns it off. `parse_special` lets text such as
+    `<|im_start|>` become the special token: right for a rendered chat template, wrong for
+    raw user text.
+    """
+
+    text: str
+    add_special: bool = True
+    parse_special: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: Prompt
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Newly generated text: whole UTF-8 characters, never part of a stop sequence."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+
+GenerationEvent = TextDelta | Finished
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the served model is, as read from its GGUF."""
+
+    path: Path
+    name: str
+    n_ctx: int  # the context one request may use: prompt plus completion
+    n_ctx_train: int
+    n_params: int
+    size_bytes: int
+    description: str
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    add_bos: bool
+
+
+class Generation(Protocol):
+    """One admitted request. Iterate it for events; cancel it to free its slot."""
+
+    prompt_tokens: int
+
+    def __aiter__(self) -> AsyncIterator[GenerationEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+class Engine(Protocol):
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    def count_tokens(self, prompt: Prompt) -> int: ...
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        """Admit a request, or raise ContextOverflow / Overloaded / EngineNotReady."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

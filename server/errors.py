@@ -1,0 +1,130 @@
+"""Hearth's error taxonomy, and the one place that turns an error into OpenAI's shape.
+
+Every layer raises these types; `to_openai` alone decides the status code and the JSON.
+Nothing anywhere decides a status by reading an exception's message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hearth.server.protocol import ErrorDetail, ErrorResponse
+
+
+class HearthError(Exception):
+    """Base class. Subclasses fix the status and OpenAI error type."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(HearthError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextOverflow(InvalidRequest):
+    code = "context_length_exceeded"
+
+    def __init__(self, *, limit: int, prompt_tokens: int, max_tokens: int | None = None) -> None:
+        asked = f"{prompt_tokens} tokens in the prompt"
+        if max_tokens:
+            asked = f"{prompt_tokens + max_tokens} tokens ({asked}, {max_tokens} for the completion)"
+        super().__init__(
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{asked}. Please shorten the messages or lower max_tokens.",
+            param="messages",
+        )
+        self.limit = limit
+        self.prompt_tokens = prompt_tokens
+
+
+class Unauthorized(HearthError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(HearthError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+    def __init__(self, model: str, available: list[str]) -> None:
+        super().__init__(
+            f"The model '{model}' does not exist. Available: {', '.join(available)}.",
+            param="model",
+        )
+
+
+class NotFound(HearthError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(HearthError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class Overloaded(HearthError):
+    """The wait queue is full. The client should retry after `retry_after` seconds."""
+
+    status = 503
+    type = "server_error"
+    code = "server_overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineNotReady(HearthError):
+    status = 503
+    type = "server_error"
+    code = "model_loading"
+
+
+class PromptRenderError(HearthError):
+    """The model's own chat template failed on this conversation."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "chat_template_error"
+
+
+class EngineFailure(HearthError):
+    """llama.cpp failed while generating; the request cannot continue."""
+
+    status = 500
+    type = "server_error"
+    code = "engine_failure"
+
+
+@dataclass(frozen=True)
+class OpenAIError:
+    status: int
+    body: ErrorResponse
+    headers: dict[str, str]
+
+
+def to_openai(error: Exception) -> OpenAIError:
+    """Map any exception to a status, an OpenAI error body and extra headers."""
+    if not isinstance(error, HearthError):
+        # Unknown failures keep their details in the server log, not in the response.
+        error = HearthError("The server had an error while processing your request.")
+    headers: dict[str, str] = {}
+    if isinstance(error, Overloaded):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    detail = ErrorDetail(message=error.message, type=error.type, param=error.param, code=error.code)
+    return OpenAIError(status=error.status, body=ErrorResponse(error=detail), headers=headers)

@@ -1,0 +1,350 @@
+"""The OpenAI wire format, as pydantic models.
+
+Fields follow the order of the OpenAI API reference. Fields we accept but cannot honour yet
+are validated here so that a client gets a 400 naming the parameter instead of silently
+different behaviour. Hearth's own sampling extensions live in one fenced block per request
+type, and turning a request into engine parameters is a method on the request model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hearth.server.engine.base import SamplingParams
+
+
+def _chat_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _completion_id() -> str:
+    return f"cmpl-{uuid.uuid4().hex}"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class _Request(BaseModel):
+    # Unknown fields are ignored: clients and SDKs add new optional fields faster than any
+    # server can follow, and refusing them would break clients that merely send defaults.
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+class TextContentPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageContentPart(BaseModel):
+    type: Literal["image_url"]
+    image_url: dict
+
+
+ContentPart = Annotated[TextContentPart | ImageContentPart, Field(discriminator="type")]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, content: str | list | None) -> str | list | None:
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, ImageContentPart):
+                    raise ValueError("image content is not supported by this model")
+        return content
+
+    def text(self) -> str:
+        """The message's text: a string as is, text parts joined in order."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextContentPart))
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text"]
+
+
+Stop = str | list[str] | None
+
+
+def _stop_list(stop: Stop) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    items = [stop] if isinstance(stop, str) else stop
+    return tuple(s for s in items if s)
+
+
+def _check_stop(stop: Stop) -> Stop:
+    if isinstance(stop, list) and len(stop) > 4:
+        raise ValueError("at most 4 stop sequences are allowed")
+    return stop
+
+
+def _check_logit_bias(bias: dict[str, float] | None) -> dict[str, float] | None:
+    if bias is None:
+        return None
+    for key, value in bias.items():
+        if not key.lstrip("-").isdigit():
+            raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
+        if not -100 <= value <= 100:
+            raise ValueError(f"logit_bias values must be between -100 and 100, got {value}")
+    return bias
+
+
+class _SamplingFields(_Request):
+    """Sampling fields shared by chat and text completions (OpenAI names and ranges)."""
+
+    # A sampling field left out (or null) takes the server's default from its settings,
+    # as llama.cpp's server does: OpenAI's temperature 1.0 suits large hosted models, not
+    # the small local ones Hearth often serves.
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: int | None = None
+    stop: Stop = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    user: str | None = None
+
+    # ---- Hearth extensions (not in the OpenAI API) --------------------------------------
+    # Samplers that llama.cpp offers and local users expect: top_k 0, min_p 0 and
+    # repeat_penalty 1.0 switch the sampler off.
+    top_k: int | None = Field(default=None, ge=0, description="Keep only the k most likely tokens.")
+    min_p: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop tokens below min_p x the top probability."
+    )
+    repeat_penalty: float | None = Field(
+        default=None, gt=0.0, le=10.0, description="llama.cpp repetition penalty (1.0 = off)."
+    )
+    # ---- end of Hearth extensions --------------------------------------------------------
+
+    _stop_limit = field_validator("stop")(_check_stop)
+    _bias_keys = field_validator("logit_bias")(_check_logit_bias)
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        return _stop_list(self.stop)
+
+    def sampling_params(self, defaults: SamplingParams) -> SamplingParams:
+        """The request's samplers, each field left out falling back to `defaults`."""
+        chosen = {
+            name: getattr(self, name)
+            for name in _SAMPLING_FIELDS
+            if getattr(self, name) is not None
+        }
+        if self.logit_bias:
+            chosen["logit_bias"] = tuple((int(k), v) for k, v in self.logit_bias.items())
+        return dataclasses.replace(defaults, **chosen)
+
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+
+_SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+)
+
+
+def _only_one_choice(n: int | None) -> int | None:
+    if n not in (None, 1):
+        raise ValueError("only n=1 is supported")
+    return n
+
+
+# ------------------------------------------------------------------- chat completions
+
+
+class ChatCompletionRequest(_SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str
+    logprobs: bool | None = None
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    n: int | None = 1
+    response_format: ResponseFormat | None = None
+    tools: list[dict] | None = None
+
+    _n = field_validator("n")(_only_one_choice)
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, logprobs: bool | None) -> bool | None:
+        if logprobs:
+            raise ValueError("logprobs are not supported")
+        return logprobs
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, tools: list[dict] | None) -> list[dict] | None:
+        if tools:
+            raise ValueError("tool calling is not supported")
+        return tools
+
+    def token_limit(self) -> int | None:
+        """max_completion_tokens supersedes the deprecated max_tokens when both are sent."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: FinishReason
+
+
+class ChatCompletion(BaseModel):
+    id: str = Field(default_factory=_chat_id)
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=_now)
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+# ------------------------------------------------------------------- text completions
+
+
+class CompletionRequest(_SamplingFields):
+    model: str
+    prompt: str | list[str]
+    echo: bool | None = False
+    logprobs: int | None = None
+    max_tokens: int | None = Field(default=16, ge=1)
+    n: int | None = 1
+    suffix: str | None = None
+
+    _n = field_validator("n")(_only_one_choice)
+
+    @field_validator("prompt")
+    @classmethod
+    def _single_prompt(cls, prompt: str | list[str]) -> str | list[str]:
+        if isinstance(prompt, list) and len(prompt) != 1:
+            raise ValueError("exactly one prompt is supported")
+        return prompt
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> CompletionRequest:
+        if self.logprobs:
+            raise ValueError("logprobs are not supported")
+        if self.suffix:
+            raise ValueError("suffix (insertion) is not supported")
+        return self
+
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int = 0
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class Completion(BaseModel):
+    id: str = Field(default_factory=_completion_id)
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=_now)
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+# ------------------------------------------------------------------------------ models
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=_now)
+    owned_by: str = "hearth"
+    # ---- Hearth extensions: what this id serves --------------------------------------
+    prompt: str | None = Field(default=None, description="The chat format this id applies.")
+    context_length: int | None = None
+    # ---- end of Hearth extensions ------------------------------------------------------
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

