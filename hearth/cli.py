@@ -26,7 +26,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "serve a model over the OpenAI API (and the chat page)", "hearth.server.cli"),
-    Command("chat", "chat with a model in the terminal", "hearth.prompts.chat_cli"),
+    Command("chat", "chat with a model in the terminal", "hearth.chat"),
     Command("convert", "convert a PyTorch checkpoint to (quantized) GGUF", "hearth.convert.cli"),
     Command("verify", "compare a converted GGUF against its original", "hearth.convert.verify_cli"),
 )
