@@ -1,0 +1,85 @@
+"""What a chat format is: the interface between a conversation and the text a model reads.
+
+A chat format turns OpenAI-style messages into one prompt string, plus what the engine needs
+to run it: the stop strings that end the assistant's turn and how to tokenize the text. Two
+kinds exist: reverse-prompt transcripts (prompts/*.txt, in the style of llama.cpp's
+chat-with-bob.txt) and the chat template a model ships in its GGUF metadata.
+
+Nothing here knows about HTTP or llama.cpp; token counting comes in as a callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    text: str
+    stop: tuple[str, ...] = ()
+    add_special: bool = True  # the tokenizer adds the model's BOS
+    parse_special: bool = False  # special-token text such as <|im_start|> becomes that token
+    dropped_messages: int = 0  # oldest messages left out so the conversation fits
+    trim_reply: bool = False  # strip whitespace around the reply (transcripts: after "Bob:")
+
+
+TokenCounter = Callable[[RenderedPrompt], int]
+
+
+@dataclass(frozen=True)
+class ModelTemplate:
+    """A model's own chat template and the special tokens it refers to, from the GGUF."""
+
+    source: str
+    bos_token: str
+    eos_token: str
+    add_bos: bool
+
+
+class ChatFormat(Protocol):
+    name: str
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        *,
+        count_tokens: TokenCounter | None = None,
+        max_prompt_tokens: int | None = None,
+    ) -> RenderedPrompt:
+        """Render the conversation, ending where the assistant's reply begins.
+
+        With a token counter and a budget, the oldest exchanges are dropped until the prompt
+        fits (system text, transcript preamble/examples and the newest user message stay);
+        raises PromptTooLong when even that cannot fit, PromptRenderFailed when a model
+        template fails.
+        """
+        ...
+
+
+class PromptError(Exception):
+    """Base for chat format errors."""
+
+
+class PromptTooLong(PromptError):
+    def __init__(self, *, needed: int, limit: int) -> None:
+        super().__init__(f"the prompt needs {needed} tokens but only {limit} fit")
+        self.needed = needed
+        self.limit = limit
+
+
+class PromptRenderFailed(PromptError):
+    """A model's chat template raised or refused this conversation."""
+
+
+class PromptFileError(PromptError):
+    """A transcript file cannot be understood. The message names the file and the problem."""
