@@ -40,8 +40,9 @@ _backend_ready = False
 
 def _init_backend(verbose: bool) -> None:
     global _backend_ready
-    # llama-cpp-python prints every llama.cpp log line to stderr unless told otherwise.
-    llama_logger.set_verbose(verbose)
+    # llama-cpp-python prints every llama.cpp log line to stderr unless told otherwise. Its
+    # errors are reported as one line by whoever catches ModelLoadError, so keep it quiet.
+    llama_logger.logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     if not _backend_ready:
         llama_cpp.llama_backend_init()
         _backend_ready = True
