@@ -1,0 +1,112 @@
+"""A model's own chat template (`tokenizer.chat_template` in its GGUF), rendered safely.
+
+The template is Jinja2 written by whoever published the model, so it runs in Jinja2's
+ImmutableSandboxedEnvironment: no attribute access to Python internals, no mutation of the
+messages, no loader (so `{% include %}` cannot read files). The environment matches the one
+Hugging Face transformers renders these templates with (trim_blocks, lstrip_blocks,
+loopcontrols, its `tojson`, `raise_exception`, `strftime_now`), since templates are written
+and tested against that.
+
+A template usually writes the BOS token itself. The tokenizer would add a second one, which
+measurably hurts small models, so a render that starts with the BOS text is tokenized with
+add_special off; the BOS text then becomes the real token through parse_special.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from hearth.prompts.base import (
+    Message,
+    ModelTemplate,
+    PromptRenderFailed,
+    RenderedPrompt,
+    TokenCounter,
+)
+from hearth.prompts.fitting import fit_conversation
+
+
+class TemplateRaised(TemplateError):
+    """The template called raise_exception(): it refuses this conversation."""
+
+
+def raise_exception(message: str) -> NoReturn:
+    raise TemplateRaised(message)
+
+
+def strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+def tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    # Jinja's own tojson escapes HTML characters, which templates written for transformers
+    # do not expect inside tool schemas.
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+def template_environment() -> ImmutableSandboxedEnvironment:
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    environment.globals.update(raise_exception=raise_exception, strftime_now=strftime_now)
+    environment.filters["tojson"] = tojson
+    return environment
+
+
+class ModelChatTemplate:
+    """A ChatFormat backed by the model's Jinja chat template."""
+
+    def __init__(self, model: ModelTemplate, name: str = "template") -> None:
+        self.name = name
+        self.model = model
+        try:
+            self._template = template_environment().from_string(model.source)
+        except TemplateError as broken:
+            raise PromptRenderFailed(
+                f"the model's chat template does not compile: {broken}"
+            ) from broken
+        # Belt and braces: the engine stops on end-of-generation tokens and never emits their
+        # text, but an engine that did would otherwise show "<|im_end|>" to the user.
+        self._stop = (model.eos_token,) if model.eos_token else ()
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        *,
+        count_tokens: TokenCounter | None = None,
+        max_prompt_tokens: int | None = None,
+    ) -> RenderedPrompt:
+        return fit_conversation(messages, self._render_all, count_tokens, max_prompt_tokens)
+
+    def _render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
+        try:
+            text = self._template.render(
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                bos_token=self.model.bos_token,
+                eos_token=self.model.eos_token,
+                add_generation_prompt=True,
+            )
+        except TemplateRaised as refused:
+            raise PromptRenderFailed(f"the model's chat template refused: {refused}") from refused
+        except Exception as failed:  # noqa: BLE001 - template code can raise anything
+            raise PromptRenderFailed(
+                f"the model's chat template failed: {type(failed).__name__}: {failed}"
+            ) from failed
+        writes_bos = bool(self.model.bos_token) and text.startswith(self.model.bos_token)
+        return RenderedPrompt(
+            text=text, stop=self._stop, add_special=not writes_bos, parse_special=True
+        )
