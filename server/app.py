@@ -23,11 +23,19 @@ from hearth.server.catalog import ModelCatalog
 from hearth.server.engine.base import Engine
 from hearth.server.http_errors import install_error_handlers
 from hearth.server.routes import chat, completions, health, models
-from hearth.server.security import BodyLimit, require_api_key
+from hearth.server.security import require_api_key
 from hearth.server.settings import ServerSettings
 from hearth.server.state import ServerState
 
 log = logging.getLogger("hearth")
+
+NO_TELEMETRY = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def create_app(
@@ -61,7 +69,15 @@ def create_app(
             loading.cancel()
             await engine.close()
 
-    app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Hearth",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        # Private by default: FastAPI's OpenTelemetry hooks stay off, whatever the
+        # environment says.
+        telemetry=NO_TELEMETRY,
+    )
     app.state.hearth = state
     install_error_handlers(app)
     app.include_router(health.router)
@@ -71,7 +87,6 @@ def create_app(
     web = _web_root()
     if settings.web and web is not None:
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 
