@@ -53,8 +53,9 @@ def create_app(
             state.catalog = ModelCatalog.build(settings, engine.info)
         except Exception as error:  # noqa: BLE001 - any load failure ends start-up
             state.load_error = f"{type(error).__name__}: {error}" if not str(error) else str(error)
-            log.error("cannot start: %s", state.load_error)
-            if on_fatal is not None:
+            if on_fatal is None:
+                log.error("cannot start: %s", state.load_error)
+            else:
                 on_fatal(state.load_error)
             return
         if on_ready is not None:
