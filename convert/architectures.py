@@ -127,7 +127,7 @@ class Architecture:
             else:
                 writer.add_uint32(key, value)
         writer.add_rope_dimension_count(self.head_dim)
-        if self.head_dim != self.hidden // self.n_head:
+        if self.config.get("head_dim") is not None:
             writer.add_key_length(self.head_dim)
             writer.add_value_length(self.head_dim)
         rope_scaling_hook(self, writer)

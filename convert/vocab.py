@@ -79,6 +79,10 @@ class Vocabulary:
         writer.add_token_types(self.types)
         special = gguf.SpecialVocab(folder, load_merges=self.model == "gpt2",
                                     n_vocab=len(self.tokens))
+        if self.model == "gpt2" and "bos" not in special.add_special_token:
+            # Byte-level BPE tokenizers add BOS only when their files say so; llama.cpp would
+            # otherwise default to adding one and every prompt would start with a stray token.
+            special.add_special_token["bos"] = False
         special.add_to_gguf(writer, quiet=True)
 
 
