@@ -42,6 +42,11 @@ def build_smollm2(dest: Path) -> Path:
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
+    # The config remembers it came from a GGUF; transformers would try to dequantize again.
+    config_path = staging / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("quantization_config", None)
+    config_path.write_text(json.dumps(config, indent=2))
     staging.rename(dest)
     return dest
 
