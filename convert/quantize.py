@@ -62,10 +62,14 @@ LOSSLESS: dict[str, gguf.GGMLQuantizationType] = {"F32": Q.F32, "F16": Q.F16, "B
 
 @contextlib.contextmanager
 def _llama_cpp_quiet() -> Iterator[None]:
-    """llama-cpp-python prints llama.cpp's per-tensor log unless its logger says otherwise."""
+    """Hide llama.cpp's per-tensor log (and its "falling back to q5_0" notes) while quantizing.
+
+    llama-cpp-python 0.3.36 maps llama.cpp's log levels with an older table in which WARN reads
+    as ERROR, so only CRITICAL silences them; failures still surface as a non-zero status.
+    """
     llama_logger = logging.getLogger("llama-cpp-python")
     level = llama_logger.level
-    llama_logger.setLevel(logging.ERROR)
+    llama_logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:

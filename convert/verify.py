@@ -79,7 +79,7 @@ def gguf_tokens(path: Path, text: str) -> list[int]:
 
     llm = Llama(str(path), n_ctx=64, vocab_only=True, verbose=False)
     try:
-        return llm.tokenize(text.encode("utf-8"), add_bos=True)
+        return llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
     finally:
         llm.close()
 
