@@ -69,6 +69,11 @@ def _open_safetensors(path: Path) -> dict[str, LazyTensor]:
         size = path.stat().st_size
         with path.open("rb") as f:
             (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > size - 8:
+                raise ConversionError(
+                    f"{path} is truncated or corrupt: its header claims {header_len} bytes, "
+                    f"the file has {size}"
+                )
             header = json.loads(f.read(header_len))
     except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConversionError(f"{path} is not a readable safetensors file ({e})") from e
