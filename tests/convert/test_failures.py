@@ -25,12 +25,12 @@ def _truncate(path: Path, keep: float = 0.5) -> None:
 
 
 def _missing_indexed_shard(folder: Path) -> None:
-    sorted(folder.glob("model-*-of-*.safetensors"))[0].unlink()
+    min(folder.glob("model-*-of-*.safetensors")).unlink()
 
 
 def _missing_unindexed_shard(folder: Path) -> None:
     (folder / "model.safetensors.index.json").unlink()
-    sorted(folder.glob("model-*-of-*.safetensors"))[-1].unlink()
+    max(folder.glob("model-*-of-*.safetensors")).unlink()
 
 
 def _unmapped_tensor(folder: Path) -> None:
