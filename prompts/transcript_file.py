@@ -19,6 +19,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _assistant_label(turns: list[Turn], user: str, ai_name: str | None) -> str:
         )
     answers = Counter(
         after.label
-        for before, after in zip(turns, turns[1:])
+        for before, after in pairwise(turns)
         if before.label == user and after.label != user
     )
     ranked = answers.most_common(2) or [(label, 0) for label in others[:2]]
