@@ -1,0 +1,80 @@
+"""The FastAPI application, built around whatever engine it is given.
+
+`create_app(settings, engine)` is the only way an app comes to be: no module globals, so a
+test can build one around a scripted engine and the CLI around llama.cpp. The model loads
+in the background after the server starts listening: /health answers 503 meanwhile, and
+a load failure is reported through `on_fatal` so the CLI can exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from hearth import __version__
+from hearth.server.catalog import ModelCatalog
+from hearth.server.engine.base import Engine
+from hearth.server.http_errors import install_error_handlers
+from hearth.server.routes import chat, completions, health, models
+from hearth.server.security import BodyLimit, require_api_key
+from hearth.server.settings import ServerSettings
+from hearth.server.state import ServerState
+
+log = logging.getLogger("hearth")
+
+
+def create_app(
+    settings: ServerSettings,
+    engine: Engine,
+    *,
+    on_ready: Callable[[ServerState], None] | None = None,
+    on_fatal: Callable[[str], None] | None = None,
+) -> FastAPI:
+    state = ServerState(settings=settings, engine=engine)
+
+    async def load() -> None:
+        try:
+            await engine.start()
+            state.catalog = ModelCatalog.build(settings, engine.info)
+        except Exception as error:  # noqa: BLE001 - any load failure ends start-up
+            state.load_error = f"{type(error).__name__}: {error}" if not str(error) else str(error)
+            log.error("cannot start: %s", state.load_error)
+            if on_fatal is not None:
+                on_fatal(state.load_error)
+            return
+        if on_ready is not None:
+            on_ready(state)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await engine.close()
+
+    app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan)
+    app.state.hearth = state
+    install_error_handlers(app)
+    app.include_router(health.router)
+    api = [Depends(require_api_key)]
+    for module in (models, chat, completions):
+        app.include_router(module.router, dependencies=api)
+    web = _web_root()
+    if settings.web and web is not None:
+        app.mount("/", StaticFiles(directory=web, html=True), name="web")
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _web_root() -> Path | None:
+    root = Path(str(resources.files("hearth.server") / "web"))
+    return root if (root / "index.html").is_file() else None

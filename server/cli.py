@@ -1,0 +1,79 @@
+"""`hearth serve`: load a model and serve the OpenAI API (and the chat page) over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hearth.flags import add_settings_flags, settings_from_args
+from hearth.server.settings import ServerSettings
+
+log = logging.getLogger("hearth")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_settings_flags(parser, ServerSettings)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hearth.server.app import create_app
+    from hearth.server.engine.llama import LlamaEngine
+    from hearth.server.state import ServerState
+
+    settings = settings_from_args(ServerSettings, args)
+    logging.getLogger().setLevel(settings.log_level.upper())
+    try:
+        engine = LlamaEngine(settings, max_queue=settings.max_queue)
+    except FileNotFoundError as missing:
+        print(f"hearth: {missing}", file=sys.stderr)
+        return 1
+    failure: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(reason: str) -> None:
+        failure.append(reason)
+        if server is not None:
+            server.should_exit = True
+
+    def on_ready(state: ServerState) -> None:
+        print(_banner(settings, state), flush=True)
+
+    app = create_app(settings, engine, on_ready=on_ready, on_fatal=on_fatal)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failure:
+        print(f"hearth: {failure[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _banner(settings: ServerSettings, state: object) -> str:
+    from hearth.server.state import ServerState
+
+    assert isinstance(state, ServerState)
+    info = state.engine.info
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{settings.port}"
+    gpu = "all" if settings.n_gpu_layers < 0 else str(settings.n_gpu_layers)
+    lines = [
+        f"Hearth is listening on {url}  (OpenAI API: {url}/v1"
+        + (", chat page: " + url + "/)" if settings.web else ")"),
+        f"  model    {info.name}  ({info.description}, {info.size_bytes / 2**20:.0f} MiB)",
+        f"           {info.path}",
+        f"  context  {info.n_ctx} tokens per request, {settings.parallel} slots",
+        f"  threads  {settings.threads}    GPU layers  {gpu}",
+        f"  chat     {', '.join(state.catalog.ids()) if state.catalog else '-'}",
+    ]
+    if settings.api_key:
+        lines.append("  API key  required")
+    return "\n".join(lines)

@@ -1,0 +1,385 @@
+"""The llama.cpp engine: continuous batching over slots, with a prompt cache.
+
+One scheduler thread owns the llama.cpp context. Each step it
+  1. admits waiting requests into free slots, first come first served, choosing the slot
+     (or host-cache entry) whose cached tokens share the longest prefix with the prompt;
+  2. builds one batch: the next token of every generating slot, then prompt chunks of the
+     slots still reading their prompt, up to n_batch tokens, so a long prompt is read in
+     pieces between the other streams' steps instead of freezing them;
+  3. runs llama_decode once, then samples each slot's token with its own sampler chain.
+A request that arrives joins at the next step. Requests never interrupt one another.
+llama_decode releases the GIL, so the event loop keeps serving while a step runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+
+import llama_cpp
+
+from hearth.server.engine.base import (
+    Finished,
+    GenerationRequest,
+    ModelInfo,
+    Prompt,
+    TextDelta,
+)
+from hearth.server.engine.batch import TokenBatch
+from hearth.server.engine.model import LlamaModel, LoadOptions
+from hearth.server.engine.sampler import SamplerChain
+from hearth.server.engine.slots import HostCache, Job, Slot, common_prefix
+from hearth.server.engine.stream import GenerationStream
+from hearth.server.engine.text import StopMatcher
+from hearth.server.errors import ContextOverflow, EngineFailure, EngineNotReady, Overloaded
+from hearth.server.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+# Saving a sequence to host memory costs a copy of its KV; below this many tokens it is
+# cheaper to evaluate the prefix again than to save and restore it.
+MIN_TOKENS_WORTH_SAVING = 256
+
+# Prompt tokens evaluated per step while other slots are generating. A step costs roughly
+# its token count; on a small CPU 512 prompt tokens take seconds, which would stall every
+# other stream for that long.
+PREFILL_CHUNK_WHILE_DECODING = 128
+
+
+class LlamaEngine:
+    def __init__(self, settings: ModelSettings, *, max_queue: int = 64) -> None:
+        self._options = LoadOptions(
+            path=settings.model_path(),
+            name=settings.model_id(),
+            n_ctx=settings.n_ctx,
+            n_seq=settings.parallel,
+            n_batch=settings.n_batch,
+            threads=settings.threads,
+            n_gpu_layers=settings.n_gpu_layers,
+        )
+        self._cache_bytes = settings.cache_ram_mib * 1024 * 1024
+        self._max_queue = max_queue
+        self._model: LlamaModel | None = None
+        self._info: ModelInfo | None = None
+        self._slots: list[Slot] = []
+        self._waiting: deque[Job] = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._host_cache = HostCache(self._cache_bytes)
+        self.stats = EngineStats()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise EngineNotReady("The model is still loading.")
+        return self._info
+
+    @property
+    def options(self) -> LoadOptions:
+        return self._options
+
+    async def start(self) -> None:
+        """Load the model (off the event loop) and start the scheduler thread."""
+        self._model = await asyncio.to_thread(LlamaModel, self._options)
+        self._info = self._model.info()
+        self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
+        self._batch = TokenBatch(self._options.n_batch)
+        self._thread = threading.Thread(target=self._run, name="hearth-scheduler", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+    # ---- requests (event loop) ----------------------------------------------------------
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        return len(self._tokenize(prompt))
+
+    def _tokenize(self, prompt: Prompt) -> list[int]:
+        if self._model is None:
+            raise EngineNotReady("The model is still loading.")
+        return self._model.tokenize(
+            prompt.text, add_special=prompt.add_special, parse_special=prompt.parse_special
+        )
+
+    def submit(self, request: GenerationRequest) -> GenerationStream:
+        if not self.ready:
+            raise EngineNotReady("The model is still loading.")
+        tokens = self._tokenize(request.prompt)
+        limit = self.info.n_ctx
+        room = limit - len(tokens)
+        if not tokens or room < 1 or (request.max_tokens and request.max_tokens > room):
+            raise ContextOverflow(
+                limit=limit, prompt_tokens=len(tokens), max_tokens=request.max_tokens
+            )
+        stream = GenerationStream(asyncio.get_running_loop(), len(tokens), self._notify)
+        job = Job(
+            request=request,
+            prompt=tokens,
+            stream=stream,
+            max_new_tokens=min(request.max_tokens or room, room),
+        )
+        with self._wake:
+            if len(self._waiting) >= self._max_queue and not self._free_slot_exists():
+                raise Overloaded(
+                    f"The server is busy: {len(self._waiting)} requests are waiting. "
+                    "Try again shortly.",
+                    retry_after=2,
+                )
+            self._waiting.append(job)
+            self._wake.notify()
+        return stream
+
+    def _free_slot_exists(self) -> bool:
+        busy = sum(slot.busy for slot in self._slots)
+        return busy + len(self._waiting) < len(self._slots)
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def load(self) -> dict[str, int]:
+        """A snapshot for /health and metrics."""
+        return {
+            "slots": len(self._slots),
+            "slots_busy": sum(slot.busy for slot in self._slots),
+            "waiting": len(self._waiting),
+            "host_cache_entries": len(self._host_cache),
+            "host_cache_bytes": self._host_cache.used,
+        }
+
+    # ---- scheduler thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and not self._has_work():
+                    self._wake.wait()
+                if self._stopping:
+                    break
+                admitted = self._admit()
+            for slot in admitted:
+                self._start_job(slot)
+            self._drop_cancelled()
+            if any(slot.busy for slot in self._slots):
+                self._step()
+        for slot in self._slots:
+            if slot.job is not None:
+                self._finish(slot, EngineFailure("The server is shutting down."))
+
+    def _has_work(self) -> bool:
+        return bool(self._waiting) or any(slot.busy for slot in self._slots)
+
+    def _admit(self) -> list[Slot]:
+        """Pair waiting jobs with free slots, oldest job first (called under the lock)."""
+        admitted = []
+        while self._waiting:
+            if self._waiting[0].stream.cancelled:
+                self._waiting.popleft()
+                continue
+            free = [slot for slot in self._slots if not slot.busy]
+            if not free:
+                break
+            job = self._waiting.popleft()
+            slot = max(free, key=lambda s: (common_prefix(s.tokens, job.prompt), -s.last_used))
+            slot.job = job
+            admitted.append(slot)
+        return admitted
+
+    def _start_job(self, slot: Slot) -> None:
+        job = slot.job
+        assert job is not None and self._model is not None
+        ctx = self._model.ctx
+        reuse = common_prefix(slot.tokens, job.prompt)
+        saved, saved_len = self._host_cache.best_match(job.prompt)
+        if saved is not None and saved_len > reuse:
+            self._save_if_worthwhile(slot, keep=0)
+            if self._host_cache.restore(ctx, saved, slot):
+                reuse = saved_len
+        else:
+            self._save_if_worthwhile(slot, keep=reuse)
+        # At least one prompt token is evaluated, so there are logits to sample from.
+        reuse = min(reuse, len(job.prompt) - 1)
+        if not llama_cpp.llama_memory_seq_rm(self._model.memory, slot.seq_id, reuse, -1):
+            llama_cpp.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
+            reuse = 0
+        slot.tokens = job.prompt[:reuse]
+        slot.pending = job.prompt[reuse:]
+        slot.next_token = None
+        job.cached_tokens = reuse
+        job.sampler = SamplerChain(job.request.sampling, self._model.n_vocab)
+        job.stops = StopMatcher(job.request.stop)
+        for token in job.prompt[-job.request.sampling.repeat_last_n :]:
+            job.sampler.accept(token)
+        self.stats.cached_tokens += reuse
+
+    def _save_if_worthwhile(self, slot: Slot, keep: int) -> None:
+        """Before a slot's cached tokens are overwritten, keep them in host memory."""
+        if self._cache_bytes <= 0 or len(slot.tokens) - keep < MIN_TOKENS_WORTH_SAVING:
+            return
+        assert self._model is not None
+        self._host_cache.save(self._model.ctx, slot)
+
+    def _drop_cancelled(self) -> None:
+        for slot in self._slots:
+            if slot.job is not None and slot.job.stream.cancelled:
+                self._release(slot)
+
+    def _step(self) -> None:
+        assert self._model is not None
+        batch = self._batch
+        batch.clear()
+        started = time.perf_counter()
+        for slot in self._slots:
+            if slot.job is not None and slot.next_token is not None:
+                slot.output_index = batch.add(
+                    [slot.next_token], len(slot.tokens), slot.seq_id, True
+                )
+                slot.tokens.append(slot.next_token)
+                slot.next_token = None
+            else:
+                slot.output_index = -1
+        # While other streams are generating, prompt chunks stay small so that each step,
+        # and so each of their tokens, is not held up by a long prompt for seconds.
+        limit = batch.capacity
+        if batch.size:
+            limit = min(limit, batch.size + PREFILL_CHUNK_WHILE_DECODING)
+        for slot in self._prefilling():
+            room = limit - batch.size
+            if room <= 0:
+                break
+            chunk = slot.pending[:room]
+            last = len(chunk) == len(slot.pending)
+            index = batch.add(chunk, len(slot.tokens), slot.seq_id, last)
+            slot.output_index = index if last else -1
+            slot.tokens.extend(chunk)
+            slot.pending = slot.pending[len(chunk) :]
+        if batch.size == 0:
+            return
+        decode_started = time.perf_counter()
+        status = batch.decode(self._model.ctx)
+        decoded = time.perf_counter()
+        if status != 0:
+            self._fail_batch(status)
+            return
+        for slot in self._slots:
+            if slot.job is not None and slot.output_index >= 0:
+                self._sample(slot)
+        self.stats.record(batch.size, decode_started - started, decoded - decode_started,
+                          time.perf_counter() - decoded)
+
+    def _prefilling(self) -> list[Slot]:
+        return [slot for slot in self._slots if slot.job is not None and slot.pending]
+
+    def _sample(self, slot: Slot) -> None:
+        job = slot.job
+        assert job is not None and job.sampler is not None and job.stops is not None
+        assert self._model is not None
+        token = job.sampler.sample(self._model.ctx, slot.output_index)
+        if self._model.is_end_of_generation(token):
+            self._flush(job)
+            self._finish(slot, "stop")
+            return
+        job.generated += 1
+        text, stopped = job.stops.feed(job.utf8.feed(self._model.piece(token)))
+        if text:
+            job.stream.push(TextDelta(text))
+        if stopped:
+            self._finish(slot, "stop")
+        elif job.generated >= job.max_new_tokens:
+            self._flush(job)
+            self._finish(slot, "length")
+        else:
+            slot.next_token = token
+
+    @staticmethod
+    def _flush(job: Job) -> None:
+        """The generation ends without a stop sequence: release held-back text."""
+        assert job.stops is not None
+        tail, _ = job.stops.feed(job.utf8.flush())
+        tail += job.stops.flush()
+        if tail:
+            job.stream.push(TextDelta(tail))
+
+    def _finish(self, slot: Slot, outcome: str | Exception) -> None:
+        job = slot.job
+        assert job is not None
+        if isinstance(outcome, Exception):
+            job.stream.push(outcome)
+        else:
+            job.stream.push(
+                Finished(
+                    reason=outcome,  # type: ignore[arg-type]
+                    prompt_tokens=len(job.prompt),
+                    completion_tokens=job.generated,
+                    cached_tokens=job.cached_tokens,
+                )
+            )
+        self._release(slot)
+
+    def _release(self, slot: Slot) -> None:
+        job = slot.job
+        if job is not None and job.sampler is not None:
+            job.sampler.close()
+        if slot.pending:
+            # A prompt cut short by a cancel: the KV holds only what was evaluated.
+            slot.pending = []
+        slot.job = None
+        slot.next_token = None
+        slot.last_used = time.monotonic()
+
+    def _fail_batch(self, status: int) -> None:
+        """llama_decode refused the batch: fail its requests, keep serving the next ones."""
+        assert self._model is not None
+        log.error("llama_decode failed with status %d", status)
+        for slot in self._slots:
+            if slot.job is not None:
+                llama_cpp.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
+                slot.tokens = []
+                self._finish(slot, EngineFailure(f"llama.cpp failed to decode (status {status})."))
+
+
+class EngineStats:
+    """Counters for the profile of a decode step: where the time of the hot loop goes."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.tokens = 0
+        self.cached_tokens = 0
+        self.build_seconds = 0.0
+        self.decode_seconds = 0.0
+        self.sample_seconds = 0.0
+
+    def record(self, tokens: int, build: float, decode: float, sample: float) -> None:
+        self.steps += 1
+        self.tokens += tokens
+        self.build_seconds += build
+        self.decode_seconds += decode
+        self.sample_seconds += sample
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "steps": self.steps,
+            "batch_tokens": self.tokens,
+            "cached_prompt_tokens": self.cached_tokens,
+            "build_seconds": round(self.build_seconds, 4),
+            "decode_seconds": round(self.decode_seconds, 4),
+            "sample_seconds": round(self.sample_seconds, 4),
+        }

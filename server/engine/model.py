@@ -1,0 +1,158 @@
+"""A loaded llama.cpp model and context, through llama-cpp-python's low-level API.
+
+This is the one module that owns llama.cpp handles: it loads, tokenizes, turns tokens into
+bytes and frees. The scheduler drives decoding; this class only answers questions about
+the model and holds its memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp import _logger as llama_logger
+
+from hearth.server.engine.base import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(Exception):
+    """The GGUF is missing, corrupt or does not fit. The message is one line for a user."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    path: Path
+    name: str
+    n_ctx: int  # per sequence
+    n_seq: int
+    n_batch: int
+    threads: int
+    n_gpu_layers: int
+
+
+_backend_ready = False
+
+
+def _init_backend(verbose: bool) -> None:
+    global _backend_ready
+    # llama-cpp-python prints every llama.cpp log line to stderr unless told otherwise. Its
+    # errors are reported as one line by whoever catches ModelLoadError, so keep it quiet.
+    llama_logger.logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    if not _backend_ready:
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+class LlamaModel:
+    def __init__(self, options: LoadOptions) -> None:
+        _init_backend(log.isEnabledFor(logging.DEBUG))
+        self.options = options
+        if not options.path.is_file():
+            raise ModelLoadError(f"model file not found: {options.path}")
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = options.n_gpu_layers
+        self.model = llama_cpp.llama_model_load_from_file(
+            str(options.path).encode(), model_params
+        )
+        if not self.model:
+            raise ModelLoadError(
+                f"cannot load {options.path}: not a valid GGUF model (or unsupported by llama.cpp)"
+            )
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.ctx = llama_cpp.llama_init_from_model(self.model, self._context_params())
+        if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
+            raise ModelLoadError(
+                f"cannot create a context of {options.n_ctx} x {options.n_seq} tokens for "
+                f"{options.path.name}: lower --n-ctx or --parallel"
+            )
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(self.ctx)
+        self._piece = ctypes.create_string_buffer(256)
+
+    def _context_params(self) -> llama_cpp.llama_context_params:
+        opts = self.options
+        params = llama_cpp.llama_context_default_params()
+        # Each slot gets its own KV stream of n_ctx cells (kv_unified off): a request that
+        # was admitted can always use its whole context, whatever the other slots hold, and
+        # attention only scans its own sequence.
+        params.n_ctx = opts.n_ctx * opts.n_seq
+        params.n_seq_max = opts.n_seq
+        params.kv_unified = False
+        params.n_batch = opts.n_batch
+        params.n_ubatch = min(opts.n_batch, 512)
+        params.n_threads = opts.threads
+        params.n_threads_batch = opts.threads
+        params.no_perf = True
+        return params
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            path=self.options.path,
+            name=self.options.name,
+            n_ctx=self.n_ctx_seq,
+            n_ctx_train=llama_cpp.llama_model_n_ctx_train(self.model),
+            n_params=llama_cpp.llama_model_n_params(self.model),
+            size_bytes=llama_cpp.llama_model_size(self.model),
+            description=self._description(),
+            chat_template=self._chat_template(),
+            bos_token=self.token_text(llama_cpp.llama_vocab_bos(self.vocab)),
+            eos_token=self.token_text(llama_cpp.llama_vocab_eos(self.vocab)),
+            add_bos=bool(llama_cpp.llama_vocab_get_add_bos(self.vocab)),
+        )
+
+    def _description(self) -> str:
+        buffer = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(self.model, buffer, len(buffer))
+        return buffer.value.decode("utf-8", errors="replace")
+
+    def _chat_template(self) -> str | None:
+        template = llama_cpp.llama_model_chat_template(self.model, None)
+        return template.decode("utf-8") if template else None
+
+    def token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        text = llama_cpp.llama_vocab_get_text(self.vocab, token)
+        return text.decode("utf-8", errors="replace") if text else ""
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(
+            self.vocab, data, len(data), tokens, capacity, add_special, parse_special
+        )
+        if n < 0:  # the buffer was too small; -n is the size needed
+            capacity = -n
+            tokens = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(
+                self.vocab, data, len(data), tokens, capacity, add_special, parse_special
+            )
+        return list(tokens[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for. Control tokens render as nothing."""
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, False)
+        if n < 0:
+            buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, -n, 0, False)
+            return buffer.raw[:n]
+        return self._piece.raw[:n]
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def close(self) -> None:
+        if self.ctx:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            llama_cpp.llama_model_free(self.model)
+            self.model = None

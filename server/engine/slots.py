@@ -1,0 +1,120 @@
+"""Slots (one KV sequence each) and the host-memory cache of evicted sequences.
+
+A slot keeps the tokens whose keys and values sit in its KV sequence after its request
+ends: the next request that starts with the same tokens (the next turn of the same
+conversation, or another request with the same system prompt) only evaluates what is new.
+When every slot is taken by other conversations, a slot's sequence can be saved to host
+memory and restored later, so more conversations than slots keep their prefixes warm.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import llama_cpp
+
+from hearth.server.engine.base import GenerationRequest
+from hearth.server.engine.sampler import SamplerChain
+from hearth.server.engine.stream import GenerationStream
+from hearth.server.engine.text import StopMatcher, Utf8Assembler
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class Job:
+    """An admitted request and its generation state, owned by the scheduler thread."""
+
+    request: GenerationRequest
+    prompt: list[int]
+    stream: GenerationStream
+    max_new_tokens: int
+    sampler: SamplerChain | None = None
+    utf8: Utf8Assembler = field(default_factory=Utf8Assembler)
+    stops: StopMatcher | None = None
+    cached_tokens: int = 0
+    generated: int = 0
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # what this KV sequence holds, in order
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
+    next_token: int | None = None  # sampled, to be evaluated in the next step
+    output_index: int = -1  # batch row of this slot's logits in the current step
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+
+@dataclass(frozen=True)
+class SavedSequence:
+    tokens: tuple[int, ...]
+    state: bytes
+
+
+class HostCache:
+    """Evicted KV sequences in host memory, least recently used dropped first."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self._entries: OrderedDict[tuple[int, ...], SavedSequence] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def save(self, ctx: llama_cpp.llama_context_p, slot: Slot) -> bool:
+        size = llama_cpp.llama_state_seq_get_size(ctx, slot.seq_id)
+        if size == 0 or size > self.budget:
+            return False
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, slot.seq_id)
+        if written == 0:
+            return False
+        key = tuple(slot.tokens)
+        self._drop(key)
+        while self.used + written > self.budget and self._entries:
+            self._drop(next(iter(self._entries)))
+        self._entries[key] = SavedSequence(key, bytes(buffer)[:written])
+        self.used += written
+        return True
+
+    def best_match(self, prompt: Sequence[int]) -> tuple[SavedSequence | None, int]:
+        best, best_len = None, 0
+        for entry in self._entries.values():
+            length = common_prefix(entry.tokens, prompt)
+            if length > best_len:
+                best, best_len = entry, length
+        return best, best_len
+
+    def restore(self, ctx: llama_cpp.llama_context_p, entry: SavedSequence, slot: Slot) -> bool:
+        memory = llama_cpp.llama_get_memory(ctx)
+        llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
+        buffer = (ctypes.c_uint8 * len(entry.state)).from_buffer_copy(entry.state)
+        read = llama_cpp.llama_state_seq_set_data(ctx, buffer, len(entry.state), slot.seq_id)
+        self._drop(entry.tokens)
+        if read == 0:
+            slot.tokens = []
+            return False
+        slot.tokens = list(entry.tokens)
+        return True
+
+    def _drop(self, key: tuple[int, ...]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.used -= len(entry.state)

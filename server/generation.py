@@ -1,0 +1,159 @@
+"""From a validated OpenAI request to an admitted generation.
+
+Chat requests go through the chosen chat format (template or transcript), which also fits
+long conversations into the context by dropping the oldest turns; text completions send
+the prompt as it is. Either way the engine admits the request before any response starts,
+so admission errors (context overflow, a full queue) are ordinary HTTP errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from hearth.prompts.base import (
+    Message,
+    PromptRenderFailed,
+    PromptTooLong,
+    RenderedPrompt,
+)
+from hearth.server.catalog import ModelCatalog
+from hearth.server.engine.base import (
+    Engine,
+    Finished,
+    Generation,
+    GenerationEvent,
+    GenerationRequest,
+    Prompt,
+    SamplingParams,
+    TextDelta,
+)
+from hearth.server.errors import ContextOverflow, PromptRenderError
+from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
+
+# Room kept for the reply when a chat request sets no max_tokens and its conversation must
+# be shortened to fit: without it the prompt could fill the context and leave nothing.
+DEFAULT_REPLY_ROOM = 512
+
+
+@dataclass
+class PreparedGeneration:
+    generation: Generation
+    model_id: str
+    trim_reply: bool = False
+    dropped_messages: int = 0
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        """The engine's events, with surrounding whitespace trimmed where the format asks."""
+        trimmer = ReplyTrimmer() if self.trim_reply else None
+        async for event in self.generation:
+            if trimmer is not None and isinstance(event, TextDelta):
+                text = trimmer.feed(event.text)
+                if text:
+                    yield TextDelta(text)
+                continue
+            yield event
+
+
+class ReplyTrimmer:
+    """Strips whitespace around a streamed reply without holding back anything else.
+
+    Leading whitespace is dropped until the first visible character; trailing whitespace is
+    held until more text follows, and dropped if none does.
+    """
+
+    def __init__(self) -> None:
+        self._started = False
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self._started = True
+        text = self._held + text
+        visible = text.rstrip()
+        self._held = text[len(visible) :]
+        return visible
+
+
+def chat_messages(request: ChatCompletionRequest) -> list[Message]:
+    # OpenAI's `developer` role is the newer name of `system`.
+    return [
+        Message(role="system" if m.role == "developer" else m.role, content=m.text())
+        for m in request.messages
+    ]
+
+
+def prepare_chat(
+    engine: Engine,
+    catalog: ModelCatalog,
+    defaults: SamplingParams,
+    request: ChatCompletionRequest,
+) -> PreparedGeneration:
+    served = catalog.resolve(request.model)
+    max_tokens = request.token_limit()
+    budget = engine.info.n_ctx - (max_tokens or min(DEFAULT_REPLY_ROOM, engine.info.n_ctx // 4))
+
+    def count(candidate: RenderedPrompt) -> int:
+        return engine.count_tokens(_engine_prompt(candidate))
+
+    try:
+        rendered = served.chat_format.render(
+            chat_messages(request), count_tokens=count, max_prompt_tokens=budget
+        )
+    except PromptTooLong as too_long:
+        raise ContextOverflow(
+            limit=engine.info.n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
+        ) from None
+    except PromptRenderFailed as failed:
+        raise PromptRenderError(f"The model's chat template failed: {failed}") from None
+    generation = engine.submit(
+        GenerationRequest(
+            prompt=_engine_prompt(rendered),
+            max_tokens=max_tokens,
+            stop=rendered.stop + request.stop_sequences(),
+            sampling=request.sampling_params(defaults),
+        )
+    )
+    return PreparedGeneration(
+        generation=generation,
+        model_id=served.id,
+        trim_reply=rendered.trim_reply,
+        dropped_messages=rendered.dropped_messages,
+    )
+
+
+def prepare_completion(
+    engine: Engine,
+    catalog: ModelCatalog,
+    defaults: SamplingParams,
+    request: CompletionRequest,
+) -> PreparedGeneration:
+    served = catalog.resolve(request.model)
+    generation = engine.submit(
+        GenerationRequest(
+            prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
+            max_tokens=request.max_tokens,
+            stop=request.stop_sequences(),
+            sampling=request.sampling_params(defaults),
+        )
+    )
+    return PreparedGeneration(generation=generation, model_id=served.id)
+
+
+def _engine_prompt(rendered: RenderedPrompt) -> Prompt:
+    return Prompt(
+        rendered.text, add_special=rendered.add_special, parse_special=rendered.parse_special
+    )
+
+
+async def collect(prepared: PreparedGeneration) -> tuple[str, Finished]:
+    parts: list[str] = []
+    async for event in prepared.events():
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        else:
+            return "".join(parts), event
+    raise RuntimeError("generation ended without a Finished event")

@@ -1,0 +1,59 @@
+"""Errors as HTTP: the one place an exception becomes a status code and an OpenAI body."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hearth.server.errors import HearthError, InvalidRequest, NotFound, to_openai
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error: Exception) -> JSONResponse:
+    mapped = to_openai(error)
+    return JSONResponse(
+        mapped.body.model_dump(), status_code=mapped.status, headers=mapped.headers
+    )
+
+
+def validation_error(error: RequestValidationError) -> InvalidRequest:
+    """Pydantic's first complaint, as OpenAI words it: a message and the parameter's path."""
+    first = error.errors()[0]
+    location = [part for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON."
+        )
+    param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in location).lstrip(".")
+    # A union type reports its branch (`messages[0].content.str`); the user's name is shorter.
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    return InvalidRequest(f"Invalid value for '{param or 'body'}': {message}", param=param or None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HearthError)
+    async def hearth_error(_: Request, error: HearthError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+        wrapped = HearthError(str(error.detail))
+        wrapped.status = error.status_code
+        wrapped.type = "invalid_request_error"
+        return error_response(wrapped)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a request")
+        return error_response(error)

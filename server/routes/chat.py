@@ -1,0 +1,43 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from hearth.server.generation import collect, prepare_chat
+from hearth.server.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+)
+from hearth.server.routes.disconnect import ClientGone, unless_disconnected
+from hearth.server.sse import chat_chunks, event_stream, usage_of
+from hearth.server.state import Ready, ready
+
+router = APIRouter()
+
+# How many of the oldest messages were left out to fit the context (0 when none were).
+DROPPED_HEADER = "X-Hearth-Dropped-Messages"
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(
+    body: ChatCompletionRequest, request: Request, services: Ready = Depends(ready)
+) -> ChatCompletion | Response:
+    prepared = prepare_chat(services.engine, services.catalog, services.defaults, body)
+    headers = {DROPPED_HEADER: str(prepared.dropped_messages)}
+    if body.stream:
+        return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
+    try:
+        text, finished = await unless_disconnected(request, collect(prepared))
+    except ClientGone:
+        return Response(status_code=499)
+    completion = ChatCompletion(
+        model=prepared.model_id,
+        choices=[ChatChoice(message=AssistantMessage(content=text), finish_reason=finished.reason)],
+        usage=usage_of(finished),
+    )
+    response = Response(completion.model_dump_json(), media_type="application/json")
+    response.headers.update(headers)
+    return response
