@@ -11,6 +11,7 @@ from hearth.prompts import (
     RenderedPrompt,
     load_chat_format,
 )
+from llama_cpp import Llama
 
 
 def characters(candidate: RenderedPrompt) -> int:
@@ -64,7 +65,7 @@ def test_latest_message_too_long_is_prompt_too_long() -> None:
 
 def test_model_template_drops_with_real_tokens(
     smollm2_template: ModelTemplate,
-    smollm2_vocab,
+    smollm2_vocab: Llama,
 ) -> None:
     fmt = ModelChatTemplate(smollm2_template)
 

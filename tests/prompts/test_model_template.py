@@ -12,6 +12,7 @@ from hearth.prompts import (
     PromptRenderFailed,
     load_chat_format,
 )
+from llama_cpp import Llama
 
 CONVERSATION = [
     Message("system", "You are terse."),
@@ -67,7 +68,7 @@ def test_smollm2_default_system_prompt_matches_plain_jinja(smollm2_template: Mod
     assert "named SmolLM" in text
 
 
-def test_no_double_bos_in_tokens(smollm2_template: ModelTemplate, smollm2_vocab) -> None:
+def test_no_double_bos_in_tokens(smollm2_template: ModelTemplate, smollm2_vocab: Llama) -> None:
     """SmolLM2's BOS is <|im_start|>, which its template writes: one must reach the model."""
     rendered = ModelChatTemplate(smollm2_template).render([Message("user", "Hi")])
     assert rendered.add_special is False

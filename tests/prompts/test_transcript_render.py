@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hearth.prompts import Message, load_chat_format, load_transcript
+from hearth.prompts import Message, TranscriptTemplate, load_chat_format, load_transcript
+from llama_cpp import Llama
 
 BOB_HEADER = (
     "This is a transcript of a conversation between a User and an assistant named Bob. Bob is "
@@ -24,8 +25,10 @@ BOB_EXAMPLES = (
 )
 
 
-def bob():
-    return load_chat_format("chat-with-bob", model_template=None)
+def bob() -> TranscriptTemplate:
+    fmt = load_chat_format("chat-with-bob", model_template=None)
+    assert isinstance(fmt, TranscriptTemplate)
+    return fmt
 
 
 def test_golden_one_question() -> None:
@@ -87,7 +90,7 @@ def test_renders_are_stable_under_a_new_turn(name: str) -> None:
         assert after[len(before) :].startswith(fmt.layout.after_label + reply.strip())
 
 
-def test_stable_renders_are_stable_in_tokens_too(smollm2_vocab) -> None:
+def test_stable_renders_are_stable_in_tokens_too(smollm2_vocab: Llama) -> None:
     """What the prompt cache sees: the old prompt's tokens are a prefix of the new one's."""
     fmt = bob()
     first = [Message("user", "Name a colour.")]
