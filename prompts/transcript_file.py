@@ -77,6 +77,8 @@ def parse_transcript(
     final = parse_turn(lines[-1])
     if final is not None and not final.rest.strip():
         user, user_colon, head = final.label, final.colon, lines[:-1]
+        if user_name and user_name != user:
+            log.warning("--user-name %r is not this transcript's user; using %r", user_name, user)
     elif user_name:
         user, user_colon, head = user_name, "", lines
     else:
