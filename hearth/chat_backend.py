@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import httpx
 
@@ -45,7 +45,7 @@ class ReplyDone:
     dropped_messages: int = 0
 
 
-ReplyEvent = TextDelta | ReplyDone
+ReplyEvent: TypeAlias = TextDelta | ReplyDone
 
 
 class ChatBackend(Protocol):
@@ -94,7 +94,7 @@ class LocalChat:
             raise
         return cls(engine, chat_format, settings, max_tokens=max_tokens)
 
-    async def reply(self, messages: Sequence[Message]) -> AsyncIterator[ReplyEvent]:
+    async def reply(self, messages: Sequence[Message]) -> AsyncGenerator[ReplyEvent, None]:
         try:
             rendered = self._format.render(
                 messages, count_tokens=self._count, max_prompt_tokens=self._prompt_budget
@@ -176,7 +176,7 @@ class RemoteChat:
             model = f"{model}:{settings.prompt}"  # Hearth's id for a model in another format
         return cls(client, model, settings, max_tokens=max_tokens)
 
-    async def reply(self, messages: Sequence[Message]) -> AsyncIterator[ReplyEvent]:
+    async def reply(self, messages: Sequence[Message]) -> AsyncGenerator[ReplyEvent, None]:
         body = {**self._body, "messages": [asdict(message) for message in messages]}
         try:
             async with self._client.stream("POST", "/v1/chat/completions", json=body) as response:

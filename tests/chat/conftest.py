@@ -1,12 +1,8 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-HEARTH = str(Path(sys.executable).with_name("hearth"))
 
 
 @pytest.fixture(scope="module")

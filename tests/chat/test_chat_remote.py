@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pexpect
 import pytest
 
-from .conftest import HEARTH
+# The console script of the venv running the tests.
+HEARTH = str(Path(sys.executable).with_name("hearth"))
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from .conftest import HEARTH
+# The console script of the venv running the tests.
+HEARTH = str(Path(sys.executable).with_name("hearth"))
 
 pytestmark = pytest.mark.slow
 
