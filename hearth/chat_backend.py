@@ -168,12 +168,16 @@ class RemoteChat:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         client = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=None)
         try:
-            model = settings.model or await _first_model(client)
+            served = await _served_models(client)
         except (httpx.HTTPError, ChatFailed) as problem:
             await client.aclose()
-            raise ChatFailed(f"cannot reach a server at {url}: {problem}") from None
+            raise ChatFailed(f"cannot use the server at {url}: {problem}") from None
+        model = settings.model or served[0]
         if settings.prompt:
             model = f"{model}:{settings.prompt}"  # Hearth's id for a model in another format
+        if model not in served:
+            await client.aclose()
+            raise ChatFailed(f"the server at {url} has no model {model} ({', '.join(served)})")
         return cls(client, model, settings, max_tokens=max_tokens)
 
     async def reply(self, messages: Sequence[Message]) -> AsyncGenerator[ReplyEvent, None]:
@@ -195,14 +199,14 @@ class RemoteChat:
         await self._client.aclose()
 
 
-async def _first_model(client: httpx.AsyncClient) -> str:
+async def _served_models(client: httpx.AsyncClient) -> list[str]:
     response = await client.get("/v1/models")
     if response.status_code != 200:
         raise ChatFailed(_error_message(response.content, response.status_code))
-    models = response.json().get("data") or []
+    models = [str(model["id"]) for model in response.json().get("data") or []]
     if not models:
         raise ChatFailed("the server lists no models")
-    return str(models[0]["id"])
+    return models
 
 
 def _chunk_events(line: str, dropped: int) -> list[ReplyEvent]:

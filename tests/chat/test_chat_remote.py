@@ -73,6 +73,10 @@ def test_chat_through_a_server(server: str, chat_env: dict[str, str]) -> None:
     child.sendintr()
     child.expect_exact("(stopped)")
     child.expect_exact("> ")
+    # The server has one slot: an answer now means the interrupted stream released it.
+    child.sendline("What is the capital of France?")
+    child.expect_exact("> ")
+    assert "Paris" in child.before
     child.sendline("/exit")
     child.expect(pexpect.EOF)
     child.close()
@@ -91,3 +95,17 @@ def test_wrong_key_is_one_clear_line(server: str, chat_env: dict[str, str]) -> N
     )
     assert result.returncode == 1
     assert result.stderr.startswith("hearth chat: ") and "401" in result.stderr
+
+
+def test_unknown_prompt_on_the_server_is_named(server: str, chat_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [HEARTH, "chat", "--url", server, "--api-key", "secret", "--prompt", "nope"],
+        input="",
+        check=False,
+        env=chat_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert ":nope" in result.stderr and ":chat-with-bob" in result.stderr
