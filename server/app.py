@@ -29,6 +29,14 @@ from hearth.server.state import ServerState
 
 log = logging.getLogger("hearth")
 
+NO_TELEMETRY = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
 
 def create_app(
     settings: ServerSettings,
@@ -61,7 +69,14 @@ def create_app(
             loading.cancel()
             await engine.close()
 
-    app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Hearth",
+        version=__version__,
+        lifespan=lifespan,
+        # Private by default: FastAPI's OpenTelemetry hooks stay off, whatever the
+        # environment says.
+        telemetry=NO_TELEMETRY,
+    )
     app.state.hearth = state
     install_error_handlers(app)
     app.include_router(health.router)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hearth.prompts import bundled_prompts, load_chat_format
+from hearth.prompts import TEMPLATE, bundled_prompts, load_chat_format
 from hearth.prompts.base import ChatFormat, ModelTemplate
 from hearth.server.engine.base import ModelInfo
 from hearth.server.errors import ModelNotFound
 from hearth.server.protocol import ModelCard
 from hearth.server.settings import ModelSettings
 
-TEMPLATE = "template"
+
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hearth.server.errors import HearthError, InvalidRequest, NotFound, to_openai
+from hearth.server.errors import (
+    HearthError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    to_openai,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:
             return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+        if error.status_code == 413:
+            return error_response(PayloadTooLarge("The request body is too large."))
         wrapped = HearthError(str(error.detail))
         wrapped.status = error.status_code
         wrapped.type = "invalid_request_error"

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.server.errors import PayloadTooLarge, Unauthorized
 from hearth.server.http_errors import error_response
+from hearth.server.http_errors import error_response
 from hearth.server.state import server_state
 
 
@@ -28,6 +29,8 @@ def require_api_key(request: Request) -> None:
 class BodyLimit:
     """Refuses bodies over `limit` bytes with 413, declared or streamed.
 
+    (FastAPI's own max_body_size answers in plain text; clients expect OpenAI's shape.)
+
     A declared Content-Length is checked before anything is read; a chunked body is counted
     as it arrives, and the read fails as soon as it passes the limit.
     """
@@ -45,17 +48,33 @@ class BodyLimit:
             await self._refuse(scope, send)
             return
         seen = 0
+        exceeded = False
+        started = False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    exceeded = True
                     raise self._error()
             return message
 
-        await self.app(scope, counted_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # the app's answer to a body it could not read is replaced below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(scope, send)
 
     def _error(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")

