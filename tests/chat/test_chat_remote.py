@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(chat_env: dict[str, str]) -> Iterator[str]:
+def keyed_server(chat_env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     env = {**chat_env, "HEARTH_API_KEY": "secret"}
     process = subprocess.Popen(
@@ -55,8 +55,8 @@ def server(chat_env: dict[str, str]) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def test_chat_through_a_server(server: str, chat_env: dict[str, str]) -> None:
-    flags = ["--url", server, "--api-key", "secret", "--prompt", "chat-with-bob"]
+def test_chat_through_a_server(keyed_server: str, chat_env: dict[str, str]) -> None:
+    flags = ["--url", keyed_server, "--api-key", "secret", "--prompt", "chat-with-bob"]
     child = pexpect.spawn(
         HEARTH, ["chat", *flags], env=chat_env, encoding="utf-8", timeout=60, dimensions=(50, 200)
     )
@@ -83,9 +83,9 @@ def test_chat_through_a_server(server: str, chat_env: dict[str, str]) -> None:
     assert child.exitstatus == 0
 
 
-def test_wrong_key_is_one_clear_line(server: str, chat_env: dict[str, str]) -> None:
+def test_wrong_key_is_one_clear_line(keyed_server: str, chat_env: dict[str, str]) -> None:
     result = subprocess.run(
-        [HEARTH, "chat", "--url", server, "--api-key", "wrong"],
+        [HEARTH, "chat", "--url", keyed_server, "--api-key", "wrong"],
         input="",
         check=False,
         env=chat_env,
@@ -97,9 +97,9 @@ def test_wrong_key_is_one_clear_line(server: str, chat_env: dict[str, str]) -> N
     assert result.stderr.startswith("hearth chat: ") and "401" in result.stderr
 
 
-def test_unknown_prompt_on_the_server_is_named(server: str, chat_env: dict[str, str]) -> None:
+def test_unknown_prompt_on_the_server_is_named(keyed_server: str, chat_env: dict[str, str]) -> None:
     result = subprocess.run(
-        [HEARTH, "chat", "--url", server, "--api-key", "secret", "--prompt", "nope"],
+        [HEARTH, "chat", "--url", keyed_server, "--api-key", "secret", "--prompt", "nope"],
         input="",
         check=False,
         env=chat_env,
