@@ -28,7 +28,7 @@ def spawn(env: dict[str, str], *flags: str) -> pexpect.spawn:
     return child
 
 
-def test_question_streamed_reply_ctrl_c_and_exit(chat_env: dict[str, str], tmp_path: Path) -> None:
+def test_question_streamed_reply_ctrl_c_and_exit(chat_env: dict[str, str]) -> None:
     child = spawn(chat_env, "--prompt", "chat-with-bob", "--max-tokens", "600")
     child.sendline("What is the capital of France?")
     child.expect_exact(PROMPT)
@@ -37,6 +37,7 @@ def test_question_streamed_reply_ctrl_c_and_exit(chat_env: dict[str, str], tmp_p
     reply = exchange.split("\x1b[0m", 1)[1]
     assert "Paris" in reply
     assert "User:" not in reply and "Bob:" not in reply  # no label leaks, before or after
+    assert "max-tokens" not in reply  # it ended at the stop, which the model did write
 
     # A reply long enough to interrupt: text arrives while it is still being generated, and
     # Ctrl-C stops it without leaving the chat.
@@ -61,8 +62,12 @@ def test_question_streamed_reply_ctrl_c_and_exit(chat_env: dict[str, str], tmp_p
     assert "What is the capital of France?" in Path(chat_env["HEARTH_HISTORY_FILE"]).read_text()
 
 
-def test_ctrl_d_quits_cleanly(chat_env: dict[str, str]) -> None:
+def test_template_chat_hides_control_tokens_and_ctrl_d_quits(chat_env: dict[str, str]) -> None:
     child = spawn(chat_env)  # the model's own template
+    child.sendline("Say hello.")
+    child.expect_exact(PROMPT)
+    reply = child.before.split("\x1b[0m", 1)[1]
+    assert reply.strip() and "<|" not in reply and "max-tokens" not in reply
     child.sendeof()
     child.expect(pexpect.EOF)
     child.close()
