@@ -126,6 +126,8 @@ class LocalChat:
                 text = trimmer.feed(event.text) if trimmer else event.text
                 if text:
                     yield TextDelta(text)
+        except HearthError as failed:  # the engine failed mid-reply
+            raise ChatFailed(failed.message) from None
         finally:
             # Ctrl-C cancels the task iterating us: free the engine's slot at once.
             generation.cancel()
@@ -216,7 +218,10 @@ def _chunk_events(line: str, dropped: int) -> list[ReplyEvent]:
     data = line.removeprefix("data:").strip()
     if data == "[DONE]":
         return [ReplyDone("stop", dropped)]
-    chunk = json.loads(data)
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ChatFailed(f"the server sent something that is not JSON: {data[:80]!r}") from None
     if "error" in chunk:
         raise ChatFailed(str(chunk["error"].get("message", chunk["error"])))
     events: list[ReplyEvent] = []

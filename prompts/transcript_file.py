@@ -95,12 +95,12 @@ def parse_transcript(
     user_colon = user_colon or _colon_of(turns, user, ":")
     ai = _assistant_label(turns, user, ai_name)
     ai_colon = _colon_of(turns, ai, user_colon)
-    preamble_lines = head[:start]
-    preamble = "\n".join(preamble_lines).rstrip()
-    blank_tail = len(preamble_lines) - len("\n".join(preamble_lines).rstrip("\n").split("\n"))
+    preamble = "\n".join(head[:start]).rstrip()
     return TranscriptLayout(
         preamble=preamble,
-        gap="\n" * (blank_tail + 1) if preamble and example_lines else "\n\n",
+        gap="\n" * (_blank_lines_before(head, start) + 1)
+        if preamble and start < len(head)
+        else "\n\n",
         examples="\n".join(example_lines).rstrip(),
         user_label=user + user_colon,
         ai_label=ai + ai_colon,
@@ -108,6 +108,13 @@ def parse_transcript(
         separator=_separator(example_lines),
         speakers=speakers if ai in speakers else (*speakers, ai),
     )
+
+
+def _blank_lines_before(lines: list[str], index: int) -> int:
+    count = 0
+    while count < index and not lines[index - count - 1].strip():
+        count += 1
+    return count
 
 
 def _speaks(line: str, label: str) -> bool:

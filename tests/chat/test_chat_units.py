@@ -17,6 +17,7 @@ from hearth.server.engine.base import (
     Prompt,
     TextDelta,
 )
+from hearth.server.errors import EngineFailure
 from hearth.server.settings import ModelSettings
 
 from hearth.chat_backend import ChatFailed, LocalChat, ReplyDone, _chunk_events
@@ -86,7 +87,7 @@ def test_sse_lines_become_reply_events() -> None:
 
 
 class ScriptedGeneration:
-    def __init__(self, pieces: list[str]) -> None:
+    def __init__(self, pieces: list[str | Exception]) -> None:
         self.pieces = pieces
         self.prompt_tokens = 1
         self.cancelled = False
@@ -94,6 +95,8 @@ class ScriptedGeneration:
     async def __aiter__(self) -> AsyncIterator[TextDelta | Finished]:
         for piece in self.pieces:
             await asyncio.sleep(0)
+            if isinstance(piece, Exception):
+                raise piece
             yield TextDelta(piece)
         yield Finished("stop", 1, len(self.pieces))
 
@@ -104,7 +107,7 @@ class ScriptedGeneration:
 class ScriptedEngine:
     """Counts a token per 4 characters and answers with a fixed script."""
 
-    def __init__(self, pieces: list[str], n_ctx: int = 2048) -> None:
+    def __init__(self, pieces: list[str | Exception], n_ctx: int = 2048) -> None:
         self.pieces = pieces
         self.requests: list[GenerationRequest] = []
         self.generations: list[ScriptedGeneration] = []
@@ -166,4 +169,11 @@ def test_stopping_early_cancels_the_generation() -> None:
         await stream.aclose()
 
     asyncio.run(first_piece_only())
+    assert engine.generations[0].cancelled
+
+
+def test_engine_failure_mid_reply_is_a_chat_error() -> None:
+    engine = ScriptedEngine(["Hel", EngineFailure("llama_decode failed")])
+    with pytest.raises(ChatFailed, match="llama_decode failed"):
+        asyncio.run(collect(local_chat(engine), [Message("user", "Hi")]))
     assert engine.generations[0].cancelled

@@ -133,3 +133,11 @@ def test_user_text_cannot_forge_control_tokens(smollm2_vocab: Llama) -> None:
     )
     assert smollm2_vocab.token_eos() not in tokens
     assert smollm2_vocab.token_bos() not in tokens
+
+
+@pytest.mark.parametrize("gap", ["\n", "\n\n", "\n\n\n"])
+def test_the_files_gap_after_the_preamble_is_kept(tmp_path: Path, gap: str) -> None:
+    path = tmp_path / "gap.txt"
+    path.write_text(f"Scene.{gap}User: a\nBot: b\nUser:")
+    rendered = load_transcript(path).render([Message("user", "q")])
+    assert rendered.text == f"Scene.{gap}User: a\nBot: b\nUser: q\nBot:"
