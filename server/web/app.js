@@ -190,6 +190,7 @@ async function generate(conversation) {
   conversation.messages.push(message);
   const controller = new AbortController();
   state.streaming = { controller, conversation, message };
+  announce("Writing a reply…");
   persist();
   drawAll();
   const live = liveView(message);

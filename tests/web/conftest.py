@@ -79,13 +79,16 @@ class ChatPage:
         self.page.locator("#input").press("Enter")
 
     def wait_until_idle(self, timeout: float = 90_000) -> None:
-        """Until no reply is streaming (the Send button is back)."""
+        """Until no reply is streaming. The page says so in its live region; a reply can
+        finish too quickly for the Stop button ever to be seen."""
+        sync_api.expect(self.page.locator("#status")).not_to_have_text(
+            "Writing a reply…", timeout=timeout
+        )
         self.page.locator("#send").wait_for(state="visible", timeout=timeout)
 
     def send(self, text: str) -> str:
         """Send a message and return the finished reply's text."""
         self.type_and_send(text)
-        self.page.locator("#stop").wait_for(state="visible")
         self.wait_until_idle()
         return self.replies()[-1]
 
