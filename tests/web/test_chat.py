@@ -88,7 +88,9 @@ def test_conversation_is_still_there_after_a_reload(open_chat):
     sidebar = chat.page.locator("#conversation-list .conversation")
     assert sidebar.count() == 1
     assert sidebar.first.inner_text().startswith("Hello there, what is your name?")
-    assert chat.page.locator(".message.user .body").inner_text() == "Hello there, what is your name?"
+    assert (
+        chat.page.locator(".message.user .body").inner_text() == "Hello there, what is your name?"
+    )
     assert chat.replies() == [reply]
 
 

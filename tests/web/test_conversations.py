@@ -50,7 +50,7 @@ def test_a_conversation_exports_as_markdown_and_as_json(open_chat, tmp_path):
     with chat.page.expect_download() as download:
         chat.page.locator("#export-md").click()
     assert download.value.suggested_filename == "export-me.md"
-    markdown = (tmp_path / "chat.md")
+    markdown = tmp_path / "chat.md"
     download.value.save_as(markdown)
     text = markdown.read_text()
     assert text.startswith("# Export me\n")
@@ -108,8 +108,9 @@ def test_the_whole_page_works_from_the_keyboard(open_chat):
 
 
 def test_on_a_phone_the_sidebar_is_a_drawer_and_nothing_overflows(browser, server):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                  has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
     try:
         page = context.new_page()
         page.goto(f"{server.url}/")
@@ -127,9 +128,7 @@ def test_on_a_phone_the_sidebar_is_a_drawer_and_nothing_overflows(browser, serve
         context.close()
 
 
-@pytest.mark.parametrize(
-    ("scheme", "dark"), [("dark", True), ("light", False)]
-)
+@pytest.mark.parametrize(("scheme", "dark"), [("dark", True), ("light", False)])
 def test_colours_follow_the_system_light_or_dark_preference(browser, server, scheme, dark):
     context = browser.new_context(color_scheme=scheme)
     try:

@@ -38,12 +38,20 @@ def test_an_unreachable_model_list_says_so_and_retry_loads_it(page, open_chat):
 
 
 def test_a_busy_server_says_busy_and_when_to_retry(page, open_chat):
-    busy = {"error": {"message": "All slots are busy.", "type": "server_error", "param": None,
-                      "code": "overloaded"}}
+    busy = {
+        "error": {
+            "message": "All slots are busy.",
+            "type": "server_error",
+            "param": None,
+            "code": "overloaded",
+        }
+    }
     page.route(
         "**/v1/chat/completions",
         lambda route: route.fulfill(
-            status=503, headers={"Retry-After": "3"}, content_type="application/json",
+            status=503,
+            headers={"Retry-After": "3"},
+            content_type="application/json",
             body=json.dumps(busy),
         ),
     )
@@ -64,8 +72,14 @@ def test_an_error_mid_reply_keeps_the_partial_text_and_shows_the_error(page, ope
     events = [
         {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
         {"choices": [{"index": 0, "delta": {"content": "Half an ans"}}]},
-        {"error": {"message": "The engine failed.", "type": "server_error", "param": None,
-                   "code": None}},
+        {
+            "error": {
+                "message": "The engine failed.",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        },
     ]
     body = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
     page.route(

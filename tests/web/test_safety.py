@@ -7,6 +7,7 @@ session, streamed from the server, and written by the real model itself.
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 
@@ -84,30 +85,33 @@ def test_html_the_real_model_writes_is_shown_as_text_and_never_runs(page, open_c
     chat.page.locator("#temperature").fill("0")
     chat.page.locator("#temperature").dispatch_event("change")
     reply = chat.send(
-        "Repeat exactly: <img src=x onerror=\"window.__xss=1\"> <script>window.__xss=2</script>"
+        'Repeat exactly: <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>'
     )
-    assert "<img" in reply, f"no <img tag shown as text in the reply (did the model stop echoing it?): {reply!r}"
+    assert "<img" in reply, (
+        f"no <img tag shown as text in the reply (did the model stop echoing it?): {reply!r}"
+    )
     assert_inert(chat.page, requested)
 
 
 def test_markdown_renders_code_lists_headings_and_only_web_links(page, open_chat, context):
     context.grant_permissions(["clipboard-read", "clipboard-write"])
-    reply = "\n".join(
-        [
-            "## Steps",
-            "",
-            "1. **Install** it",
-            "2. Run `hearth serve`",
-            "",
-            "- *fast*",
-            "- see [the docs](https://example.org/docs) or [this](javascript:alert(1))",
-            "",
-            "```python",
-            "print('<b>hi</b>')",
-            "```",
-        ]
+    reply = textwrap.dedent(
+        """\
+        ## Steps
+
+        1. **Install** it
+        2. Run `hearth serve`
+
+        - *fast*
+        - see [the docs](https://example.org/docs) or [this](javascript:alert(1))
+
+        ```python
+        print('<b>hi</b>')
+        ```"""
     )
-    seed_conversation(page, [{"role": "user", "content": "How?"}, {"role": "assistant", "content": reply}])
+    seed_conversation(
+        page, [{"role": "user", "content": "How?"}, {"role": "assistant", "content": reply}]
+    )
     chat = open_chat()
     body = chat.page.locator(".message.assistant .body")
     assert body.locator("h4").inner_text() == "Steps"
