@@ -23,7 +23,7 @@ from hearth.server.catalog import ModelCatalog
 from hearth.server.engine.base import Engine
 from hearth.server.http_errors import install_error_handlers
 from hearth.server.routes import chat, completions, health, models
-from hearth.server.security import require_api_key
+from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.settings import ServerSettings
 from hearth.server.state import ServerState
 
@@ -53,8 +53,9 @@ def create_app(
             state.catalog = ModelCatalog.build(settings, engine.info)
         except Exception as error:  # noqa: BLE001 - any load failure ends start-up
             state.load_error = f"{type(error).__name__}: {error}" if not str(error) else str(error)
-            log.error("cannot start: %s", state.load_error)
-            if on_fatal is not None:
+            if on_fatal is None:
+                log.error("cannot start: %s", state.load_error)
+            else:
                 on_fatal(state.load_error)
             return
         if on_ready is not None:
@@ -73,7 +74,6 @@ def create_app(
         title="Hearth",
         version=__version__,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         # Private by default: FastAPI's OpenTelemetry hooks stay off, whatever the
         # environment says.
         telemetry=NO_TELEMETRY,
@@ -87,6 +87,7 @@ def create_app(
     web = _web_root()
     if settings.web and web is not None:
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 

@@ -21,14 +21,16 @@ def run(args: argparse.Namespace) -> int:
 
     from hearth.server.app import create_app
     from hearth.server.engine.llama import LlamaEngine
+    from hearth.server.engine.model import ModelLoadError, check_gguf
     from hearth.server.state import ServerState
 
     settings = settings_from_args(ServerSettings, args)
     logging.getLogger().setLevel(settings.log_level.upper())
     try:
         engine = LlamaEngine(settings, max_queue=settings.max_queue)
-    except FileNotFoundError as missing:
-        print(f"hearth: {missing}", file=sys.stderr)
+        check_gguf(engine.options.path)
+    except (FileNotFoundError, ModelLoadError) as unusable:
+        print(f"hearth: {unusable}", file=sys.stderr)
         return 1
     failure: list[str] = []
     server: uvicorn.Server | None = None

@@ -1,12 +1,15 @@
-"""The API key guard. (FastAPI's max_body_size enforces the body limit.)"""
+"""Request guards: the API key and the body size limit."""
 
 from __future__ import annotations
 
 import hmac
 
 from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hearth.server.errors import Unauthorized
+from hearth.server.errors import PayloadTooLarge, Unauthorized
+from hearth.server.http_errors import error_response
+from hearth.server.http_errors import error_response
 from hearth.server.state import server_state
 
 
@@ -21,3 +24,65 @@ def require_api_key(request: Request) -> None:
         )
     if not hmac.compare_digest(given.strip().encode(), expected.encode()):
         raise Unauthorized("Incorrect API key provided.")
+
+
+class BodyLimit:
+    """Refuses bodies over `limit` bytes with 413, declared or streamed.
+
+    (FastAPI's own max_body_size answers in plain text; clients expect OpenAI's shape.)
+
+    A declared Content-Length is checked before anything is read; a chunked body is counted
+    as it arrives, and the read fails as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, send)
+            return
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    exceeded = True
+                    raise self._error()
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # the app's answer to a body it could not read is replaced below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(scope, send)
+
+    def _error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        response = error_response(self._error())
+
+        async def nothing_to_read() -> Message:
+            return {"type": "http.disconnect"}
+
+        await response(scope, nothing_to_read, send)

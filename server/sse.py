@@ -24,6 +24,7 @@ from hearth.server.protocol import (
     ChatDelta,
     Completion,
     CompletionChoice,
+    PromptTokensDetails,
     Usage,
 )
 
@@ -37,6 +38,7 @@ def usage_of(finished: Finished) -> Usage:
         prompt_tokens=finished.prompt_tokens,
         completion_tokens=finished.completion_tokens,
         total_tokens=finished.prompt_tokens + finished.completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=finished.cached_tokens),
     )
 
 

@@ -38,6 +38,26 @@ class LoadOptions:
 _backend_ready = False
 
 
+def check_gguf(path: Path) -> None:
+    """Read the GGUF header and tensor table before anything else starts.
+
+    llama.cpp finds the same problems, but only after the server is up; checking first lets
+    `hearth serve` refuse a missing, foreign or truncated file with one line and exit.
+    """
+    import gguf
+
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        reader = gguf.GGUFReader(path)
+        end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
+    except Exception as error:  # noqa: BLE001 - any parse failure means "not a usable GGUF"
+        raise ModelLoadError(f"{path} is not a valid GGUF file ({error})") from None
+    size = path.stat().st_size
+    if end > size:
+        raise ModelLoadError(f"{path} is truncated: {size} bytes, its tensors need {end}")
+
+
 def _init_backend(verbose: bool) -> None:
     global _backend_ready
     # llama-cpp-python prints every llama.cpp log line to stderr unless told otherwise. Its

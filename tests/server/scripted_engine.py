@@ -1,0 +1,94 @@
+"""A scripted engine for unit tests of the HTTP layer: no model, fixed replies.
+
+It honours the engine interface (admission errors, events, cancel), so routing, validation,
+error shapes and the SSE framing can be tested in-process in milliseconds. Everything that
+claims the product works is tested again end to end against llama.cpp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hearth.server.engine.base import (
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    ModelInfo,
+    Prompt,
+    TextDelta,
+)
+from hearth.server.errors import ContextOverflow
+
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@dataclass
+class ScriptedGeneration:
+    pieces: list[str]
+    prompt_tokens: int
+    fail_after: Exception | None = None
+    cancelled: bool = False
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        for piece in self.pieces:
+            await asyncio.sleep(0)
+            yield TextDelta(piece)
+        if self.fail_after is not None:
+            raise self.fail_after
+        yield Finished("stop", self.prompt_tokens, len(self.pieces))
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class ScriptedEngine:
+    reply: list[str] = field(default_factory=lambda: ["Hello", ", ", "world", "!"])
+    n_ctx: int = 64
+    fail_after: Exception | None = None
+    started: bool = False
+    requests: list[GenerationRequest] = field(default_factory=list)
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            path=Path("scripted.gguf"),
+            name="scripted",
+            n_ctx=self.n_ctx,
+            n_ctx_train=self.n_ctx,
+            n_params=0,
+            size_bytes=0,
+            description="scripted",
+            chat_template=TEMPLATE,
+            bos_token="<s>",
+            eos_token="</s>",
+            add_bos=False,
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.started
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        return len(prompt.text.split())
+
+    def submit(self, request: GenerationRequest) -> ScriptedGeneration:
+        tokens = self.count_tokens(request.prompt)
+        if tokens + (request.max_tokens or 0) > self.n_ctx:
+            raise ContextOverflow(
+                limit=self.n_ctx, prompt_tokens=tokens, max_tokens=request.max_tokens
+            )
+        self.requests.append(request)
+        return ScriptedGeneration(list(self.reply), tokens, self.fail_after)
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.started = False

@@ -1,0 +1,244 @@
+"""The HTTP layer in-process (httpx ASGITransport) around a scripted engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from hearth.server.app import create_app
+from hearth.server.errors import EngineFailure
+from hearth.server.settings import ServerSettings
+
+from .scripted_engine import ScriptedEngine
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def client_for(engine: ScriptedEngine, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(ServerSettings.load({"web": False, **settings}), engine)
+    async with app.router.lifespan_context(app):
+        for _ in range(100):
+            if app.state.hearth.catalog is not None:
+                break
+            await asyncio.sleep(0.01)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hearth") as client:
+            yield client
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async for c in client_for(ScriptedEngine()):
+        yield c
+
+
+def chat(**overrides: object) -> dict:
+    return {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}], **overrides}
+
+
+def sse_data(body: str) -> list[str]:
+    return [line[len("data: ") :] for line in body.splitlines() if line.startswith("data: ")]
+
+
+def assert_openai_error(response: httpx.Response, status: int, param: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+    return error
+
+
+async def test_chat_completion_returns_the_engine_reply(client):
+    response = await client.post("/v1/chat/completions", json=chat())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello, world!"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert response.headers["x-hearth-dropped-messages"] == "0"
+
+
+async def test_stream_has_role_first_finish_once_usage_then_done(client):
+    response = await client.post(
+        "/v1/chat/completions",
+        json=chat(stream=True, stream_options={"include_usage": True}),
+    )
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_data(response.text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert [f for f in finishes if f] == ["stop"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Hello, world!"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 4
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+
+
+async def test_error_after_the_stream_began_is_an_sse_error_event():
+    async for client in client_for(ScriptedEngine(fail_after=EngineFailure("decode failed"))):
+        response = await client.post("/v1/chat/completions", json=chat(stream=True))
+        assert response.status_code == 200
+        events = sse_data(response.text)
+        assert json.loads(events[-1])["error"]["code"] == "engine_failure"
+        assert "[DONE]" not in events
+
+
+async def test_malformed_json_is_400(client):
+    response = await client.post(
+        "/v1/chat/completions",
+        content=b'{"model": "scripted", "messages": [',
+        headers={"content-type": "application/json"},
+    )
+    assert_openai_error(response, 400)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "param"),
+    [
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": 3}, "temperature"),
+        ({"top_p": -0.1}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"n": 2}, "n"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias"),
+        ({"response_format": {"type": "json_object"}}, "response_format.type"),
+        ({"top_k": -1}, "top_k"),
+    ],
+)
+async def test_bad_values_are_400_naming_the_param(client, overrides, param):
+    response = await client.post("/v1/chat/completions", json=chat(**overrides))
+    assert_openai_error(response, 400, param)
+
+
+async def test_unknown_model_is_404_never_another_model(client):
+    response = await client.post("/v1/chat/completions", json=chat(model="gpt-4"))
+    error = assert_openai_error(response, 404, "model")
+    assert error["code"] == "model_not_found"
+    assert "scripted" in error["message"]
+
+
+async def test_prompt_longer_than_context_is_400_with_both_numbers():
+    async for client in client_for(ScriptedEngine(n_ctx=16)):
+        long = " ".join(["word"] * 40)
+        response = await client.post(
+            "/v1/completions", json={"model": "scripted", "prompt": long, "max_tokens": 4}
+        )
+        error = assert_openai_error(response, 400)
+        assert error["code"] == "context_length_exceeded"
+        assert "16" in error["message"] and "40" in error["message"]
+
+
+async def test_api_key_is_required_when_set():
+    async for client in client_for(ScriptedEngine(), api_key="sesame"):
+        missing = await client.post("/v1/chat/completions", json=chat())
+        assert_openai_error(missing, 401)
+        wrong = await client.post(
+            "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer nope"}
+        )
+        assert assert_openai_error(wrong, 401)["code"] == "invalid_api_key"
+        right = await client.post(
+            "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer sesame"}
+        )
+        assert right.status_code == 200
+        assert (await client.get("/health")).status_code == 200  # health stays open
+
+
+async def test_body_too_large_is_413():
+    async for client in client_for(ScriptedEngine(), max_body_bytes=2048):
+        big = chat(messages=[{"role": "user", "content": "x" * 5000}])
+        assert_openai_error(await client.post("/v1/chat/completions", json=big), 413)
+        assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
+
+
+async def test_health_is_503_until_the_model_is_loaded():
+    engine = ScriptedEngine()
+    app = create_app(ServerSettings.load({"web": False}), engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hearth") as client:
+        assert (await client.get("/health")).status_code == 503
+        assert_openai_error(await client.post("/v1/chat/completions", json=chat()), 503)
+
+
+async def test_models_lists_the_model_and_its_chat_formats(client):
+    ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
+    assert ids[0] == "scripted"
+    assert "scripted:chat-with-bob" in ids and "scripted:template" in ids
+    assert (await client.get("/v1/models/scripted:chat-with-bob")).status_code == 200
+    assert_openai_error(await client.get("/v1/models/nope"), 404)
+
+
+async def test_unknown_route_is_an_openai_shaped_404(client):
+    assert_openai_error(await client.get("/v1/nothing-here"), 404)
+
+
+async def test_request_fields_reach_the_engine():
+    engine = ScriptedEngine()
+    async for client in client_for(engine, temperature=0.5):
+        await client.post(
+            "/v1/chat/completions",
+            json=chat(
+                stop="END",
+                seed=7,
+                top_k=5,
+                max_completion_tokens=9,
+                max_tokens=3,
+                logit_bias={"42": -100},
+            ),
+        )
+    request = engine.requests[-1]
+    assert request.stop[-1] == "END"
+    assert request.max_tokens == 9  # max_completion_tokens supersedes max_tokens
+    assert request.sampling.seed == 7 and request.sampling.top_k == 5
+    assert request.sampling.temperature == 0.5  # left out: the server default
+    assert request.sampling.logit_bias == ((42, -100.0),)
+    assert request.prompt.parse_special  # a model template's special tokens are parsed
+
+
+async def test_text_content_parts_are_joined(client):
+    message = {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+    assert (await client.post("/v1/chat/completions", json=chat(messages=[message]))).status_code == 200
+
+
+async def test_completions_stream_and_echo(client):
+    response = await client.post(
+        "/v1/completions",
+        json={"model": "scripted", "prompt": "Say", "echo": True, "stream": True},
+    )
+    events = sse_data(response.text)
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "SayHello, world!"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_chunked_body_too_large_is_413_without_a_declared_length():
+    async for client in client_for(ScriptedEngine(), max_body_bytes=2048):
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b'{"model": "scripted", "messages": [{"role": "user", "content": "'
+            for _ in range(10):
+                yield b"x" * 500
+            yield b'"}]}'
+
+        response = await client.post(
+            "/v1/chat/completions", content=body(), headers={"content-type": "application/json"}
+        )
+        assert_openai_error(response, 413)

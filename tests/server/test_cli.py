@@ -1,0 +1,101 @@
+"""`hearth serve` start-up: settings precedence, the banner, and one-line failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hearth.flags import add_settings_flags, settings_from_args
+from hearth.server.settings import ServerSettings, bundled_model_path
+
+
+def serve(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hearth", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+def parse(argv: list[str]) -> ServerSettings:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser, ServerSettings)
+    return settings_from_args(ServerSettings, parser.parse_args(argv))
+
+
+def test_flag_beats_environment_beats_config_file(tmp_path, monkeypatch):
+    config = tmp_path / "hearth.toml"
+    config.write_text('port = 9001\nn_ctx = 1024\nhost = "0.0.0.0"\n')
+    monkeypatch.setenv("HEARTH_N_CTX", "2048")
+    settings = parse(["--config", str(config), "--port", "9100"])
+    assert settings.port == 9100  # flag
+    assert settings.n_ctx == 2048  # environment over file
+    assert settings.host == "0.0.0.0"  # file over default
+
+
+def test_defaults_are_private_and_local(monkeypatch):
+    for name in ("HEARTH_HOST", "HEARTH_PORT", "HEARTH_N_GPU_LAYERS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = parse([])
+    assert (settings.host, settings.port, settings.n_gpu_layers) == ("127.0.0.1", 8080, 0)
+    assert settings.threads >= 1
+
+
+def test_default_model_is_the_first_gguf_in_models_else_the_bundled_one(tmp_path):
+    models = tmp_path / "models"
+    assert ServerSettings.load({"models_dir": models}).model_path() == bundled_model_path()
+    models.mkdir()
+    (models / "b.gguf").write_bytes(b"")
+    (models / "a.gguf").write_bytes(b"")
+    settings = ServerSettings.load({"models_dir": models})
+    assert settings.model_path() == models / "a.gguf"
+    assert settings.model_id() == "a"
+    assert ServerSettings.load({"models_dir": models, "model": "b.gguf"}).model_path() == (
+        models / "b.gguf"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda d: d / "missing.gguf", "model not found"),
+        (lambda d: _write(d / "junk.gguf", b"GGUF" + b"\x07" * 4000), "not a valid GGUF"),
+        (lambda d: _write(d / "cut.gguf", bundled_model_path().read_bytes()[:30_000_000]), ""),
+    ],
+    ids=["missing", "corrupt", "truncated"],
+)
+def test_unusable_model_stops_start_up_with_one_line(tmp_path, make, expected):
+    path = make(tmp_path)
+    result = serve("--model", str(path), "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hearth: ") and str(path) in lines[0] and expected in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_flag_value_is_one_line_naming_the_flag(tmp_path):
+    result = serve("--n-ctx", "lots", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "hearth: --n-ctx: Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+def test_banner_says_where_it_listens_and_what_it_runs(server):
+    log = server.log()
+    assert f"listening on http://127.0.0.1:{server.port}" in log
+    for word in ("model", "smollm2", "context  2048 tokens", "threads", "GPU layers  0"):
+        assert word in log
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
