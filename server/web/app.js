@@ -1,0 +1,489 @@
+// The chat page: wires the controls to the conversation store and the streaming API.
+
+import { ApiError, listModels, streamChat } from "./api.js";
+import {
+  fileName,
+  loadConversations,
+  loadSettings,
+  newConversation,
+  saveConversations,
+  saveSettings,
+  titleFrom,
+  toJson,
+  toMarkdown,
+} from "./store.js";
+import { fillBody, messageNode, renderMessages, renderSidebar, statsText } from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  sidebar: $("sidebar"),
+  backdrop: $("backdrop"),
+  list: $("conversation-list"),
+  title: $("chat-title"),
+  model: $("model"),
+  settings: $("settings"),
+  system: $("system"),
+  temperature: $("temperature"),
+  maxTokens: $("max-tokens"),
+  apiKey: $("api-key"),
+  notice: $("notice"),
+  noticeText: $("notice-text"),
+  noticeAction: $("notice-action"),
+  messages: $("messages"),
+  empty: $("empty"),
+  status: $("status"),
+  composer: $("composer"),
+  input: $("input"),
+  send: $("send"),
+  stop: $("stop"),
+};
+
+const state = {
+  settings: loadSettings(),
+  conversations: loadConversations(),
+  current: null,
+  models: [],
+  streaming: null, // { controller, conversation, message } while a reply streams in
+};
+
+const actions = {
+  open: (id) => openConversation(id),
+  rename: (id, title) => {
+    const conversation = state.conversations.find((c) => c.id === id);
+    if (conversation) conversation.title = title;
+    persist();
+    drawSidebar();
+    drawTitle();
+  },
+  remove: (id) => removeConversation(id),
+  regenerate: () => regenerate(),
+  retry: () => generate(state.current),
+  edit: (text) => editLastUser(text),
+  redraw: () => drawMessages(),
+};
+
+// ---- conversations -------------------------------------------------------------
+
+function persist() {
+  if (!saveConversations(state.conversations)) {
+    showNotice("error", "This browser's storage is full: older conversations may not be kept. Delete some to make room.");
+  }
+}
+
+function openConversation(id) {
+  state.current = state.conversations.find((c) => c.id === id) ?? null;
+  if (state.current) {
+    if (state.current.model && hasModel(state.current.model)) ui.model.value = state.current.model;
+    ui.system.value = state.current.system ?? "";
+  }
+  closeSidebar();
+  drawAll();
+  ui.input.focus();
+}
+
+function startNewChat() {
+  // An untouched empty chat is reused rather than piling up "New chat" entries.
+  const empty = state.conversations.find((c) => c.messages.length === 0);
+  state.current = empty ?? null;
+  if (!state.current) ui.system.value = state.settings.system;
+  closeSidebar();
+  drawAll();
+  ui.input.focus();
+}
+
+function removeConversation(id) {
+  const conversation = state.conversations.find((c) => c.id === id);
+  if (!conversation) return;
+  if (!window.confirm(`Delete “${conversation.title}”? This cannot be undone.`)) return;
+  if (state.streaming?.conversation === conversation) state.streaming.controller.abort();
+  state.conversations = state.conversations.filter((c) => c !== conversation);
+  if (state.current === conversation) state.current = null;
+  persist();
+  drawAll();
+}
+
+function ensureConversation() {
+  if (!state.current) {
+    state.current = newConversation();
+    state.conversations.push(state.current);
+  }
+  return state.current;
+}
+
+function exportCurrent(kind) {
+  const conversation = state.current;
+  if (!conversation || conversation.messages.length === 0) {
+    showNotice("info", "Nothing to export yet: this chat is empty.");
+    return;
+  }
+  const markdown = kind === "md";
+  const blob = new Blob([markdown ? toMarkdown(conversation) : toJson(conversation)], {
+    type: markdown ? "text/markdown" : "application/json",
+  });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = fileName(conversation, kind);
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
+// ---- sending and streaming -------------------------------------------------------
+
+function send() {
+  const text = ui.input.value;
+  if (!text.trim() || state.streaming) return;
+  const conversation = ensureConversation();
+  if (conversation.messages.length === 0) conversation.title = titleFrom(text);
+  conversation.messages.push({ role: "user", content: text });
+  ui.input.value = "";
+  autosize();
+  generate(conversation);
+}
+
+function regenerate() {
+  const conversation = state.current;
+  if (!conversation || state.streaming) return;
+  if (conversation.messages.at(-1)?.role === "assistant") conversation.messages.pop();
+  generate(conversation);
+}
+
+function editLastUser(text) {
+  const conversation = state.current;
+  if (!conversation || state.streaming || !text.trim()) return;
+  const index = conversation.messages.findLastIndex((m) => m.role === "user");
+  if (index < 0) return;
+  conversation.messages.splice(index);
+  if (index === 0) conversation.title = titleFrom(text);
+  conversation.messages.push({ role: "user", content: text });
+  generate(conversation);
+}
+
+function requestMessages(conversation) {
+  const messages = [];
+  if (conversation.system?.trim()) messages.push({ role: "system", content: conversation.system });
+  for (const message of conversation.messages) {
+    if (message.content) messages.push({ role: message.role, content: message.content });
+  }
+  return messages;
+}
+
+async function generate(conversation) {
+  if (state.streaming || conversation.messages.at(-1)?.role !== "user") return;
+  hideNotice();
+  const model = ui.model.value || state.settings.model;
+  if (!model) {
+    showNotice("error", "No model to talk to yet: the model list has not loaded.", "Reload models", loadModels);
+    return;
+  }
+  conversation.model = model;
+  conversation.system = ui.system.value;
+  conversation.updated = Date.now();
+  const body = {
+    model,
+    messages: requestMessages(conversation),
+    temperature: state.settings.temperature,
+    max_tokens: state.settings.maxTokens,
+  };
+  const message = { role: "assistant", content: "", model, pending: true };
+  conversation.messages.push(message);
+  const controller = new AbortController();
+  state.streaming = { controller, conversation, message };
+  announce("Writing a reply…");
+  persist();
+  drawAll();
+  const live = liveView(message);
+  const started = performance.now();
+  let firstToken = 0;
+  let pieces = 0;
+  try {
+    const result = await streamChat({
+      apiKey: state.settings.apiKey,
+      signal: controller.signal,
+      body,
+      onDelta: (text) => {
+        if (!firstToken) firstToken = performance.now();
+        pieces += 1;
+        message.content += text;
+        live.update();
+      },
+    });
+    const tokens = result.usage?.completion_tokens ?? pieces;
+    message.stats = {
+      tokens,
+      approximate: !result.usage,
+      finishReason: result.finishReason,
+      tokensPerSecond: rate(tokens, firstToken, performance.now()),
+      firstTokenMs: firstToken ? Math.round(firstToken - started) : null,
+    };
+    if (result.dropped > 0) {
+      showNotice("info", `The ${result.dropped} oldest message${result.dropped === 1 ? " was" : "s were"} left out of this reply to fit the model's context.`);
+    }
+    announce("Reply finished.");
+  } catch (error) {
+    const stopped = error.name === "AbortError";
+    message.stats = {
+      tokens: pieces,
+      approximate: true,
+      stopped,
+      interrupted: !stopped,
+      tokensPerSecond: rate(pieces, firstToken, performance.now()),
+    };
+    if (!stopped) reportError(error);
+    announce(stopped ? "Stopped." : "The reply failed.");
+  } finally {
+    delete message.pending;
+    // A reply that never produced a word is not worth keeping: the user's message stays,
+    // with a Retry button.
+    if (!message.content) conversation.messages.splice(conversation.messages.indexOf(message), 1);
+    state.streaming = null;
+    conversation.updated = Date.now();
+    persist();
+    drawAll();
+  }
+}
+
+function rate(tokens, firstToken, end) {
+  // Decode speed: the tokens after the first, over the time since the first arrived
+  // (the wait before it is prompt processing, not generation).
+  const seconds = (end - firstToken) / 1000;
+  return firstToken && tokens > 1 && seconds > 0 ? (tokens - 1) / seconds : null;
+}
+
+function liveView(message) {
+  // Redraw at most once per frame however fast tokens arrive.
+  let scheduled = false;
+  return {
+    update() {
+      if (scheduled) return;
+      scheduled = true;
+      requestAnimationFrame(() => {
+        scheduled = false;
+        if (state.current !== state.streaming?.conversation) return;
+        const node = ui.messages.querySelector(`.message[data-index="${state.current.messages.indexOf(message)}"]`);
+        if (!node) return;
+        const stick = nearBottom();
+        fillBody(node.querySelector(".body"), message);
+        node.querySelector(".stats").textContent = statsText(message);
+        if (stick) scrollToBottom();
+      });
+    },
+  };
+}
+
+function stop() {
+  state.streaming?.controller.abort();
+}
+
+function reportError(error) {
+  if (!(error instanceof ApiError)) {
+    showNotice("error", `Something went wrong: ${error.message}`);
+    return;
+  }
+  if (error.kind === "auth") {
+    showNotice("error", error.message, "Open settings", () => openSettings(ui.apiKey));
+    openSettings(ui.apiKey);
+  } else if (error.kind === "busy" || error.kind === "unreachable") {
+    showNotice(error.kind === "busy" ? "warning" : "error", error.message, "Retry", () => generate(state.current));
+  } else {
+    showNotice("error", error.message);
+  }
+  ui.notice.dataset.kind = error.kind;
+}
+
+// ---- models and settings ------------------------------------------------------------
+
+function hasModel(id) {
+  return state.models.some((m) => m.id === id);
+}
+
+async function loadModels() {
+  try {
+    state.models = await listModels(state.settings.apiKey);
+  } catch (error) {
+    reportError(error);
+    if (error.kind !== "auth") ui.noticeAction.onclick = loadModels;
+    return;
+  }
+  if (ui.notice.dataset.kind === "auth" || ui.notice.dataset.kind === "unreachable") hideNotice();
+  ui.model.replaceChildren(
+    ...state.models.map((card) => {
+      const option = document.createElement("option");
+      option.value = card.id;
+      option.textContent = card.id.includes(":") ? card.id : `${card.id} (${card.prompt})`;
+      return option;
+    }),
+  );
+  const wanted = state.current?.model || state.settings.model;
+  ui.model.value = hasModel(wanted) ? wanted : state.models[0]?.id ?? "";
+  state.settings.model = ui.model.value;
+}
+
+function readSettings() {
+  const temperature = Number.parseFloat(ui.temperature.value);
+  const maxTokens = Number.parseInt(ui.maxTokens.value, 10);
+  const keyChanged = ui.apiKey.value !== state.settings.apiKey;
+  state.settings = {
+    ...state.settings,
+    model: ui.model.value,
+    system: ui.system.value,
+    temperature: Number.isFinite(temperature) ? Math.min(2, Math.max(0, temperature)) : 0.7,
+    maxTokens: Number.isFinite(maxTokens) && maxTokens > 0 ? maxTokens : 512,
+    apiKey: ui.apiKey.value.trim(),
+  };
+  if (state.current && !state.streaming) {
+    state.current.system = ui.system.value;
+    state.current.model = ui.model.value;
+    persist();
+  }
+  saveSettings(state.settings);
+  if (keyChanged) loadModels();
+}
+
+function writeSettings() {
+  ui.system.value = state.current?.system ?? state.settings.system;
+  ui.temperature.value = String(state.settings.temperature);
+  ui.maxTokens.value = String(state.settings.maxTokens);
+  ui.apiKey.value = state.settings.apiKey;
+}
+
+function openSettings(focus) {
+  ui.settings.hidden = false;
+  $("toggle-settings").setAttribute("aria-expanded", "true");
+  focus?.focus();
+}
+
+function toggleSettings() {
+  if (ui.settings.hidden) openSettings(ui.system);
+  else {
+    ui.settings.hidden = true;
+    $("toggle-settings").setAttribute("aria-expanded", "false");
+  }
+}
+
+// ---- drawing -------------------------------------------------------------------------
+
+function drawAll() {
+  drawSidebar();
+  drawTitle();
+  drawMessages();
+  const streaming = Boolean(state.streaming);
+  ui.send.hidden = streaming;
+  ui.stop.hidden = !streaming;
+}
+
+function drawSidebar() {
+  const shown = state.conversations.filter((c) => c.messages.length > 0 || c === state.current);
+  renderSidebar(ui.list, shown, state.current?.id, actions);
+}
+
+function drawTitle() {
+  ui.title.textContent = state.current?.title ?? "New chat";
+  document.title = state.current ? `${state.current.title} · Hearth` : "Hearth";
+}
+
+function drawMessages() {
+  const conversation = state.current;
+  const empty = !conversation || conversation.messages.length === 0;
+  if (empty) {
+    ui.messages.replaceChildren(ui.empty);
+    return;
+  }
+  renderMessages(ui.messages, conversation, { streaming: Boolean(state.streaming) }, actions);
+  scrollToBottom();
+}
+
+function nearBottom() {
+  const m = ui.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+}
+
+function scrollToBottom() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+function showNotice(kind, text, actionLabel, action) {
+  ui.notice.hidden = false;
+  ui.notice.className = `notice ${kind}`;
+  ui.notice.dataset.kind = kind;
+  ui.noticeText.textContent = text;
+  ui.noticeAction.hidden = !actionLabel;
+  ui.noticeAction.textContent = actionLabel ?? "";
+  ui.noticeAction.onclick = action ?? null;
+}
+
+function hideNotice() {
+  ui.notice.hidden = true;
+  delete ui.notice.dataset.kind;
+}
+
+function announce(text) {
+  ui.status.textContent = text;
+}
+
+function autosize() {
+  ui.input.style.height = "auto";
+  ui.input.style.height = `${Math.min(ui.input.scrollHeight, 200)}px`;
+}
+
+function openSidebar() {
+  ui.sidebar.classList.add("open");
+  ui.backdrop.hidden = false;
+  $("toggle-sidebar").setAttribute("aria-expanded", "true");
+  ui.list.querySelector("button")?.focus();
+}
+
+function closeSidebar() {
+  ui.sidebar.classList.remove("open");
+  ui.backdrop.hidden = true;
+  $("toggle-sidebar").setAttribute("aria-expanded", "false");
+}
+
+// ---- events ----------------------------------------------------------------------------
+
+ui.composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  send();
+});
+ui.input.addEventListener("keydown", (event) => {
+  // Enter sends; Shift+Enter is a new line; an IME composing text keeps its Enter.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    send();
+  }
+});
+ui.input.addEventListener("input", autosize);
+ui.stop.addEventListener("click", stop);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && state.streaming) stop();
+  else if (event.key === "Escape" && ui.sidebar.classList.contains("open")) closeSidebar();
+});
+$("new-chat").addEventListener("click", startNewChat);
+$("toggle-settings").addEventListener("click", toggleSettings);
+$("toggle-sidebar").addEventListener("click", () =>
+  ui.sidebar.classList.contains("open") ? closeSidebar() : openSidebar(),
+);
+ui.backdrop.addEventListener("click", closeSidebar);
+$("notice-close").addEventListener("click", hideNotice);
+$("export-md").addEventListener("click", () => exportCurrent("md"));
+$("export-json").addEventListener("click", () => exportCurrent("json"));
+for (const control of [ui.model, ui.system, ui.temperature, ui.maxTokens, ui.apiKey]) {
+  control.addEventListener("change", readSettings);
+}
+// Another tab changed the conversations: pick up its version unless this one is mid-reply.
+window.addEventListener("storage", (event) => {
+  if (event.key?.startsWith("hearth.conversations") && !state.streaming) {
+    const currentId = state.current?.id;
+    state.conversations = loadConversations();
+    state.current = state.conversations.find((c) => c.id === currentId) ?? null;
+    drawAll();
+  }
+});
+
+const latest = [...state.conversations].sort((a, b) => b.updated - a.updated)[0];
+state.current = latest ?? null;
+writeSettings();
+drawAll();
+loadModels();
+ui.input.focus();
