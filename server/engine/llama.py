@@ -21,7 +21,6 @@ from collections import deque
 from typing import Any
 
 import llama_cpp
-
 from hearth.server.engine.base import (
     Finished,
     GenerationRequest,
@@ -183,7 +182,7 @@ class LlamaEngine:
                 self._drop_cancelled()
                 if any(slot.busy for slot in self._slots):
                     self._step()
-            except Exception:  # noqa: BLE001 - a bug must fail requests, not hang them
+            except Exception:
                 log.exception("scheduler step failed; failing the running requests")
                 self._reset_all()
         for slot in self._slots:
