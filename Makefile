@@ -34,6 +34,7 @@ lint: setup
 ci: lint test
 
 bench: setup
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/serve_bench.py $(ARGS)
 
 clean:
