@@ -1,0 +1,118 @@
+"""The llama.cpp engine in process, on the real model: failure handling and the batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from hearth.server.engine.base import (
+    Finished,
+    GenerationRequest,
+    Prompt,
+    SamplingParams,
+    TextDelta,
+)
+from hearth.server.engine.batch import TokenBatch
+from hearth.server.engine.llama import LlamaEngine
+from hearth.server.errors import ContextOverflow, EngineFailure
+from hearth.server.settings import ModelSettings
+
+GREEDY = SamplingParams(temperature=0)
+
+
+async def run(engine: LlamaEngine, text: str, max_tokens: int = 12) -> tuple[str, Finished]:
+    request = GenerationRequest(Prompt(text), max_tokens=max_tokens, sampling=GREEDY)
+    parts, finished = [], None
+    async for event in engine.submit(request):
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        else:
+            finished = event
+    assert finished is not None
+    return "".join(parts), finished
+
+
+@pytest.fixture
+def engine_settings() -> ModelSettings:
+    return ModelSettings.load({"parallel": 2, "n_ctx": 512, "threads": 2})
+
+
+def test_a_failed_decode_fails_its_request_and_the_next_one_is_served(engine_settings):
+    async def scenario() -> None:
+        engine = LlamaEngine(engine_settings)
+        await engine.start()
+        try:
+            before, _ = await run(engine, "The sky is")
+            real_decode = TokenBatch.decode
+            calls = 0
+
+            def failing_once(batch: TokenBatch, ctx: object) -> int:
+                nonlocal calls
+                calls += 1
+                return -1 if calls == 1 else real_decode(batch, ctx)
+
+            TokenBatch.decode = failing_once  # type: ignore[method-assign]
+            try:
+                with pytest.raises(EngineFailure):
+                    await run(engine, "The sky is")
+            finally:
+                TokenBatch.decode = real_decode  # type: ignore[method-assign]
+            after, finished = await run(engine, "The sky is")
+            assert after == before  # nothing left over from the failed step
+            assert finished.cached_tokens == 0  # the suspect KV was dropped
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+
+
+def test_prompt_that_does_not_fit_is_refused_before_admission(engine_settings):
+    async def scenario() -> None:
+        engine = LlamaEngine(engine_settings)
+        await engine.start()
+        try:
+            with pytest.raises(ContextOverflow) as overflow:
+                engine.submit(GenerationRequest(Prompt("word " * 600), max_tokens=4))
+            assert overflow.value.limit == 512
+            with pytest.raises(ContextOverflow):
+                engine.submit(GenerationRequest(Prompt("Hello"), max_tokens=600))
+            text, finished = await run(engine, "Hello", max_tokens=3)
+            assert finished.completion_tokens <= 3
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+
+
+def test_generation_stops_at_the_context_end_with_length(engine_settings):
+    async def scenario() -> None:
+        engine = LlamaEngine(engine_settings)
+        await engine.start()
+        try:
+            prompt = "count: " + "one two three " * 160
+            request = GenerationRequest(
+                Prompt(prompt), sampling=SamplingParams(temperature=0, logit_bias=((2, -100.0),))
+            )
+            events = [e async for e in engine.submit(request)]
+            finished = events[-1]
+            assert isinstance(finished, Finished) and finished.reason == "length"
+            assert finished.prompt_tokens + finished.completion_tokens == 512
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+
+
+def test_token_batch_lays_out_tokens_positions_and_sequences():
+    batch = TokenBatch(8)
+    assert batch.add([5, 6, 7], first_pos=10, seq_id=1, logits_last=True) == 2
+    assert batch.add([9], first_pos=3, seq_id=0, logits_last=False) == 3
+    assert batch.size == 4 and batch.room == 4
+    np.testing.assert_array_equal(batch.tokens[:4], [5, 6, 7, 9])
+    np.testing.assert_array_equal(batch.positions[:4], [10, 11, 12, 3])
+    np.testing.assert_array_equal(batch.wants_logits[:4], [0, 0, 1, 0])
+    assert [batch.struct.seq_id[i][0] for i in range(4)] == [1, 1, 1, 0]
+    batch.clear()
+    assert batch.size == 0
