@@ -114,4 +114,4 @@ def open_meta_checkpoint(folder: Path) -> Checkpoint:
     dim = int(params.get("dim", 0))
     tensors = {name: _merged(name, [s[name] for s in per_shard], dim) for name in names}
     config = _as_hf_config(params, tensors)
-    return Checkpoint(folder, config, tensors, hf_rope_layout=False, sources=files)
+    return Checkpoint(folder, config, tensors, hf_rope_layout=False)
