@@ -72,7 +72,8 @@ def plan_tensors(arch: Architecture, out_type: OutType) -> list[PlannedTensor]:
             raise ConversionError(
                 f"tensor {source_name!r} has shape {list(source.shape)}, the config implies {list(want)}"
             )
-        base = out_type.float_type or LOSSLESS[source.dtype]
+        # Not `or`: F32 is GGML type 0, which is falsy.
+        base = LOSSLESS[source.dtype] if out_type.float_type is None else out_type.float_type
         ggml_type = storage_type(name, len(source.shape), base)
         planned.append(PlannedTensor(name, tuple(source.shape), ggml_type,
                                      _transformed(source, arch.transform(kind))))

@@ -131,3 +131,27 @@ def test_convert_verify_flag_falls_back_to_an_f32_reference_for_meta_folders(
     assert main(["convert", str(meta), "-o", str(out), "--outtype", "q8_0", "--verify"]) == 0
     printed = capsys.readouterr().out
     assert "reference: llama.cpp F32 conversion" in printed and "Q8_0" in printed
+
+
+def test_bfloat16_checkpoint_round_trips_and_quantizes(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """bf16 sources widen exactly; bf16 output keeps their bits; q8_0 quantizes from them."""
+    import gguf
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    source = shutil.copytree(tiny_models["llama"], tmp_path / "bf16")
+    state = {k: v.to(torch.bfloat16) for k, v in load_file(source / "model.safetensors").items()}
+    save_file(state, source / "model.safetensors", metadata={"format": "pt"})
+    as_f32 = tensor_bytes(_convert(source, tmp_path / "f32.gguf", "f32"))
+    as_bf16 = tensor_bytes(_convert(source, tmp_path / "bf16.gguf", "bf16"))
+    for name, (kind, data) in as_bf16.items():
+        if kind == gguf.GGMLQuantizationType.BF16:
+            widened = (np.frombuffer(data, np.uint16).astype(np.uint32) << 16).tobytes()
+            assert widened == as_f32[name][1], name
+    assert any(kind == gguf.GGMLQuantizationType.BF16 for kind, _ in as_bf16.values())
+    q8 = _convert(source, tmp_path / "q8.gguf", "q8_0")
+    (reply,) = llama_cpp_greedy(q8, [gguf_prompt(q8, PROMPTS[0])], 8)
+    assert reply
