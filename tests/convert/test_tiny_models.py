@@ -133,10 +133,13 @@ def test_convert_verify_flag_falls_back_to_an_f32_reference_for_meta_folders(
     assert "reference: llama.cpp F32 conversion" in printed and "Q8_0" in printed
 
 
-def test_bfloat16_checkpoint_round_trips_and_quantizes(
+def test_f32_outtype_of_a_bfloat16_checkpoint_is_f32(
     tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    """bf16 sources widen exactly; bf16 output keeps their bits; q8_0 quantizes from them."""
+    """GGML's F32 is type 0, so `float_type or lossless` once wrote bf16 tensors into an f32 GGUF.
+
+    Also: bf16 sources widen exactly, bf16 output keeps their bits, q8_0 quantizes from them.
+    """
     import gguf
     import numpy as np
     import torch
@@ -146,6 +149,7 @@ def test_bfloat16_checkpoint_round_trips_and_quantizes(
     state = {k: v.to(torch.bfloat16) for k, v in load_file(source / "model.safetensors").items()}
     save_file(state, source / "model.safetensors", metadata={"format": "pt"})
     as_f32 = tensor_bytes(_convert(source, tmp_path / "f32.gguf", "f32"))
+    assert {kind for kind, _ in as_f32.values()} == {gguf.GGMLQuantizationType.F32}
     as_bf16 = tensor_bytes(_convert(source, tmp_path / "bf16.gguf", "bf16"))
     for name, (kind, data) in as_bf16.items():
         if kind == gguf.GGMLQuantizationType.BF16:
