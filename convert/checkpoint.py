@@ -49,6 +49,11 @@ class Checkpoint:
     # Meta's consolidated.*.pth keep Q/K rows in the interleaved rope order llama.cpp uses;
     # Hugging Face checkpoints were permuted to the half-split order and must be permuted back.
     hf_rope_layout: bool = True
+    tokenizer_folder: Path | None = None  # where the tokenizer files are; None: `folder`
+
+    @property
+    def tokenizer_files(self) -> Path:
+        return self.tokenizer_folder or self.folder
 
     @property
     def architecture(self) -> str:

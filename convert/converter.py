@@ -99,7 +99,7 @@ def _metadata(arch: Architecture, vocab: Vocabulary, file_type: gguf.LlamaFileTy
         arch.write_hparams(writer)
         writer.add_file_type(file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        vocab.write(writer, arch.checkpoint.folder)
+        vocab.write(writer, arch.checkpoint.tokenizer_files)
 
     return write
 
@@ -122,7 +122,7 @@ def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: 
     arch = architecture_for(checkpoint)
     planned = plan_tensors(arch, out_type)
     rows = next(t.shape[0] for t in planned if t.name == "token_embd.weight")
-    vocab = load_vocabulary(checkpoint.folder, rows)
+    vocab = load_vocabulary(checkpoint.tokenizer_files, rows)
     name = source.resolve().name
     logger.info("converting %s (%s, %d tensors) to %s", source, arch.arch_name, len(planned),
                 out_type.name)

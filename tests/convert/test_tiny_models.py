@@ -48,6 +48,17 @@ def test_meta_consolidated_shards_convert_to_the_same_tensors(
     assert tensor_bytes(from_meta) == tensor_bytes(from_hf)
 
 
+def test_meta_download_layout_finds_the_shared_tokenizer(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Meta's download: LLaMA/tokenizer.model beside LLaMA/7B/{params.json,consolidated.00.pth}."""
+    meta = meta_copy(tiny_models["llama"], tmp_path / "LLaMA" / "7B", n_shards=1)
+    (meta / "tokenizer.model").rename(tmp_path / "LLaMA" / "tokenizer.model")
+    out = tmp_path / "7B.gguf"
+    assert main(["convert", str(meta), "-o", str(out), "--outtype", "f16"]) == 0
+    assert _vocab(out) == _vocab(_convert(tiny_models["llama"], tmp_path / "hf.gguf"))
+
+
 def test_sharded_safetensors_convert_to_the_same_tensors(
     sentencepiece_model: Path, spm_size: int, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
