@@ -133,8 +133,7 @@ class Architecture:
         rope_scaling_hook(self, writer)
 
     def expected_shapes(self) -> dict[gguf.MODEL_TENSOR, tuple[int, ...]]:
-        shapes = {kind: shape(self) for kind, shape in {**BLOCK_SHAPES, **MODEL_SHAPES}.items()}
-        return shapes
+        return {kind: shape(self) for kind, shape in {**BLOCK_SHAPES, **MODEL_SHAPES}.items()}
 
     def transform(self, kind: gguf.MODEL_TENSOR) -> Callable[[np.ndarray], np.ndarray] | None:
         """A hook: how a tensor's data changes on its way into the GGUF (None: unchanged)."""
@@ -234,12 +233,12 @@ def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter) -> None:
     kind = scaling.get("rope_type") or scaling.get("type")
     if kind in (None, "default", "llama3"):  # llama3 is carried by the rope_freqs tensor
         return
-    writer_steps: dict[str, gguf.RopeScalingType] = {
+    scaling_types: dict[str, gguf.RopeScalingType] = {
         "linear": gguf.RopeScalingType.LINEAR, "yarn": gguf.RopeScalingType.YARN,
     }
-    if kind not in writer_steps:
+    if kind not in scaling_types:
         raise ConversionError(f"unsupported rope_scaling type {kind!r}; supported: linear, yarn, llama3")
-    writer.add_rope_scaling_type(writer_steps[kind])
+    writer.add_rope_scaling_type(scaling_types[kind])
     writer.add_rope_scaling_factor(float(scaling["factor"]))
     if kind == "yarn" and "original_max_position_embeddings" in scaling:
         writer.add_rope_scaling_orig_ctx_len(int(scaling["original_max_position_embeddings"]))

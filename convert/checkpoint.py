@@ -15,7 +15,7 @@ import json
 import re
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,11 @@ class Checkpoint:
     # Meta's consolidated.*.pth keep Q/K rows in the interleaved rope order llama.cpp uses;
     # Hugging Face checkpoints were permuted to the half-split order and must be permuted back.
     hf_rope_layout: bool = True
-    sources: list[Path] = field(default_factory=list)
+    tokenizer_folder: Path | None = None  # where the tokenizer files are; None: `folder`
+
+    @property
+    def tokenizer_files(self) -> Path:
+        return self.tokenizer_folder or self.folder
 
     @property
     def architecture(self) -> str:
@@ -237,6 +241,6 @@ def open_checkpoint(folder: Path) -> Checkpoint:
         files = weight_format.files(folder)
         if files:
             tensors = _merge_shards(files, weight_format.opener)
-            return Checkpoint(folder, config, tensors, hf_rope_layout=True, sources=files)
+            return Checkpoint(folder, config, tensors, hf_rope_layout=True)
     looked = ", ".join(f.single for f in HF_FORMATS)
     raise ConversionError(f"{folder} has no weights (looked for {looked}, shards, consolidated.*.pth)")

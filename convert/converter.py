@@ -72,7 +72,8 @@ def plan_tensors(arch: Architecture, out_type: OutType) -> list[PlannedTensor]:
             raise ConversionError(
                 f"tensor {source_name!r} has shape {list(source.shape)}, the config implies {list(want)}"
             )
-        base = out_type.float_type or LOSSLESS[source.dtype]
+        # Not `or`: F32 is GGML type 0, which is falsy.
+        base = LOSSLESS[source.dtype] if out_type.float_type is None else out_type.float_type
         ggml_type = storage_type(name, len(source.shape), base)
         planned.append(PlannedTensor(name, tuple(source.shape), ggml_type,
                                      _transformed(source, arch.transform(kind))))
@@ -98,7 +99,7 @@ def _metadata(arch: Architecture, vocab: Vocabulary, file_type: gguf.LlamaFileTy
         arch.write_hparams(writer)
         writer.add_file_type(file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        vocab.write(writer, arch.checkpoint.folder)
+        vocab.write(writer, arch.checkpoint.tokenizer_files)
 
     return write
 
@@ -121,7 +122,7 @@ def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: 
     arch = architecture_for(checkpoint)
     planned = plan_tensors(arch, out_type)
     rows = next(t.shape[0] for t in planned if t.name == "token_embd.weight")
-    vocab = load_vocabulary(checkpoint.folder, rows)
+    vocab = load_vocabulary(checkpoint.tokenizer_files, rows)
     name = source.resolve().name
     logger.info("converting %s (%s, %d tensors) to %s", source, arch.arch_name, len(planned),
                 out_type.name)

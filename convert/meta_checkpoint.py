@@ -114,4 +114,7 @@ def open_meta_checkpoint(folder: Path) -> Checkpoint:
     dim = int(params.get("dim", 0))
     tensors = {name: _merged(name, [s[name] for s in per_shard], dim) for name in names}
     config = _as_hf_config(params, tensors)
-    return Checkpoint(folder, config, tensors, hf_rope_layout=False, sources=files)
+    # Meta's own download keeps one tokenizer.model beside the 7B/, 13B/... folders.
+    shared = not (folder / "tokenizer.model").is_file() and (folder.parent / "tokenizer.model").is_file()
+    return Checkpoint(folder, config, tensors, hf_rope_layout=False,
+                      tokenizer_folder=folder.parent if shared else None)

@@ -48,7 +48,8 @@ class PlannedTensor:
         if self.ggml_type == Q.F16:
             return np.ascontiguousarray(data, dtype=np.float16)
         # bfloat16 rounding (nearest-even, NaN kept) is gguf-py's, as llama.cpp's converter uses
-        return gguf.quants.quantize(np.asarray(data, dtype=np.float32), Q.BF16)
+        encoded = gguf.quants.quantize(np.asarray(data, dtype=np.float32), Q.BF16)
+        return encoded.view(np.uint16)  # gguf-py hands back raw bytes; keep the element shape
 
 
 MetadataWriter = Callable[[gguf.GGUFWriter], None]

@@ -25,8 +25,10 @@ LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 
 
 @pytest.fixture(scope="session")
-def cache_dir(request: pytest.FixtureRequest) -> Path:
-    return Path(request.config.cache.mkdir(f"hearth-convert-v{FIXTURE_VERSION}"))
+def cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    name = f"hearth-convert-v{FIXTURE_VERSION}"
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    return Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,7 @@
-"""Helpers the convert tests share: run a model both ways, read tensors, edit checkpoints."""
+"""Running models for the convert tests: greedy decoding both ways, and reading tensors."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,22 +55,3 @@ def gguf_prompt(gguf_path: Path, text: str) -> list[int]:
     from hearth.convert.verify import gguf_tokens
 
     return gguf_tokens(gguf_path, text)
-
-
-def folder_listing(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
-
-
-def copy_checkpoint(source: Path, dest: Path) -> Path:
-    shutil.copytree(source, dest)
-    return dest
-
-
-def edit_config(folder: Path, **changes: object) -> None:
-    config = json.loads((folder / "config.json").read_text())
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    (folder / "config.json").write_text(json.dumps(config))

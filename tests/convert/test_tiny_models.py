@@ -48,6 +48,17 @@ def test_meta_consolidated_shards_convert_to_the_same_tensors(
     assert tensor_bytes(from_meta) == tensor_bytes(from_hf)
 
 
+def test_meta_download_layout_finds_the_shared_tokenizer(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Meta's download: LLaMA/tokenizer.model beside LLaMA/7B/{params.json,consolidated.00.pth}."""
+    meta = meta_copy(tiny_models["llama"], tmp_path / "LLaMA" / "7B", n_shards=1)
+    (meta / "tokenizer.model").rename(tmp_path / "LLaMA" / "tokenizer.model")
+    out = tmp_path / "7B.gguf"
+    assert main(["convert", str(meta), "-o", str(out), "--outtype", "f16"]) == 0
+    assert _vocab(out) == _vocab(_convert(tiny_models["llama"], tmp_path / "hf.gguf"))
+
+
 def test_sharded_safetensors_convert_to_the_same_tensors(
     sentencepiece_model: Path, spm_size: int, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -131,3 +142,31 @@ def test_convert_verify_flag_falls_back_to_an_f32_reference_for_meta_folders(
     assert main(["convert", str(meta), "-o", str(out), "--outtype", "q8_0", "--verify"]) == 0
     printed = capsys.readouterr().out
     assert "reference: llama.cpp F32 conversion" in printed and "Q8_0" in printed
+
+
+def test_f32_outtype_of_a_bfloat16_checkpoint_is_f32(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """GGML's F32 is type 0, so `float_type or lossless` once wrote bf16 tensors into an f32 GGUF.
+
+    Also: bf16 sources widen exactly, bf16 output keeps their bits, q8_0 quantizes from them.
+    """
+    import gguf
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    source = shutil.copytree(tiny_models["llama"], tmp_path / "bf16")
+    state = {k: v.to(torch.bfloat16) for k, v in load_file(source / "model.safetensors").items()}
+    save_file(state, source / "model.safetensors", metadata={"format": "pt"})
+    as_f32 = tensor_bytes(_convert(source, tmp_path / "f32.gguf", "f32"))
+    assert {kind for kind, _ in as_f32.values()} == {gguf.GGMLQuantizationType.F32}
+    as_bf16 = tensor_bytes(_convert(source, tmp_path / "bf16.gguf", "bf16"))
+    for name, (kind, data) in as_bf16.items():
+        if kind == gguf.GGMLQuantizationType.BF16:
+            widened = (np.frombuffer(data, np.uint16).astype(np.uint32) << 16).tobytes()
+            assert widened == as_f32[name][1], name
+    assert any(kind == gguf.GGMLQuantizationType.BF16 for kind, _ in as_bf16.values())
+    q8 = _convert(source, tmp_path / "q8.gguf", "q8_0")
+    (reply,) = llama_cpp_greedy(q8, [gguf_prompt(q8, PROMPTS[0])], 8)
+    assert reply
