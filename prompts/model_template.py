@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from hearth.prompts.base import (
     Message,
     ModelTemplate,
@@ -30,6 +27,8 @@ from hearth.prompts.base import (
     TokenCounter,
 )
 from hearth.prompts.fitting import fit_conversation
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 class TemplateRaised(TemplateError):
@@ -102,7 +101,7 @@ class ModelChatTemplate:
             )
         except TemplateRaised as refused:
             raise PromptRenderFailed(f"the model's chat template refused: {refused}") from refused
-        except Exception as failed:  # noqa: BLE001 - template code can raise anything
+        except Exception as failed:
             raise PromptRenderFailed(
                 f"the model's chat template failed: {type(failed).__name__}: {failed}"
             ) from failed

@@ -19,6 +19,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def parse_transcript(
     final = parse_turn(lines[-1])
     if final is not None and not final.rest.strip():
         user, user_colon, head = final.label, final.colon, lines[:-1]
+        if user_name and user_name != user:
+            log.warning("--user-name %r is not this transcript's user; using %r", user_name, user)
     elif user_name:
         user, user_colon, head = user_name, "", lines
     else:
@@ -92,12 +95,12 @@ def parse_transcript(
     user_colon = user_colon or _colon_of(turns, user, ":")
     ai = _assistant_label(turns, user, ai_name)
     ai_colon = _colon_of(turns, ai, user_colon)
-    preamble_lines = head[:start]
-    preamble = "\n".join(preamble_lines).rstrip()
-    blank_tail = len(preamble_lines) - len("\n".join(preamble_lines).rstrip("\n").split("\n"))
+    preamble = "\n".join(head[:start]).rstrip()
     return TranscriptLayout(
         preamble=preamble,
-        gap="\n" * (blank_tail + 1) if preamble and example_lines else "\n\n",
+        gap="\n" * (_blank_lines_before(head, start) + 1)
+        if preamble and start < len(head)
+        else "\n\n",
         examples="\n".join(example_lines).rstrip(),
         user_label=user + user_colon,
         ai_label=ai + ai_colon,
@@ -105,6 +108,13 @@ def parse_transcript(
         separator=_separator(example_lines),
         speakers=speakers if ai in speakers else (*speakers, ai),
     )
+
+
+def _blank_lines_before(lines: list[str], index: int) -> int:
+    count = 0
+    while count < index and not lines[index - count - 1].strip():
+        count += 1
+    return count
 
 
 def _speaks(line: str, label: str) -> bool:
@@ -124,7 +134,7 @@ def _assistant_label(turns: list[Turn], user: str, ai_name: str | None) -> str:
         )
     answers = Counter(
         after.label
-        for before, after in zip(turns, turns[1:])
+        for before, after in pairwise(turns)
         if before.label == user and after.label != user
     )
     ranked = answers.most_common(2) or [(label, 0) for label in others[:2]]

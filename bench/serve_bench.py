@@ -1,0 +1,198 @@
+"""Benchmark Hearth against llama-cpp-python's server and llama.cpp's llama-server.
+
+Starts each server in turn on the same model, threads, slots and context, drives it over
+HTTP with streamed chat completions, and prints one table with ratios. Not a test: it
+asserts nothing and prints what it measured.
+
+    python bench/serve_bench.py [--threads 2] [--slots 4] [--llama-server PATH]
+
+Scenarios (each server, same requests):
+  single stream   decode tokens/s of one 128-token stream (best of 3)
+  N concurrent    total tokens/s of N simultaneous streams; streams cut short are counted
+  TTFT cold/warm  time to first token on a ~1,500-token conversation, then on its next turn
+  4 users         mean time to first token when 4 users take turns in their own long chats
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import stream_chat  # noqa: E402
+from servers import (  # noqa: E402
+    RunningServer,
+    ServerConfig,
+    find_llama_server,
+    hearth,
+    llama_cpp_python,
+    llama_server,
+)
+
+STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to bake."}]
+FILLER = (
+    "I have been thinking about the garden again. The tomatoes came up late this year, the "
+    "beans climbed the fence, and the neighbour's cat keeps sleeping in the herb bed. "
+)
+
+
+def conversation(tokens_approx: int) -> list[dict]:
+    """A long chat: a unique opening (so no cache has it), then many exchanges."""
+    messages = [{"role": "system", "content": f"Chat {secrets.token_hex(4)}. Be brief."}]
+    turns = max(1, tokens_approx // 90)
+    for i in range(turns):
+        messages.append({"role": "user", "content": f"Note {i}: {FILLER}"})
+        messages.append({"role": "assistant", "content": "Noted. The garden sounds lively."})
+    messages.append({"role": "user", "content": "What should I plant next?"})
+    return messages
+
+
+async def single_stream(url: str, tokens: int) -> float:
+    async with httpx.AsyncClient(timeout=600) as client:
+        rates = [(await stream_chat(client, url, STORY, tokens)).decode_rate for _ in range(3)]
+    return max(rates)
+
+
+async def concurrent(url: str, n: int, tokens: int) -> tuple[float, int]:
+    async with httpx.AsyncClient(timeout=600) as client:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(
+            *(stream_chat(client, url, STORY, tokens, temperature=0.8, seed=i) for i in range(n)),
+            return_exceptions=True,
+        )
+        wall = loop.time() - started
+    done = [r for r in results if not isinstance(r, BaseException) and r.complete]
+    return sum(r.tokens for r in done) / wall, n - len(done)
+
+
+async def ttft_cold_warm(url: str) -> tuple[float, float]:
+    chat = conversation(1500)
+    async with httpx.AsyncClient(timeout=600) as client:
+        cold = await stream_chat(client, url, chat, 16)
+        chat += [{"role": "assistant", "content": cold.text}, {"role": "user", "content": "And?"}]
+        warm = await stream_chat(client, url, chat, 16)
+    return cold.ttft, warm.ttft
+
+
+async def users_taking_turns(url: str, users: int, rounds: int = 2) -> float:
+    chats = [conversation(1500) for _ in range(users)]
+    waits = []
+    async with httpx.AsyncClient(timeout=900) as client:
+        for round_ in range(rounds + 1):
+            for chat in chats:
+                result = await stream_chat(client, url, chat, 16)
+                if round_ > 0:  # the first round only builds the conversations
+                    waits.append(result.ttft)
+                chat += [
+                    {"role": "assistant", "content": result.text},
+                    {"role": "user", "content": f"Tell me more ({round_})."},
+                ]
+    return statistics.mean(waits)
+
+
+async def run_all(url: str, tokens: int, levels: list[int]) -> dict[str, float]:
+    row: dict[str, float] = {"single stream tok/s": await single_stream(url, tokens)}
+    for n in levels:
+        rate, cut = await concurrent(url, n, tokens)
+        row[f"{n} concurrent tok/s"] = rate
+        row[f"{n} concurrent cut short"] = cut
+    cold, warm = await ttft_cold_warm(url)
+    row["TTFT cold s"] = cold
+    row["TTFT warm s"] = warm
+    row["4 users TTFT s"] = await users_taking_turns(url, 4)
+    return row
+
+
+def print_table(rows: dict[str, dict[str, float]]) -> None:
+    names = list(rows)
+    metrics = list(next(iter(rows.values())))
+    header = f"| metric | {' | '.join(names)} |"
+    if "hearth" in rows:
+        others = [n for n in names if n != "hearth"]
+        header += "".join(f" hearth / {o} |" for o in others)
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for metric in metrics:
+        cells = [_fmt(rows[n].get(metric)) for n in names]
+        line = f"| {metric} | {' | '.join(cells)} |"
+        if "hearth" in rows:
+            for other in (n for n in names if n != "hearth"):
+                line += f" {_ratio(metric, rows['hearth'].get(metric), rows[other].get(metric))} |"
+        print(line)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _ratio(metric: str, ours: float | None, theirs: float | None) -> str:
+    if not ours or not theirs or "cut short" in metric:
+        return "-"
+    # Higher is better for rates; for times, the ratio says how many times faster we are.
+    return f"{ours / theirs:.2f}x" if "tok/s" in metric else f"{theirs / ours:.2f}x faster"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="GGUF (default: bundled)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--ctx-per-slot", type=int, default=2048)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--levels", default="1,2,4,8")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server")
+    parser.add_argument("--only", default=None, help="comma-separated subset of servers")
+    args = parser.parse_args()
+
+    from hearth.server.settings import bundled_model_path
+
+    model = args.model or bundled_model_path()
+    config = ServerConfig(model, args.port, args.threads, args.slots, args.ctx_per_slot)
+    servers: dict[str, Callable[[ServerConfig], list[str]]] = {"hearth": hearth}
+    try:
+        import llama_cpp.server  # noqa: F401
+
+        servers["llama-cpp-python"] = llama_cpp_python
+    except ImportError:
+        print("llama-cpp-python[server] not installed: skipping it", file=sys.stderr)
+    binary = find_llama_server(args.llama_server)
+    if binary is not None:
+        servers["llama-server"] = llama_server(binary)
+    else:
+        print("llama-server not found (--llama-server PATH): skipping it", file=sys.stderr)
+    if args.only:
+        servers = {k: v for k, v in servers.items() if k in args.only.split(",")}
+
+    levels = [int(n) for n in args.levels.split(",")]
+    rows: dict[str, dict[str, float]] = {}
+    logs = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
+    for name, command in servers.items():
+        print(f"== {name}", file=sys.stderr, flush=True)
+        server = RunningServer(name, command(config), config.port, logs / f"{name}.log")
+        try:
+            rows[name] = asyncio.run(run_all(server.url, args.tokens, levels))
+        finally:
+            server.stop()
+    print(
+        f"\nmodel {model.name}, threads {args.threads}, slots {args.slots}, "
+        f"{args.ctx_per_slot} tokens per slot, {args.tokens}-token streams\n"
+    )
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The tokenizer, as GGUF metadata: tokens, scores, types, merges, special ids, chat template.
+
+Two tokenizer models cover the supported families: SentencePiece (`tokenizer.model`: LLaMA 1/2,
+Vicuna, Alpaca, TinyLlama, Mistral) written as GGUF model "llama", and byte-level BPE
+(`tokenizer.json`: LLaMA 3, SmolLM, Qwen2) written as "gpt2". gguf-py's `SpecialVocab` adds the
+merges, special token ids, add_bos/add_eos and the chat template.
+
+Hugging Face keeps added tokens in three places (tokenizer.json `added_tokens`,
+tokenizer_config.json `added_tokens_decoder`, added_tokens.json); all are read, because a token
+present in only one of them is still a row of the embedding. Rows left without any token (the
+Vicuna "32001 rows, tokenizer.model has 32000" case) get placeholder tokens, with a warning,
+so the vocabulary matches the embedding and llama.cpp loads the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+from hearth.convert.errors import ConversionError
+
+logger = logging.getLogger(__name__)
+
+ADDED_TOKEN_SCORE = -1000.0
+
+# llama.cpp's pre-tokenizer names for the regexes byte-level BPE tokenizers split with.
+LLAMA3_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+PRE_TOKENIZERS_BY_REGEX: dict[str, str] = {LLAMA3_REGEX: "llama-bpe", QWEN2_REGEX: "qwen2"}
+
+
+@dataclass
+class Vocabulary:
+    """Tokens in id order, ready for the GGUF tokenizer keys."""
+
+    model: str  # GGUF tokenizer model: "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+    pre: str | None
+    tokens: list[str]
+    scores: list[float]
+    types: list[int]
+
+    def pad_to(self, rows: int) -> None:
+        """Give every embedding row a token: placeholders for rows no tokenizer file names."""
+        if rows < len(self.tokens):
+            raise ConversionError(
+                f"the tokenizer has {len(self.tokens)} tokens but the embedding has only {rows} "
+                "rows; the tokenizer files do not belong to this model"
+            )
+        first = len(self.tokens)
+        for token_id in range(first, rows):
+            self.tokens.append(f"[PAD{token_id}]")
+            self.scores.append(ADDED_TOKEN_SCORE)
+            self.types.append(gguf.TokenType.UNUSED)
+        if rows > first:
+            logger.warning(
+                "the model has %d embedding rows but its tokenizer files define %d tokens; "
+                "added %d placeholder token(s) [PAD%d]..[PAD%d] (ids %d..%d, type UNUSED) so "
+                "the vocabulary matches the embedding. The model will never produce them.",
+                rows, first, rows - first, first, rows - 1, first, rows - 1,
+            )
+
+    def write(self, writer: gguf.GGUFWriter, folder: Path) -> None:
+        writer.add_tokenizer_model(self.model)
+        if self.pre is not None:
+            writer.add_tokenizer_pre(self.pre)
+        writer.add_token_list(self.tokens)
+        if self.model == "llama":
+            writer.add_token_scores(self.scores)
+        writer.add_token_types(self.types)
+        special = gguf.SpecialVocab(folder, load_merges=self.model == "gpt2",
+                                    n_vocab=len(self.tokens))
+        if self.model == "gpt2" and "bos" not in special.add_special_token:
+            # Byte-level BPE tokenizers add BOS only when their files say so; llama.cpp would
+            # otherwise default to adding one and every prompt would start with a stray token.
+            special.add_special_token["bos"] = False
+        special.add_to_gguf(writer, quiet=True)
+
+
+@dataclass(frozen=True)
+class AddedToken:
+    content: str
+    special: bool
+
+
+def _json_or_empty(path: Path) -> Any:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"{path} is not valid JSON ({e})") from e
+
+
+def added_tokens(folder: Path) -> dict[int, AddedToken]:
+    """Every added token from every file Hugging Face keeps them in, by id."""
+    found: dict[int, AddedToken] = {}
+    special_contents = {
+        v["content"] if isinstance(v, dict) else v
+        for v in _json_or_empty(folder / "special_tokens_map.json").values()
+        if isinstance(v, (str, dict))
+    }
+    for content, token_id in _json_or_empty(folder / "added_tokens.json").items():
+        found[int(token_id)] = AddedToken(content, content in special_contents)
+    decoder = _json_or_empty(folder / "tokenizer_config.json").get("added_tokens_decoder", {})
+    for token_id, entry in decoder.items():
+        found[int(token_id)] = AddedToken(entry["content"], bool(entry.get("special")))
+    for entry in _json_or_empty(folder / "tokenizer.json").get("added_tokens", []):
+        found[int(entry["id"])] = AddedToken(entry["content"], bool(entry.get("special")))
+    return found
+
+
+def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
+    try:
+        from sentencepiece import SentencePieceProcessor
+    except ImportError as e:
+        raise ConversionError("tokenizer.model needs the sentencepiece package") from e
+    processor = SentencePieceProcessor()
+    if not processor.LoadFromFile(str(folder / "tokenizer.model")):
+        raise ConversionError(f"{folder / 'tokenizer.model'} is not a SentencePiece model")
+    tokens, scores, types = [], [], []
+    for i in range(processor.vocab_size()):
+        tokens.append(processor.IdToPiece(i))
+        scores.append(processor.GetScore(i))
+        types.append(_piece_type(processor, i))
+    vocab = Vocabulary("llama", None, tokens, scores, types)
+    _merge_added(vocab, added_tokens(folder))
+    return vocab
+
+
+def _piece_type(processor: Any, i: int) -> gguf.TokenType:
+    if processor.IsUnknown(i):
+        return gguf.TokenType.UNKNOWN
+    if processor.IsControl(i):
+        return gguf.TokenType.CONTROL
+    if processor.IsUnused(i):
+        return gguf.TokenType.UNUSED
+    if processor.IsByte(i):
+        return gguf.TokenType.BYTE
+    return gguf.TokenType.NORMAL
+
+
+def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken]) -> None:
+    """Added tokens override base pieces with the same id and extend the list past its end."""
+    for token_id in sorted(added):
+        token = added[token_id]
+        kind = gguf.TokenType.CONTROL if token.special else gguf.TokenType.USER_DEFINED
+        if token_id < len(vocab.tokens):
+            if vocab.types[token_id] in (gguf.TokenType.UNKNOWN, gguf.TokenType.BYTE):
+                continue  # <unk> and byte pieces keep their SentencePiece meaning
+            vocab.tokens[token_id] = token.content
+            vocab.types[token_id] = kind
+            continue
+        vocab.pad_to(token_id)  # a gap in the added ids: placeholders, with the warning
+        vocab.tokens.append(token.content)
+        vocab.scores.append(ADDED_TOKEN_SCORE)
+        vocab.types.append(kind)
+
+
+def bpe_pre_tokenizer(tokenizer: dict[str, Any]) -> str:
+    """The llama.cpp pre-tokenizer that splits text as this tokenizer.json does."""
+    pre = tokenizer.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    kinds = [step.get("type") for step in steps]
+    for step in steps:
+        regex = (step.get("pattern") or {}).get("Regex")
+        if step.get("type") == "Split" and regex in PRE_TOKENIZERS_BY_REGEX:
+            return PRE_TOKENIZERS_BY_REGEX[regex]
+    if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
+        return "smollm"
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+        return "gpt-2"
+    logger.warning("unrecognised pre-tokenizer %s; using llama.cpp's default split, which may "
+                   "tokenize some text differently from the original", json.dumps(pre)[:200])
+    return "default"
+
+
+def _bpe_vocabulary(folder: Path) -> Vocabulary:
+    tokenizer = _json_or_empty(folder / "tokenizer.json")
+    model = tokenizer.get("model", {})
+    if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        raise ConversionError(f"{folder / 'tokenizer.json'}: only byte-level BPE is supported here")
+    by_id = {token_id: text for text, token_id in model["vocab"].items()}
+    size = max(by_id) + 1 if by_id else 0
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
+    types = [gguf.TokenType.NORMAL if i in by_id else gguf.TokenType.UNUSED for i in range(size)]
+    vocab = Vocabulary("gpt2", bpe_pre_tokenizer(tokenizer), tokens, [0.0] * size, types)
+    _merge_added(vocab, added_tokens(folder))
+    return vocab
+
+
+def load_vocabulary(folder: Path, rows: int) -> Vocabulary:
+    """The vocabulary for a model whose embedding has `rows` rows."""
+    if (folder / "tokenizer.model").is_file():
+        vocab = _sentencepiece_vocabulary(folder)
+    elif (folder / "tokenizer.json").is_file():
+        vocab = _bpe_vocabulary(folder)
+    else:
+        raise ConversionError(f"{folder} has no tokenizer (tokenizer.model or tokenizer.json)")
+    vocab.pad_to(rows)
+    return vocab

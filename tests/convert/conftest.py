@@ -1,0 +1,102 @@
+"""Session-scoped checkpoints and conversions, built once and shared by the convert tests.
+
+The SmolLM2 Hugging Face checkpoint (538 MB, about 15 s to make) is kept in pytest's cache
+directory between sessions; everything else is built under the session's tmp_path_factory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import checkpoint_builders
+from hearth.convert.converter import convert_checkpoint
+from hearth.convert.quantize import OUT_TYPES
+
+# Bump when checkpoints.py changes what it builds, so a stale cached copy is not reused.
+FIXTURE_VERSION = "1"
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(request: pytest.FixtureRequest) -> Path:
+    return Path(request.config.cache.mkdir(f"hearth-convert-v{FIXTURE_VERSION}"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(cache_dir: Path) -> Path:
+    folder = cache_dir / "smollm2-hf"
+    if not (folder / "model.safetensors").is_file():
+        checkpoint_builders.build_smollm2(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2_bin(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return checkpoint_builders.bin_copy(smollm2_hf, tmp_path_factory.mktemp("smollm2-bin"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Conversions of SmolLM2 by Hearth, one per out type, made on first use."""
+    made: dict[str, Path] = {}
+    folder = tmp_path_factory.mktemp("smollm2-gguf")
+
+    def get(out_type: str) -> Path:
+        if out_type not in made:
+            path = folder / f"smollm2-{out_type}.gguf"
+            convert_checkpoint(smollm2_hf, path, OUT_TYPES[out_type], progress=False)
+            made[out_type] = path
+        return made[out_type]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return checkpoint_builders.train_tokenizer(tmp_path_factory.mktemp("spm"))
+
+
+@pytest.fixture(scope="session")
+def spm_size(sentencepiece_model: Path) -> int:
+    import sentencepiece
+
+    return sentencepiece.SentencePieceProcessor(model_file=str(sentencepiece_model)).vocab_size()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(sentencepiece_model: Path, spm_size: int,
+                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    return {arch: checkpoint_builders.build_tiny(arch, root / arch, sentencepiece_model, spm_size, seed=i)
+            for i, arch in enumerate(checkpoint_builders.TINY_CONFIGS)}
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_reference(cache_dir: Path) -> Path:
+    """llama.cpp's own convert_hf_to_gguf.py, from the llama-cpp-python source package."""
+    root = cache_dir / "llama-cpp-python-sdist"
+    script = next(root.glob("*/vendor/llama.cpp/convert_hf_to_gguf.py"), None)
+    if script is not None:
+        return script
+    root.mkdir(exist_ok=True)
+    download = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+         LLAMA_CPP_PYTHON, "-d", str(root)], check=False, capture_output=True, text=True,
+        timeout=300,
+    )
+    archives = list(root.glob("*.tar.gz"))
+    if download.returncode != 0 or not archives:
+        pytest.skip(f"cannot download {LLAMA_CPP_PYTHON} source: {download.stderr[-300:]}")
+    with tarfile.open(archives[0]) as archive:
+        archive.extractall(root, filter="data")
+    script = next(root.glob("*/vendor/llama.cpp/convert_hf_to_gguf.py"), None)
+    if script is None:
+        pytest.skip("the llama-cpp-python source package has no convert_hf_to_gguf.py")
+    return script
