@@ -27,7 +27,7 @@ import {
   toJson,
   toMarkdown,
 } from "./store.js";
-import { fillBody, messageNode, renderMessages, renderSidebar, statsText } from "./view.js";
+import { fillBody, renderMessages, renderSidebar, statsText } from "./view.js";
 
 const state = {
   settings: loadSettings(),
