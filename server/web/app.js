@@ -215,10 +215,16 @@ async function generate(conversation) {
 }
 
 function liveView(message) {
-  // Redraw at most once per frame however fast tokens arrive.
+  // Redraw at most once per frame however fast tokens arrive, and save at most once a
+  // second, so that a page closed mid-reply keeps what had arrived.
   let scheduled = false;
+  let saved = performance.now();
   return {
     update() {
+      if (performance.now() - saved > 1000) {
+        saved = performance.now();
+        persist();
+      }
       if (scheduled) return;
       scheduled = true;
       requestAnimationFrame(() => {

@@ -106,7 +106,8 @@ export function statsText(message) {
   const stats = message.stats;
   if (message.pending) return "…";
   if (!stats) return "";
-  const parts = [`${stats.approximate ? "~" : ""}${stats.tokens} tokens`];
+  const parts = [];
+  if (Number.isFinite(stats.tokens)) parts.push(`${stats.approximate ? "~" : ""}${stats.tokens} tokens`);
   if (stats.tokensPerSecond) parts.push(`${stats.tokensPerSecond.toFixed(1)} tokens/s`);
   if (stats.stopped) parts.push("stopped");
   else if (stats.interrupted) parts.push("interrupted");
