@@ -273,9 +273,12 @@ async function loadModels() {
   } catch (error) {
     reportError(error);
     if (error.kind !== "auth") ui.noticeAction.onclick = loadModels;
+    // 503 here mostly means the model is still loading right after `hearth serve`:
+    // keep asking instead of leaving the user a dead page.
+    if (error.kind === "busy") setTimeout(loadModels, 1000 * Math.max(1, error.retryAfter ?? 2));
     return;
   }
-  if (ui.notice.dataset.kind === "auth" || ui.notice.dataset.kind === "unreachable") hideNotice();
+  if (["auth", "unreachable", "busy"].includes(ui.notice.dataset.kind)) hideNotice();
   ui.model.replaceChildren(
     ...state.models.map((card) => {
       const option = document.createElement("option");

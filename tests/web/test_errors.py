@@ -139,3 +139,28 @@ def test_a_conversation_longer_than_the_context_says_old_messages_were_left_out(
     dropped = int(response.value.headers["x-hearth-dropped-messages"])
     assert dropped > 0
     assert f"The {dropped} oldest messages were left out" in chat.notice()
+
+
+def test_a_page_opened_while_the_model_loads_waits_and_then_works(page, open_chat):
+    loading = {
+        "error": {
+            "message": "The model is still loading.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    page.route(
+        "**/v1/models",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Retry-After": "1"},
+            content_type="application/json",
+            body=json.dumps(loading),
+        ),
+    )
+    chat = open_chat(models=False)
+    assert "still loading" in chat.notice()
+    page.unroute("**/v1/models")
+    chat.wait_for_models()
+    expect(page.locator("#notice")).to_be_hidden()
