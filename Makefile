@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test lint browser bench clean
+.PHONY: setup serve test lint ci browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -30,7 +30,11 @@ test: setup browser
 lint: setup
 	$(BIN)/ruff check hearth server prompts convert tests bench
 
+# What CI runs: the lint, then the README's test command.
+ci: lint test
+
 bench: setup
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/serve_bench.py $(ARGS)
 
 clean:

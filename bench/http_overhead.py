@@ -24,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import RunningServer, ServerConfig, hearth  # noqa: E402
+from servers import RunningServer, ServerConfig, hearth
 
 PROMPT = "Once upon a time, in a village by the sea, there lived an old fisherman who"
 

@@ -28,8 +28,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import stream_chat  # noqa: E402
-from servers import (  # noqa: E402
+from measure import stream_chat
+from servers import (
     RunningServer,
     ServerConfig,
     find_llama_server,

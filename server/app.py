@@ -17,8 +17,6 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
-
-from hearth import __version__
 from hearth.server.catalog import ModelCatalog
 from hearth.server.engine.base import Engine
 from hearth.server.http_errors import install_error_handlers
@@ -26,6 +24,8 @@ from hearth.server.routes import chat, completions, health, models
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.settings import ServerSettings
 from hearth.server.state import ServerState
+
+from hearth import __version__
 
 log = logging.getLogger("hearth")
 

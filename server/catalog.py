@@ -20,8 +20,6 @@ from hearth.server.protocol import ModelCard
 from hearth.server.settings import ModelSettings
 
 
-
-
 @dataclass(frozen=True)
 class ServedModel:
     id: str

@@ -6,8 +6,9 @@ import argparse
 import logging
 import sys
 
-from hearth.flags import add_settings_flags, settings_from_args
 from hearth.server.settings import ServerSettings
+
+from hearth.flags import add_settings_flags, settings_from_args
 
 log = logging.getLogger("hearth")
 
@@ -18,7 +19,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
-
     from hearth.server.app import create_app
     from hearth.server.engine.llama import LlamaEngine
     from hearth.server.engine.model import ModelLoadError, check_gguf

@@ -7,8 +7,6 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from hearth.server.errors import (
     HearthError,
     InvalidRequest,
@@ -16,6 +14,7 @@ from hearth.server.errors import (
     PayloadTooLarge,
     to_openai,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 

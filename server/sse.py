@@ -13,8 +13,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from sse_starlette import EventSourceResponse
-
 from hearth.server.engine.base import Finished, TextDelta
 from hearth.server.errors import to_openai
 from hearth.server.generation import PreparedGeneration
@@ -27,6 +25,7 @@ from hearth.server.protocol import (
     PromptTokensDetails,
     Usage,
 )
+from sse_starlette import EventSourceResponse
 
 log = logging.getLogger(__name__)
 

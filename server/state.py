@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
-
+from fastapi import Depends, Request
 from hearth.server.catalog import ModelCatalog
 from hearth.server.engine.base import Engine, SamplingParams
 from hearth.server.errors import EngineNotReady
@@ -42,3 +42,6 @@ def ready(request: Request) -> Ready:
     if state.catalog is None or not state.engine.ready:
         raise EngineNotReady("The model is still loading. Try again shortly.")
     return Ready(state.engine, state.catalog, state.defaults)
+
+
+ReadyServices = Annotated[Ready, Depends(ready)]

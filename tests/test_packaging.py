@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,7 @@ def test_dockerfile_lints_clean():
         [Path(sys.executable).parent / "hadolint", str(REPO / "Dockerfile")],
         capture_output=True,
         text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -54,8 +55,8 @@ def test_dockerfile_copies_every_package_folder_and_installs_like_the_readme():
         "package-dir"
     ]
     for folder in set(package_dir.values()):
-        assert re.search(rf"^COPY {folder} \./{folder}$", dockerfile, re.M), folder
+        assert re.search(rf"^COPY {folder} \./{folder}$", dockerfile, re.MULTILINE), folder
     assert "pip install ." in dockerfile
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
-    assert re.search(r"^USER \d+$", dockerfile, re.M)  # not root
+    assert re.search(r"^USER \d+$", dockerfile, re.MULTILINE)  # not root
     assert "EXPOSE 8080" in dockerfile and "HEARTH_HOST=0.0.0.0" in dockerfile

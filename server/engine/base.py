@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,10 @@ class Engine(Protocol):
     def ready(self) -> bool: ...
 
     def count_tokens(self, prompt: Prompt) -> int: ...
+
+    def load(self) -> dict[str, Any]:
+        """Slots, queue and cache figures for /health."""
+        ...
 
     def submit(self, request: GenerationRequest) -> Generation:
         """Admit a request, or raise ContextOverflow / Overloaded / EngineNotReady."""

@@ -18,9 +18,9 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import llama_cpp
-
 from hearth.server.engine.base import (
     Finished,
     GenerationRequest,
@@ -155,14 +155,15 @@ class LlamaEngine:
         with self._wake:
             self._wake.notify()
 
-    def load(self) -> dict[str, int]:
-        """A snapshot for /health and metrics."""
+    def load(self) -> dict[str, Any]:
+        """A snapshot for /health: slots, queue, cache, and where step time goes."""
         return {
             "slots": len(self._slots),
             "slots_busy": sum(slot.busy for slot in self._slots),
             "waiting": len(self._waiting),
             "host_cache_entries": len(self._host_cache),
             "host_cache_bytes": self._host_cache.used,
+            "engine": self.stats.as_dict(),
         }
 
     # ---- scheduler thread ---------------------------------------------------------------
@@ -175,11 +176,15 @@ class LlamaEngine:
                 if self._stopping:
                     break
                 admitted = self._admit()
-            for slot in admitted:
-                self._start_job(slot)
-            self._drop_cancelled()
-            if any(slot.busy for slot in self._slots):
-                self._step()
+            try:
+                for slot in admitted:
+                    self._start_job(slot)
+                self._drop_cancelled()
+                if any(slot.busy for slot in self._slots):
+                    self._step()
+            except Exception:
+                log.exception("scheduler step failed; failing the running requests")
+                self._reset_all()
         for slot in self._slots:
             if slot.job is not None:
                 self._finish(slot, EngineFailure("The server is shutting down."))
@@ -347,13 +352,17 @@ class LlamaEngine:
 
     def _fail_batch(self, status: int) -> None:
         """llama_decode refused the batch: fail its requests, keep serving the next ones."""
-        assert self._model is not None
         log.error("llama_decode failed with status %d", status)
+        self._reset_all(f"llama.cpp failed to decode (status {status}).")
+
+    def _reset_all(self, reason: str = "The engine failed on this request.") -> None:
+        """Fail every running request and forget what the slots held: their KV is suspect."""
+        assert self._model is not None
         for slot in self._slots:
+            llama_cpp.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
+            slot.tokens = []
             if slot.job is not None:
-                llama_cpp.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
-                slot.tokens = []
-                self._finish(slot, EngineFailure(f"llama.cpp failed to decode (status {status})."))
+                self._finish(slot, EngineFailure(reason))
 
 
 class EngineStats:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
-from llama_cpp import _logger as llama_logger
-
 from hearth.server.engine.base import ModelInfo
+from llama_cpp import _logger as llama_logger
 
 log = logging.getLogger(__name__)
 

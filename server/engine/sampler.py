@@ -12,7 +12,6 @@ import ctypes
 import random
 
 import llama_cpp
-
 from hearth.server.engine.base import SamplingParams
 
 

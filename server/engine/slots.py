@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import llama_cpp
-
 from hearth.server.engine.base import GenerationRequest
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.engine.stream import GenerationStream

@@ -29,7 +29,11 @@ class GenerationStream:
     def push(self, event: GenerationEvent | BaseException) -> None:
         if isinstance(event, (Finished, BaseException)):
             self.done = True
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        except RuntimeError:
+            # The event loop has closed (the server is shutting down): nobody is listening.
+            self.cancelled = True
 
     # ---- event loop ---------------------------------------------------------------------
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
-
+from fastapi import APIRouter, Request, Response
 from hearth.server.generation import collect, prepare_chat
 from hearth.server.protocol import (
     AssistantMessage,
@@ -13,7 +12,7 @@ from hearth.server.protocol import (
 )
 from hearth.server.routes.disconnect import ClientGone, unless_disconnected
 from hearth.server.sse import chat_chunks, event_stream, usage_of
-from hearth.server.state import Ready, ready
+from hearth.server.state import ReadyServices
 
 router = APIRouter()
 
@@ -23,7 +22,7 @@ DROPPED_HEADER = "X-Hearth-Dropped-Messages"
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, services: Ready = Depends(ready)
+    body: ChatCompletionRequest, request: Request, services: ReadyServices
 ) -> ChatCompletion | Response:
     prepared = prepare_chat(services.engine, services.catalog, services.defaults, body)
     headers = {DROPPED_HEADER: str(prepared.dropped_messages)}

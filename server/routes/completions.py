@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
-
+from fastapi import APIRouter, Request, Response
 from hearth.server.generation import collect, prepare_completion
 from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
 from hearth.server.routes.disconnect import ClientGone, unless_disconnected
 from hearth.server.sse import completion_chunks, event_stream, usage_of
-from hearth.server.state import Ready, ready
+from hearth.server.state import ReadyServices
 
 router = APIRouter()
 
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(
-    body: CompletionRequest, request: Request, services: Ready = Depends(ready)
+    body: CompletionRequest, request: Request, services: ReadyServices
 ) -> Completion | Response:
     prepared = prepare_completion(services.engine, services.catalog, services.defaults, body)
     echo = body.prompt_text() if body.echo else ""

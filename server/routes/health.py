@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-
 from hearth.server.state import server_state
 
 router = APIRouter()
@@ -17,5 +16,4 @@ async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "error", "error": state.load_error}, status_code=503)
     if state.catalog is None or not state.engine.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
-    load = getattr(state.engine, "load", None)
-    return JSONResponse({"status": "ok", **(load() if load else {})})
+    return JSONResponse({"status": "ok", **state.engine.load()})

@@ -57,7 +57,7 @@ def test_chat_answers_with_usage_that_adds_up(client, model_id):
 
 
 def test_streamed_text_equals_non_streamed_text_at_temperature_zero(client, model_id):
-    args = dict(model=model_id, messages=QUESTION, max_tokens=64, temperature=0, seed=11)
+    args = {"model": model_id, "messages": QUESTION, "max_tokens": 64, "temperature": 0, "seed": 11}
     whole = client.chat.completions.create(**args).choices[0].message.content
     text, finishes, usage = streamed_text(
         client.chat.completions.create(**args, stream=True, stream_options={"include_usage": True})
@@ -70,7 +70,9 @@ def test_streamed_text_equals_non_streamed_text_at_temperature_zero(client, mode
 
 
 def test_same_seed_gives_the_same_sampled_text(client, model_id):
-    args = dict(model=model_id, messages=QUESTION, max_tokens=40, temperature=1.0, seed=1234)
+    args = {
+        "model": model_id, "messages": QUESTION, "max_tokens": 40, "temperature": 1.0, "seed": 1234
+    }
     first = client.chat.completions.create(**args).choices[0].message.content
     second = client.chat.completions.create(**args).choices[0].message.content
     assert first == second
@@ -79,7 +81,7 @@ def test_same_seed_gives_the_same_sampled_text(client, model_id):
 @pytest.mark.parametrize("stream", [False, True])
 def test_stop_sequence_ends_the_reply_before_it(client, model_id, stream):
     prompt = "The days of the week are Monday, Tuesday,"
-    args = dict(model=model_id, prompt=prompt, max_tokens=40, temperature=0)
+    args = {"model": model_id, "prompt": prompt, "max_tokens": 40, "temperature": 0}
     free = client.completions.create(**args).choices[0].text
     words = free.split()
     assert len(words) >= 4, free

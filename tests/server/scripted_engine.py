@@ -78,6 +78,9 @@ class ScriptedEngine:
     def count_tokens(self, prompt: Prompt) -> int:
         return len(prompt.text.split())
 
+    def load(self) -> dict[str, int]:
+        return {"slots": 1, "slots_busy": 0, "waiting": 0}
+
     def submit(self, request: GenerationRequest) -> ScriptedGeneration:
         tokens = self.count_tokens(request.prompt)
         if tokens + (request.max_tokens or 0) > self.n_ctx:

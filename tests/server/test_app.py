@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from hearth.server.app import create_app
 from hearth.server.errors import EngineFailure
 from hearth.server.settings import ServerSettings

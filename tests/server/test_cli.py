@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hearth.server.settings import ServerSettings, bundled_model_path
 
 from hearth.flags import add_settings_flags, settings_from_args
-from hearth.server.settings import ServerSettings, bundled_model_path
 
 
 def serve(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -19,6 +19,7 @@ def serve(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         cwd=cwd,
+        check=False,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from hearth.server.engine.text import StopMatcher, Utf8Assembler
 from hearth.server.generation import ReplyTrimmer
 
