@@ -50,7 +50,9 @@ async function errorFrom(response) {
   if (response.status === 503) {
     const wait = response.headers.get("Retry-After");
     const when = wait ? ` Try again in ${wait} s.` : " Try again in a moment.";
-    return new ApiError("busy", `The server is busy.${detail ? ` ${detail}` : ""}${when}`, 503);
+    const error = new ApiError("busy", `The server is busy.${detail ? ` ${detail}` : ""}${when}`, 503);
+    error.retryAfter = Number(wait) || null;
+    return error;
   }
   if (response.status === 502 || response.status === 504) {
     return new ApiError("unreachable", "Cannot reach the Hearth server (a proxy answered).", response.status);

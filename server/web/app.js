@@ -1,6 +1,21 @@
 // The chat page: wires the controls to the conversation store and the streaming API.
 
-import { ApiError, listModels, streamChat } from "./api.js";
+import { ApiError, listModels } from "./api.js";
+import {
+  $,
+  announce,
+  autosize,
+  closeSidebar,
+  hideNotice,
+  nearBottom,
+  openSettings,
+  openSidebar,
+  scrollToBottom,
+  showNotice,
+  toggleSettings,
+  ui,
+} from "./page.js";
+import { streamReply } from "./reply.js";
 import {
   fileName,
   loadConversations,
@@ -12,31 +27,7 @@ import {
   toJson,
   toMarkdown,
 } from "./store.js";
-import { fillBody, messageNode, renderMessages, renderSidebar, statsText } from "./view.js";
-
-const $ = (id) => document.getElementById(id);
-const ui = {
-  sidebar: $("sidebar"),
-  backdrop: $("backdrop"),
-  list: $("conversation-list"),
-  title: $("chat-title"),
-  model: $("model"),
-  settings: $("settings"),
-  system: $("system"),
-  temperature: $("temperature"),
-  maxTokens: $("max-tokens"),
-  apiKey: $("api-key"),
-  notice: $("notice"),
-  noticeText: $("notice-text"),
-  noticeAction: $("notice-action"),
-  messages: $("messages"),
-  empty: $("empty"),
-  status: $("status"),
-  composer: $("composer"),
-  input: $("input"),
-  send: $("send"),
-  stop: $("stop"),
-};
+import { fillBody, renderMessages, renderSidebar, statsText } from "./view.js";
 
 const state = {
   settings: loadSettings(),
@@ -194,42 +185,21 @@ async function generate(conversation) {
   persist();
   drawAll();
   const live = liveView(message);
-  const started = performance.now();
-  let firstToken = 0;
-  let pieces = 0;
   try {
-    const result = await streamChat({
+    const result = await streamReply({
       apiKey: state.settings.apiKey,
       signal: controller.signal,
       body,
-      onDelta: (text) => {
-        if (!firstToken) firstToken = performance.now();
-        pieces += 1;
-        message.content += text;
-        live.update();
-      },
+      message,
+      onText: live.update,
     });
-    const tokens = result.usage?.completion_tokens ?? pieces;
-    message.stats = {
-      tokens,
-      approximate: !result.usage,
-      finishReason: result.finishReason,
-      tokensPerSecond: rate(tokens, firstToken, performance.now()),
-      firstTokenMs: firstToken ? Math.round(firstToken - started) : null,
-    };
     if (result.dropped > 0) {
-      showNotice("info", `The ${result.dropped} oldest message${result.dropped === 1 ? " was" : "s were"} left out of this reply to fit the model's context.`);
+      const plural = result.dropped === 1 ? " was" : "s were";
+      showNotice("info", `The ${result.dropped} oldest message${plural} left out of this reply to fit the model's context.`);
     }
     announce("Reply finished.");
   } catch (error) {
     const stopped = error.name === "AbortError";
-    message.stats = {
-      tokens: pieces,
-      approximate: true,
-      stopped,
-      interrupted: !stopped,
-      tokensPerSecond: rate(pieces, firstToken, performance.now()),
-    };
     if (!stopped) reportError(error);
     announce(stopped ? "Stopped." : "The reply failed.");
   } finally {
@@ -244,18 +214,17 @@ async function generate(conversation) {
   }
 }
 
-function rate(tokens, firstToken, end) {
-  // Decode speed: the tokens after the first, over the time since the first arrived
-  // (the wait before it is prompt processing, not generation).
-  const seconds = (end - firstToken) / 1000;
-  return firstToken && tokens > 1 && seconds > 0 ? (tokens - 1) / seconds : null;
-}
-
 function liveView(message) {
-  // Redraw at most once per frame however fast tokens arrive.
+  // Redraw at most once per frame however fast tokens arrive, and save at most once a
+  // second, so that a page closed mid-reply keeps what had arrived.
   let scheduled = false;
+  let saved = performance.now();
   return {
     update() {
+      if (performance.now() - saved > 1000) {
+        saved = performance.now();
+        persist();
+      }
       if (scheduled) return;
       scheduled = true;
       requestAnimationFrame(() => {
@@ -304,9 +273,12 @@ async function loadModels() {
   } catch (error) {
     reportError(error);
     if (error.kind !== "auth") ui.noticeAction.onclick = loadModels;
+    // 503 here mostly means the model is still loading right after `hearth serve`:
+    // keep asking instead of leaving the user a dead page.
+    if (error.kind === "busy") setTimeout(loadModels, 1000 * Math.max(1, error.retryAfter ?? 2));
     return;
   }
-  if (ui.notice.dataset.kind === "auth" || ui.notice.dataset.kind === "unreachable") hideNotice();
+  if (["auth", "unreachable", "busy"].includes(ui.notice.dataset.kind)) hideNotice();
   ui.model.replaceChildren(
     ...state.models.map((card) => {
       const option = document.createElement("option");
@@ -348,20 +320,6 @@ function writeSettings() {
   ui.apiKey.value = state.settings.apiKey;
 }
 
-function openSettings(focus) {
-  ui.settings.hidden = false;
-  $("toggle-settings").setAttribute("aria-expanded", "true");
-  focus?.focus();
-}
-
-function toggleSettings() {
-  if (ui.settings.hidden) openSettings(ui.system);
-  else {
-    ui.settings.hidden = true;
-    $("toggle-settings").setAttribute("aria-expanded", "false");
-  }
-}
-
 // ---- drawing -------------------------------------------------------------------------
 
 function drawAll() {
@@ -392,52 +350,6 @@ function drawMessages() {
   }
   renderMessages(ui.messages, conversation, { streaming: Boolean(state.streaming) }, actions);
   scrollToBottom();
-}
-
-function nearBottom() {
-  const m = ui.messages;
-  return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
-}
-
-function scrollToBottom() {
-  ui.messages.scrollTop = ui.messages.scrollHeight;
-}
-
-function showNotice(kind, text, actionLabel, action) {
-  ui.notice.hidden = false;
-  ui.notice.className = `notice ${kind}`;
-  ui.notice.dataset.kind = kind;
-  ui.noticeText.textContent = text;
-  ui.noticeAction.hidden = !actionLabel;
-  ui.noticeAction.textContent = actionLabel ?? "";
-  ui.noticeAction.onclick = action ?? null;
-}
-
-function hideNotice() {
-  ui.notice.hidden = true;
-  delete ui.notice.dataset.kind;
-}
-
-function announce(text) {
-  ui.status.textContent = text;
-}
-
-function autosize() {
-  ui.input.style.height = "auto";
-  ui.input.style.height = `${Math.min(ui.input.scrollHeight, 200)}px`;
-}
-
-function openSidebar() {
-  ui.sidebar.classList.add("open");
-  ui.backdrop.hidden = false;
-  $("toggle-sidebar").setAttribute("aria-expanded", "true");
-  ui.list.querySelector("button")?.focus();
-}
-
-function closeSidebar() {
-  ui.sidebar.classList.remove("open");
-  ui.backdrop.hidden = true;
-  $("toggle-sidebar").setAttribute("aria-expanded", "false");
 }
 
 // ---- events ----------------------------------------------------------------------------

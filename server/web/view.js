@@ -55,7 +55,7 @@ function startRename(item, conversation, actions) {
   input.select();
 }
 
-// actions: regenerate(), edit(), stop-aware flags come from `state`.
+// actions: regenerate, retry, edit, redraw; state.streaming hides the per-turn buttons.
 export function renderMessages(container, conversation, state, actions) {
   const nodes = conversation.messages.map((message, index) =>
     messageNode(message, index, conversation.messages.length, state, actions),
@@ -63,7 +63,7 @@ export function renderMessages(container, conversation, state, actions) {
   container.replaceChildren(...nodes);
 }
 
-export function messageNode(message, index, count, state, actions) {
+function messageNode(message, index, count, state, actions) {
   const article = document.createElement("article");
   article.className = `message ${message.role}`;
   article.dataset.index = String(index);
@@ -106,7 +106,8 @@ export function statsText(message) {
   const stats = message.stats;
   if (message.pending) return "…";
   if (!stats) return "";
-  const parts = [`${stats.approximate ? "~" : ""}${stats.tokens} tokens`];
+  const parts = [];
+  if (Number.isFinite(stats.tokens)) parts.push(`${stats.approximate ? "~" : ""}${stats.tokens} tokens`);
   if (stats.tokensPerSecond) parts.push(`${stats.tokensPerSecond.toFixed(1)} tokens/s`);
   if (stats.stopped) parts.push("stopped");
   else if (stats.interrupted) parts.push("interrupted");

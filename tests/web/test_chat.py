@@ -143,3 +143,16 @@ def test_edit_and_resend_replaces_the_last_question_and_its_answer(open_chat):
     ]
     assert chat.page.locator(".message.user .body").all_inner_texts() == ["Name a vegetable."]
     assert chat.page.locator(".message").count() == 2
+
+
+def test_a_reload_mid_reply_keeps_the_text_so_far_marked_interrupted(open_chat):
+    chat = open_chat(max_tokens=400)
+    chat.type_and_send("Write a very long story about a wizard, in ten long paragraphs.")
+    reply = chat.page.locator(".message.assistant .body")
+    expect(reply).to_have_text(re.compile(r"\S{3}.{8}"))
+    chat.page.wait_for_timeout(1500)  # the page saves a streaming reply once a second
+    chat.page.reload()
+    chat.wait_for_models()
+    assert len(chat.replies()[-1]) > 10
+    assert chat.page.locator(".message.assistant .stats").inner_text() == "interrupted"
+    assert chat.page.locator(".message.assistant button.regenerate").is_visible()

@@ -112,3 +112,55 @@ def test_a_server_with_an_api_key_asks_for_it_and_works_once_given(open_chat, tm
         assert chat.send("Hello").strip()
     finally:
         own.stop()
+
+
+def test_a_conversation_longer_than_the_context_says_old_messages_were_left_out(
+    page, open_chat, tmp_path
+):
+    """A 256-token context (the smallest allowed, so the kept prompt is quick to read)
+    against a conversation of about 1,500 tokens."""
+    own = start_server(tmp_path, "--n-ctx", "256", "--parallel", "1")
+    filler = " ".join(["The quick brown fox jumps over the lazy dog."] * 6)
+    messages = []
+    for turn in range(10):
+        messages += [
+            {"role": "user", "content": f"Question {turn}: {filler}"},
+            {"role": "assistant", "content": f"Answer {turn}: {filler}"},
+        ]
+    conversation = {"id": "long", "title": "Long", "created": 1, "updated": 2, "messages": messages}
+    value = json.dumps(json.dumps([conversation]))
+    page.add_init_script(f"localStorage.setItem('hearth.conversations.v1', {value})")
+    try:
+        chat = open_chat(url=own.url, max_tokens=6)
+        with page.expect_response("**/v1/chat/completions") as response:
+            chat.send("And the last question?")
+    finally:
+        own.stop()
+    dropped = int(response.value.headers["x-hearth-dropped-messages"])
+    assert dropped > 0
+    assert f"The {dropped} oldest messages were left out" in chat.notice()
+
+
+def test_a_page_opened_while_the_model_loads_waits_and_then_works(page, open_chat):
+    loading = {
+        "error": {
+            "message": "The model is still loading.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    page.route(
+        "**/v1/models",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Retry-After": "1"},
+            content_type="application/json",
+            body=json.dumps(loading),
+        ),
+    )
+    chat = open_chat(models=False)
+    assert "still loading" in chat.notice()
+    page.unroute("**/v1/models")
+    chat.wait_for_models()
+    expect(page.locator("#notice")).to_be_hidden()

@@ -80,7 +80,7 @@ def test_html_in_a_streamed_reply_is_shown_as_text_and_never_runs(page, open_cha
 def test_html_the_real_model_writes_is_shown_as_text_and_never_runs(page, open_chat):
     """At temperature 0 SmolLM2 echoes the tag back, so the page renders real model output."""
     requested = record_requests(page)
-    chat = open_chat(max_tokens=40)
+    chat = open_chat(max_tokens=24)
     chat.page.locator("#toggle-settings").click()
     chat.page.locator("#temperature").fill("0")
     chat.page.locator("#temperature").dispatch_event("change")
