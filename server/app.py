@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -92,5 +93,8 @@ def create_app(
 
 
 def _web_root() -> Path | None:
+    # Starlette takes content types from the platform's mimetypes table, which on some
+    # systems (Windows registries) maps .js to text/plain; browsers then refuse the modules.
+    mimetypes.add_type("text/javascript", ".js")
     root = Path(str(resources.files("hearth.server") / "web"))
     return root if (root / "index.html").is_file() else None
