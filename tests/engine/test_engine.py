@@ -6,7 +6,6 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from hearth.server.engine.base import (
     Finished,
     GenerationRequest,
@@ -78,7 +77,7 @@ def test_prompt_that_does_not_fit_is_refused_before_admission(engine_settings):
             assert overflow.value.limit == 512
             with pytest.raises(ContextOverflow):
                 engine.submit(GenerationRequest(Prompt("Hello"), max_tokens=600))
-            text, finished = await run(engine, "Hello", max_tokens=3)
+            _, finished = await run(engine, "Hello", max_tokens=3)
             assert finished.completion_tokens <= 3
         finally:
             await engine.close()
