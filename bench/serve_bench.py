@@ -45,6 +45,13 @@ FILLER = (
 )
 
 
+def client_for(timeout: float) -> httpx.AsyncClient:
+    # A new connection per request: llama-server closes idle keep-alive connections, and a
+    # request sent on one just as it closes fails through no fault of the server.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    return httpx.AsyncClient(timeout=timeout, limits=limits)
+
+
 def conversation(tokens_approx: int) -> list[dict]:
     """A long chat: a unique opening (so no cache has it), then many exchanges."""
     messages = [{"role": "system", "content": f"Chat {secrets.token_hex(4)}. Be brief."}]
@@ -57,13 +64,13 @@ def conversation(tokens_approx: int) -> list[dict]:
 
 
 async def single_stream(url: str, tokens: int) -> float:
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with client_for(600) as client:
         rates = [(await stream_chat(client, url, STORY, tokens)).decode_rate for _ in range(3)]
     return max(rates)
 
 
 async def concurrent(url: str, n: int, tokens: int) -> tuple[float, int]:
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with client_for(600) as client:
         loop = asyncio.get_running_loop()
         started = loop.time()
         results = await asyncio.gather(
@@ -77,7 +84,7 @@ async def concurrent(url: str, n: int, tokens: int) -> tuple[float, int]:
 
 async def ttft_cold_warm(url: str) -> tuple[float, float]:
     chat = conversation(1500)
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with client_for(600) as client:
         cold = await stream_chat(client, url, chat, 16)
         chat += [{"role": "assistant", "content": cold.text}, {"role": "user", "content": "And?"}]
         warm = await stream_chat(client, url, chat, 16)
@@ -87,7 +94,7 @@ async def ttft_cold_warm(url: str) -> tuple[float, float]:
 async def users_taking_turns(url: str, users: int, rounds: int = 2) -> float:
     chats = [conversation(1500) for _ in range(users)]
     waits = []
-    async with httpx.AsyncClient(timeout=900) as client:
+    async with client_for(900) as client:
         for round_ in range(rounds + 1):
             for chat in chats:
                 result = await stream_chat(client, url, chat, 16)
@@ -100,20 +107,28 @@ async def users_taking_turns(url: str, users: int, rounds: int = 2) -> float:
     return statistics.mean(waits)
 
 
-async def run_all(url: str, tokens: int, levels: list[int]) -> dict[str, float]:
-    row: dict[str, float] = {"single stream tok/s": await single_stream(url, tokens)}
+async def run_all(url: str, tokens: int, levels: list[int]) -> dict[str, float | None]:
+    row: dict[str, float | None] = {}
+
+    async def measure(names: tuple[str, ...], scenario) -> None:
+        # A server that fails a scenario gets "-" there; the run goes on with the next.
+        try:
+            values = await scenario
+        except Exception as error:  # noqa: BLE001
+            print(f"  {names[0]}: failed: {error!r}", file=sys.stderr, flush=True)
+            values = (None,) * len(names)
+        for name, value in zip(names, values if isinstance(values, tuple) else (values,)):
+            row[name] = value
+
+    await measure(("single stream tok/s",), single_stream(url, tokens))
     for n in levels:
-        rate, cut = await concurrent(url, n, tokens)
-        row[f"{n} concurrent tok/s"] = rate
-        row[f"{n} concurrent cut short"] = cut
-    cold, warm = await ttft_cold_warm(url)
-    row["TTFT cold s"] = cold
-    row["TTFT warm s"] = warm
-    row["4 users TTFT s"] = await users_taking_turns(url, 4)
+        await measure((f"{n} concurrent tok/s", f"{n} concurrent cut short"), concurrent(url, n, tokens))
+    await measure(("TTFT cold s", "TTFT warm s"), ttft_cold_warm(url))
+    await measure(("4 users TTFT s",), users_taking_turns(url, 4))
     return row
 
 
-def print_table(rows: dict[str, dict[str, float]]) -> None:
+def print_table(rows: dict[str, dict[str, float | None]]) -> None:
     names = list(rows)
     metrics = list(next(iter(rows.values())))
     header = f"| metric | {' | '.join(names)} |"
@@ -129,6 +144,14 @@ def print_table(rows: dict[str, dict[str, float]]) -> None:
             for other in (n for n in names if n != "hearth"):
                 line += f" {_ratio(metric, rows['hearth'].get(metric), rows[other].get(metric))} |"
         print(line)
+
+
+def _median_row(rounds: list[dict[str, float | None]]) -> dict[str, float | None]:
+    row: dict[str, float | None] = {}
+    for metric in rounds[0]:
+        values = [r[metric] for r in rounds if r.get(metric) is not None]
+        row[metric] = statistics.median(values) if values else None
+    return row
 
 
 def _fmt(value: float | None) -> str:
@@ -155,6 +178,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server")
     parser.add_argument("--only", default=None, help="comma-separated subset of servers")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the servers N times")
     args = parser.parse_args()
 
     from hearth.server.settings import bundled_model_path
@@ -177,18 +201,24 @@ def main() -> int:
         servers = {k: v for k, v in servers.items() if k in args.only.split(",")}
 
     levels = [int(n) for n in args.levels.split(",")]
-    rows: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float | None]]] = {name: [] for name in servers}
     logs = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
-    for name, command in servers.items():
-        print(f"== {name}", file=sys.stderr, flush=True)
-        server = RunningServer(name, command(config), config.port, logs / f"{name}.log")
-        try:
-            rows[name] = asyncio.run(run_all(server.url, args.tokens, levels))
-        finally:
-            server.stop()
+    # Servers take turns, round after round, so that drift in a shared machine's speed
+    # falls on all of them alike; the table shows each figure's median over the rounds.
+    for round_ in range(args.rounds):
+        for name, command in servers.items():
+            print(f"== round {round_ + 1}: {name}", file=sys.stderr, flush=True)
+            server = RunningServer(name, command(config), config.port, logs / f"{name}.log")
+            try:
+                runs[name].append(asyncio.run(run_all(server.url, args.tokens, levels)))
+            finally:
+                server.stop()
+            print(f"   {runs[name][-1]}", file=sys.stderr, flush=True)
+    rows = {name: _median_row(rounds) for name, rounds in runs.items()}
     print(
         f"\nmodel {model.name}, threads {args.threads}, slots {args.slots}, "
-        f"{args.ctx_per_slot} tokens per slot, {args.tokens}-token streams\n"
+        f"{args.ctx_per_slot} tokens per slot, {args.tokens}-token streams, "
+        f"median of {args.rounds} round(s)\n"
     )
     print_table(rows)
     return 0
