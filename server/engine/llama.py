@@ -203,10 +203,24 @@ class LlamaEngine:
             if not free:
                 break
             job = self._waiting.popleft()
-            slot = max(free, key=lambda s: (common_prefix(s.tokens, job.prompt), -s.last_used))
+            slot = self._choose_slot(free, job.prompt)
             slot.job = job
             admitted.append(slot)
         return admitted
+
+    @staticmethod
+    def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
+        """The free slot whose cache this prompt continues, else the least recently used.
+
+        A slot counts as continued when the prompt shares at least half of what it holds: the
+        same conversation one turn later, or another request on the same long system prompt.
+        A few tokens in common (a template's first line) are no reason to overwrite another
+        conversation's cache; doing so made users who take turns evict one another.
+        """
+        shared, slot = max(((common_prefix(s.tokens, prompt), s) for s in free), key=_by_share)
+        if shared > 0 and 2 * shared >= len(slot.tokens):
+            return slot
+        return min(free, key=lambda s: s.last_used)
 
     def _start_job(self, slot: Slot) -> None:
         job = slot.job
@@ -363,6 +377,11 @@ class LlamaEngine:
             slot.tokens = []
             if slot.job is not None:
                 self._finish(slot, EngineFailure(reason))
+
+
+def _by_share(candidate: tuple[int, Slot]) -> tuple[int, float]:
+    shared, slot = candidate
+    return shared, -slot.last_used
 
 
 class EngineStats:

@@ -166,3 +166,32 @@ def test_host_cache_keeps_a_conversation_warm_after_its_slot_is_taken(single_slo
     # The one slot was overwritten by the other prompt, so this prefix came back from host
     # memory, and it continues exactly as the first time.
     assert again["choices"][0]["text"] == first["choices"][0]["text"]
+
+
+def test_users_taking_turns_keep_their_own_slots(tmp_path, model_id):
+    """Regression: a prompt sharing only the template's first tokens with another user's
+    conversation took that user's slot (longest prefix, however short), so two users taking
+    turns evicted each other and every turn was read cold."""
+    two = start_server(tmp_path, "--parallel", "2", "--cache-ram-mib", "0", "--n-ctx", "1024")
+    try:
+        client = openai.OpenAI(base_url=two.api, api_key="-", max_retries=0)
+        chats = {
+            user: [
+                {"role": "system", "content": f"{user} {secrets.token_hex(3)}: " + STORY * 4},
+                {"role": "user", "content": "Go on."},
+            ]
+            for user in ("ann", "bob")
+        }
+        first = {}
+        for user, chat in chats.items():  # each conversation lands in a slot
+            first[user] = client.chat.completions.create(model=model_id, messages=chat, max_tokens=8)
+        for user, chat in chats.items():  # and is still there on its next turn
+            chat += [
+                {"role": "assistant", "content": first[user].choices[0].message.content},
+                {"role": "user", "content": "And then?"},
+            ]
+            reply = client.chat.completions.create(model=model_id, messages=chat, max_tokens=8)
+            cached = reply.usage.prompt_tokens_details.cached_tokens
+            assert cached >= first[user].usage.prompt_tokens, (user, cached)
+    finally:
+        two.stop()
