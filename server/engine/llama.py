@@ -212,13 +212,15 @@ class LlamaEngine:
     def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
         """The free slot whose cache this prompt continues, else the least recently used.
 
-        A slot counts as continued when the prompt shares at least half of what it holds: the
-        same conversation one turn later, or another request on the same long system prompt.
-        A few tokens in common (a template's first line) are no reason to overwrite another
-        conversation's cache; doing so made users who take turns evict one another.
+        A slot counts as continued when the shared prefix is at least half of what the slot
+        holds (the same conversation one turn later) or half of the prompt (the same prompt
+        again, as a regenerate sends it, or a long system prompt shared by many requests).
+        A few tokens in common, such as a chat template's first line, are no reason to
+        overwrite another conversation's cache: doing so made users who take turns evict
+        one another.
         """
         shared, slot = max(((common_prefix(s.tokens, prompt), s) for s in free), key=_by_share)
-        if shared > 0 and 2 * shared >= len(slot.tokens):
+        if shared > 0 and (2 * shared >= len(slot.tokens) or 2 * shared >= len(prompt)):
             return slot
         return min(free, key=lambda s: s.last_used)
 
