@@ -20,6 +20,26 @@ from hearth.prompts.base import Message, PromptTooLong, RenderedPrompt, TokenCou
 Renderer = Callable[[Sequence[Message]], RenderedPrompt]
 
 
+class FittedFormat:
+    """The `render` every chat format shares: render all, then fit to the budget.
+
+    A format only says how to render a whole conversation (`render_all`); dropping old
+    exchanges to fit is the same for every format.
+    """
+
+    def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
+        raise NotImplementedError
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        *,
+        count_tokens: TokenCounter | None = None,
+        max_prompt_tokens: int | None = None,
+    ) -> RenderedPrompt:
+        return fit_conversation(messages, self.render_all, count_tokens, max_prompt_tokens)
+
+
 @dataclass(frozen=True)
 class ConversationParts:
     pinned_head: tuple[Message, ...]  # leading system messages

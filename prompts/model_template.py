@@ -24,9 +24,8 @@ from hearth.prompts.base import (
     ModelTemplate,
     PromptRenderFailed,
     RenderedPrompt,
-    TokenCounter,
 )
-from hearth.prompts.fitting import fit_conversation
+from hearth.prompts.fitting import FittedFormat
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -66,7 +65,7 @@ def template_environment() -> ImmutableSandboxedEnvironment:
     return environment
 
 
-class ModelChatTemplate:
+class ModelChatTemplate(FittedFormat):
     """A ChatFormat backed by the model's Jinja chat template."""
 
     def __init__(self, model: ModelTemplate, name: str = "template") -> None:
@@ -82,16 +81,7 @@ class ModelChatTemplate:
         # text, but an engine that did would otherwise show "<|im_end|>" to the user.
         self._stop = (model.eos_token,) if model.eos_token else ()
 
-    def render(
-        self,
-        messages: Sequence[Message],
-        *,
-        count_tokens: TokenCounter | None = None,
-        max_prompt_tokens: int | None = None,
-    ) -> RenderedPrompt:
-        return fit_conversation(messages, self._render_all, count_tokens, max_prompt_tokens)
-
-    def _render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
+    def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
         try:
             text = self._template.render(
                 messages=[{"role": m.role, "content": m.content} for m in messages],

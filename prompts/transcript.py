@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hearth.prompts.base import Message, RenderedPrompt, TokenCounter
-from hearth.prompts.fitting import fit_conversation
+from hearth.prompts.base import Message, RenderedPrompt
+from hearth.prompts.fitting import FittedFormat
 from hearth.prompts.transcript_file import TranscriptLayout
 
 
 @dataclass(frozen=True)
-class TranscriptTemplate:
+class TranscriptTemplate(FittedFormat):
     """A ChatFormat that renders a conversation as the continuation of a transcript file."""
 
     name: str
@@ -40,16 +40,7 @@ class TranscriptTemplate:
         # not the model handing the turn back.
         return ("\n" + self.layout.user_label,)
 
-    def render(
-        self,
-        messages: Sequence[Message],
-        *,
-        count_tokens: TokenCounter | None = None,
-        max_prompt_tokens: int | None = None,
-    ) -> RenderedPrompt:
-        return fit_conversation(messages, self._render_all, count_tokens, max_prompt_tokens)
-
-    def _render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
+    def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
         layout = self.layout
         head = 0
         while head < len(messages) and messages[head].role == "system":
