@@ -28,11 +28,11 @@ from hearth.prompts import (
 from hearth.server.engine.base import Engine, Finished, GenerationRequest, Prompt, TextDelta
 from hearth.server.errors import HearthError
 from hearth.server.generation import ReplyTrimmer
+from hearth.server.protocol import DROPPED_MESSAGES_HEADER
 from hearth.server.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
-DROPPED_HEADER = "X-Hearth-Dropped-Messages"
 
 
 class ChatFailed(Exception):
@@ -188,7 +188,7 @@ class RemoteChat:
             async with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     raise ChatFailed(_error_message(await response.aread(), response.status_code))
-                dropped = int(response.headers.get(DROPPED_HEADER, "0"))
+                dropped = int(response.headers.get(DROPPED_MESSAGES_HEADER, "0"))
                 async for line in response.aiter_lines():
                     for event in _chunk_events(line, dropped):
                         yield event

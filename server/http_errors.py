@@ -11,7 +11,6 @@ from hearth.server.errors import (
     HearthError,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     to_openai,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,7 +34,7 @@ def validation_error(error: RequestValidationError) -> InvalidRequest:
             "We could not parse the JSON body of your request. The body must be valid JSON."
         )
     param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in location).lstrip(".")
-    # A union type reports its branch (`messages[0].content.str`); the user's name is shorter.
+    # Our own validators raise ValueError, which pydantic reports as "Value error, ...".
     message = first.get("msg", "invalid value").removeprefix("Value error, ")
     return InvalidRequest(f"Invalid value for '{param or 'body'}': {message}", param=param or None)
 
@@ -53,8 +52,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:
             return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
-        if error.status_code == 413:
-            return error_response(PayloadTooLarge("The request body is too large."))
         wrapped = HearthError(str(error.detail))
         wrapped.status = error.status_code
         wrapped.type = "invalid_request_error"

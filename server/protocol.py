@@ -16,6 +16,9 @@ from typing import Annotated, Literal
 from hearth.server.engine.base import SamplingParams
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Response header: how many of the oldest messages were left out to fit the context.
+DROPPED_MESSAGES_HEADER = "X-Hearth-Dropped-Messages"
+
 
 def _chat_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"

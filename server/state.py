@@ -20,6 +20,10 @@ class ServerState:
     load_error: str | None = None
 
     @property
+    def ready(self) -> bool:
+        return self.catalog is not None and self.engine.ready
+
+    @property
     def defaults(self) -> SamplingParams:
         return self.settings.sampling_defaults()
 
@@ -39,8 +43,9 @@ def server_state(request: Request) -> ServerState:
 
 def ready(request: Request) -> Ready:
     state = server_state(request)
-    if state.catalog is None or not state.engine.ready:
+    if not state.ready:
         raise EngineNotReady("The model is still loading. Try again shortly.")
+    assert state.catalog is not None
     return Ready(state.engine, state.catalog, state.defaults)
 
 

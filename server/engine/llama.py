@@ -1,8 +1,9 @@
 """The llama.cpp engine: continuous batching over slots, with a prompt cache.
 
 One scheduler thread owns the llama.cpp context. Each step it
-  1. admits waiting requests into free slots, first come first served, choosing the slot
-     (or host-cache entry) whose cached tokens share the longest prefix with the prompt;
+  1. admits waiting requests into free slots, first come first served, giving each the slot
+     whose cache it continues (else the least recently used one), and restoring a longer
+     prefix from the host-memory cache when it holds one;
   2. builds one batch: the next token of every generating slot, then prompt chunks of the
      slots still reading their prompt, up to n_batch tokens, so a long prompt is read in
      pieces between the other streams' steps instead of freezing them;
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 import llama_cpp
 from hearth.server.engine.base import (
@@ -60,7 +61,6 @@ class LlamaEngine:
             threads=settings.threads,
             n_gpu_layers=settings.n_gpu_layers,
         )
-        self._cache_bytes = settings.cache_ram_mib * 1024 * 1024
         self._max_queue = max_queue
         self._model: LlamaModel | None = None
         self._info: ModelInfo | None = None
@@ -69,7 +69,7 @@ class LlamaEngine:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._host_cache = HostCache(self._cache_bytes)
+        self._host_cache = HostCache(settings.cache_ram_mib * 1024 * 1024)
         self.stats = EngineStats()
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -253,7 +253,7 @@ class LlamaEngine:
 
     def _save_if_worthwhile(self, slot: Slot, keep: int) -> None:
         """Before a slot's cached tokens are overwritten, keep them in host memory."""
-        if self._cache_bytes <= 0 or len(slot.tokens) - keep < MIN_TOKENS_WORTH_SAVING:
+        if self._host_cache.budget <= 0 or len(slot.tokens) - keep < MIN_TOKENS_WORTH_SAVING:
             return
         assert self._model is not None
         self._host_cache.save(self._model.ctx, slot)
@@ -339,7 +339,7 @@ class LlamaEngine:
         if tail:
             job.stream.push(TextDelta(tail))
 
-    def _finish(self, slot: Slot, outcome: str | Exception) -> None:
+    def _finish(self, slot: Slot, outcome: Literal["stop", "length"] | Exception) -> None:
         job = slot.job
         assert job is not None
         if isinstance(outcome, Exception):
@@ -347,7 +347,7 @@ class LlamaEngine:
         else:
             job.stream.push(
                 Finished(
-                    reason=outcome,  # type: ignore[arg-type]
+                    reason=outcome,
                     prompt_tokens=len(job.prompt),
                     completion_tokens=job.generated,
                     cached_tokens=job.cached_tokens,
@@ -359,9 +359,8 @@ class LlamaEngine:
         job = slot.job
         if job is not None and job.sampler is not None:
             job.sampler.close()
-        if slot.pending:
-            # A prompt cut short by a cancel: the KV holds only what was evaluated.
-            slot.pending = []
+        # A prompt cut short by a cancel: the KV holds only what was evaluated.
+        slot.pending = []
         slot.job = None
         slot.next_token = None
         slot.last_used = time.monotonic()

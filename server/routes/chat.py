@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from hearth.server.generation import collect, prepare_chat
 from hearth.server.protocol import (
+    DROPPED_MESSAGES_HEADER,
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -16,16 +17,13 @@ from hearth.server.state import ReadyServices
 
 router = APIRouter()
 
-# How many of the oldest messages were left out to fit the context (0 when none were).
-DROPPED_HEADER = "X-Hearth-Dropped-Messages"
-
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, services: ReadyServices
 ) -> ChatCompletion | Response:
     prepared = prepare_chat(services.engine, services.catalog, services.defaults, body)
-    headers = {DROPPED_HEADER: str(prepared.dropped_messages)}
+    headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
     try:

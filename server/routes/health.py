@@ -14,6 +14,6 @@ async def health(request: Request) -> JSONResponse:
     state = server_state(request)
     if state.load_error:
         return JSONResponse({"status": "error", "error": state.load_error}, status_code=503)
-    if state.catalog is None or not state.engine.ready:
+    if not state.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
     return JSONResponse({"status": "ok", **state.engine.load()})
