@@ -1,8 +1,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+# The console script of the venv running the tests.
+HEARTH = str(Path(sys.executable).with_name("hearth"))
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +25,21 @@ def chat_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     )
     env.pop("NO_COLOR", None)
     return env
+
+
+@pytest.fixture
+def run_chat(chat_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `hearth chat ARGS` to its end, with piped input and captured output."""
+
+    def run(*args: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [HEARTH, "chat", *args],
+            input=stdin,
+            env=chat_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pexpect
 import pytest
+
+from tests.conftest import start_server
 
 # The console script of the venv running the tests.
 HEARTH = str(Path(sys.executable).with_name("hearth"))
@@ -19,40 +17,18 @@ HEARTH = str(Path(sys.executable).with_name("hearth"))
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def keyed_server(chat_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
+def keyed_server(
+    chat_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     env = {**chat_env, "HEARTH_API_KEY": "secret"}
-    process = subprocess.Popen(
-        [HEARTH, "serve", "--port", str(port), "--parallel", "1", "--no-web"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    server = start_server(
+        tmp_path_factory.mktemp("keyed"), "--parallel", "1", "--no-web", env=env
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("hearth serve did not become ready")
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
 def test_chat_through_a_server(keyed_server: str, chat_env: dict[str, str]) -> None:
@@ -83,29 +59,13 @@ def test_chat_through_a_server(keyed_server: str, chat_env: dict[str, str]) -> N
     assert child.exitstatus == 0
 
 
-def test_wrong_key_is_one_clear_line(keyed_server: str, chat_env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [HEARTH, "chat", "--url", keyed_server, "--api-key", "wrong"],
-        input="",
-        check=False,
-        env=chat_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_wrong_key_is_one_clear_line(keyed_server: str, run_chat) -> None:
+    result = run_chat("--url", keyed_server, "--api-key", "wrong")
     assert result.returncode == 1
     assert result.stderr.startswith("hearth chat: ") and "401" in result.stderr
 
 
-def test_unknown_prompt_on_the_server_is_named(keyed_server: str, chat_env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [HEARTH, "chat", "--url", keyed_server, "--api-key", "secret", "--prompt", "nope"],
-        input="",
-        check=False,
-        env=chat_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_unknown_prompt_on_the_server_is_named(keyed_server: str, run_chat) -> None:
+    result = run_chat("--url", keyed_server, "--api-key", "secret", "--prompt", "nope")
     assert result.returncode == 1
     assert ":nope" in result.stderr and ":chat-with-bob" in result.stderr

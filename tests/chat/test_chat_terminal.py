@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -74,33 +73,21 @@ def test_template_chat_hides_control_tokens_and_ctrl_d_quits(chat_env: dict[str,
     assert child.exitstatus == 0
 
 
-def test_piped_output_is_plain_text(chat_env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [HEARTH, "chat", "--prompt", "chat-with-bob", "--max-tokens", "40"],
-        input="Hello, who are you?\n",
-        env=chat_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+def test_piped_output_is_plain_text(run_chat) -> None:
+    result = run_chat(
+        "--prompt", "chat-with-bob", "--max-tokens", "40",
+        stdin="Hello, who are you?\n", timeout=120,
     )
+    assert result.returncode == 0, result.stderr
     assert "\x1b[" not in result.stdout
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert lines[0].startswith("Chatting with ")
     assert re.search(r"\w", lines[1].removeprefix(PROMPT)), result.stdout
 
 
-def test_bad_prompt_file_fails_at_start(chat_env: dict[str, str], tmp_path: Path) -> None:
+def test_bad_prompt_file_fails_at_start(run_chat, tmp_path: Path) -> None:
     broken = tmp_path / "broken.txt"
     broken.write_text("Only a preamble, no dialog at all.")
-    result = subprocess.run(
-        [HEARTH, "chat", "--prompt", str(broken)],
-        input="",
-        check=False,
-        env=chat_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_chat("--prompt", str(broken), timeout=120)
     assert result.returncode == 1
     assert str(broken) in result.stderr and "does not end with the user's label" in result.stderr
