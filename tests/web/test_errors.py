@@ -12,6 +12,20 @@ from tests.conftest import start_server
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+def answer_503(page, url_glob: str, message: str, code: str, retry_after: int) -> None:
+    """Make the page's requests to `url_glob` get the server's 503, as Hearth words it."""
+    body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    page.route(
+        url_glob,
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Retry-After": str(retry_after)},
+            content_type="application/json",
+            body=json.dumps(body),
+        ),
+    )
+
+
 def test_a_stopped_server_gets_a_clear_cannot_reach_message(open_chat, tmp_path):
     own = start_server(tmp_path, "--n-ctx", "512", "--parallel", "1")
     try:
@@ -38,23 +52,7 @@ def test_an_unreachable_model_list_says_so_and_retry_loads_it(page, open_chat):
 
 
 def test_a_busy_server_says_busy_and_when_to_retry(page, open_chat):
-    busy = {
-        "error": {
-            "message": "All slots are busy.",
-            "type": "server_error",
-            "param": None,
-            "code": "overloaded",
-        }
-    }
-    page.route(
-        "**/v1/chat/completions",
-        lambda route: route.fulfill(
-            status=503,
-            headers={"Retry-After": "3"},
-            content_type="application/json",
-            body=json.dumps(busy),
-        ),
-    )
+    answer_503(page, "**/v1/chat/completions", "All slots are busy.", "server_overloaded", 3)
     chat = open_chat(max_tokens=6)
     chat.type_and_send("Hello?")
     chat.wait_until_idle()
@@ -142,23 +140,7 @@ def test_a_conversation_longer_than_the_context_says_old_messages_were_left_out(
 
 
 def test_a_page_opened_while_the_model_loads_waits_and_then_works(page, open_chat):
-    loading = {
-        "error": {
-            "message": "The model is still loading.",
-            "type": "server_error",
-            "param": None,
-            "code": None,
-        }
-    }
-    page.route(
-        "**/v1/models",
-        lambda route: route.fulfill(
-            status=503,
-            headers={"Retry-After": "1"},
-            content_type="application/json",
-            body=json.dumps(loading),
-        ),
-    )
+    answer_503(page, "**/v1/models", "The model is still loading.", "model_loading", 1)
     chat = open_chat(models=False)
     assert "still loading" in chat.notice()
     page.unroute("**/v1/models")
