@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
@@ -38,70 +39,69 @@ def engine_settings() -> ModelSettings:
     return ModelSettings.load({"parallel": 2, "n_ctx": 512, "threads": 2})
 
 
-def test_a_failed_decode_fails_its_request_and_the_next_one_is_served(engine_settings):
-    async def scenario() -> None:
-        engine = LlamaEngine(engine_settings)
+def on_real_engine(settings: ModelSettings, scenario: Callable[[LlamaEngine], Awaitable[None]]):
+    """Run `scenario` against a started engine, and close the engine whatever happens."""
+
+    async def main() -> None:
+        engine = LlamaEngine(settings)
         await engine.start()
         try:
-            before, _ = await run(engine, "The sky is")
-            real_decode = TokenBatch.decode
-            calls = 0
-
-            def failing_once(batch: TokenBatch, ctx: object) -> int:
-                nonlocal calls
-                calls += 1
-                return -1 if calls == 1 else real_decode(batch, ctx)
-
-            TokenBatch.decode = failing_once  # type: ignore[method-assign]
-            try:
-                with pytest.raises(EngineFailure):
-                    await run(engine, "The sky is")
-            finally:
-                TokenBatch.decode = real_decode  # type: ignore[method-assign]
-            after, finished = await run(engine, "The sky is")
-            assert after == before  # nothing left over from the failed step
-            assert finished.cached_tokens == 0  # the suspect KV was dropped
+            await scenario(engine)
         finally:
             await engine.close()
 
-    asyncio.run(scenario())
+    asyncio.run(main())
+
+
+def test_a_failed_decode_fails_its_request_and_the_next_one_is_served(
+    engine_settings, monkeypatch
+):
+    async def scenario(engine: LlamaEngine) -> None:
+        before, _ = await run(engine, "The sky is")
+        real_decode = TokenBatch.decode
+        calls = 0
+
+        def failing_once(batch: TokenBatch, ctx: object) -> int:
+            nonlocal calls
+            calls += 1
+            return -1 if calls == 1 else real_decode(batch, ctx)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(TokenBatch, "decode", failing_once)
+            with pytest.raises(EngineFailure):
+                await run(engine, "The sky is")
+        after, finished = await run(engine, "The sky is")
+        assert after == before  # nothing left over from the failed step
+        assert finished.cached_tokens == 0  # the suspect KV was dropped
+
+    on_real_engine(engine_settings, scenario)
 
 
 def test_prompt_that_does_not_fit_is_refused_before_admission(engine_settings):
-    async def scenario() -> None:
-        engine = LlamaEngine(engine_settings)
-        await engine.start()
-        try:
-            with pytest.raises(ContextOverflow) as overflow:
-                engine.submit(GenerationRequest(Prompt("word " * 600), max_tokens=4))
-            assert overflow.value.limit == 512
-            with pytest.raises(ContextOverflow):
-                engine.submit(GenerationRequest(Prompt("Hello"), max_tokens=600))
-            _, finished = await run(engine, "Hello", max_tokens=3)
-            assert finished.completion_tokens <= 3
-        finally:
-            await engine.close()
+    async def scenario(engine: LlamaEngine) -> None:
+        with pytest.raises(ContextOverflow) as overflow:
+            engine.submit(GenerationRequest(Prompt("word " * 600), max_tokens=4))
+        assert overflow.value.limit == 512
+        with pytest.raises(ContextOverflow):
+            engine.submit(GenerationRequest(Prompt("Hello"), max_tokens=600))
+        _, finished = await run(engine, "Hello", max_tokens=3)
+        assert finished.completion_tokens <= 3
 
-    asyncio.run(scenario())
+    on_real_engine(engine_settings, scenario)
 
 
 def test_generation_stops_at_the_context_end_with_length(engine_settings):
-    async def scenario() -> None:
-        engine = LlamaEngine(engine_settings)
-        await engine.start()
-        try:
-            prompt = "count: " + "one two three " * 160
-            request = GenerationRequest(
-                Prompt(prompt), sampling=SamplingParams(temperature=0, logit_bias=((2, -100.0),))
-            )
-            events = [e async for e in engine.submit(request)]
-            finished = events[-1]
-            assert isinstance(finished, Finished) and finished.reason == "length"
-            assert finished.prompt_tokens + finished.completion_tokens == 512
-        finally:
-            await engine.close()
+    async def scenario(engine: LlamaEngine) -> None:
+        prompt = "count: " + "one two three " * 160
+        request = GenerationRequest(
+            Prompt(prompt), sampling=SamplingParams(temperature=0, logit_bias=((2, -100.0),))
+        )
+        events = [e async for e in engine.submit(request)]
+        finished = events[-1]
+        assert isinstance(finished, Finished) and finished.reason == "length"
+        assert finished.prompt_tokens + finished.completion_tokens == 512
 
-    asyncio.run(scenario())
+    on_real_engine(engine_settings, scenario)
 
 
 def test_token_batch_lays_out_tokens_positions_and_sequences():
