@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from hearth.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from hearth.server.state import ServerState
 
 from hearth.flags import add_settings_flags, settings_from_args
 
@@ -22,7 +26,6 @@ def run(args: argparse.Namespace) -> int:
     from hearth.server.app import create_app
     from hearth.server.engine.llama import LlamaEngine
     from hearth.server.engine.model import ModelLoadError, check_gguf
-    from hearth.server.state import ServerState
 
     settings = settings_from_args(ServerSettings, args)
     logging.getLogger().setLevel(settings.log_level.upper())
@@ -59,10 +62,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(settings: ServerSettings, state: object) -> str:
-    from hearth.server.state import ServerState
-
-    assert isinstance(state, ServerState)
+def _banner(settings: ServerSettings, state: ServerState) -> str:
     info = state.engine.info
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
