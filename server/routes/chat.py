@@ -11,7 +11,7 @@ from hearth.server.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
 )
-from hearth.server.routes.disconnect import ClientGone, unless_disconnected
+from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import chat_chunks, event_stream, usage_of
 from hearth.server.state import ReadyServices
 
@@ -26,10 +26,7 @@ async def create_chat_completion(
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
-    try:
-        text, finished = await unless_disconnected(request, collect(prepared))
-    except ClientGone:
-        return Response(status_code=499)
+    text, finished = await unless_disconnected(request, collect(prepared))
     completion = ChatCompletion(
         model=prepared.model_id,
         choices=[ChatChoice(message=AssistantMessage(content=text), finish_reason=finished.reason)],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from hearth.server.generation import collect, prepare_completion
 from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
-from hearth.server.routes.disconnect import ClientGone, unless_disconnected
+from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import completion_chunks, event_stream, usage_of
 from hearth.server.state import ReadyServices
 
@@ -20,10 +20,7 @@ async def create_completion(
     echo = body.prompt_text() if body.echo else ""
     if body.stream:
         return event_stream(completion_chunks(prepared, body.include_usage(), echo))
-    try:
-        text, finished = await unless_disconnected(request, collect(prepared))
-    except ClientGone:
-        return Response(status_code=499)
+    text, finished = await unless_disconnected(request, collect(prepared))
     return Completion(
         model=prepared.model_id,
         choices=[CompletionChoice(text=echo + text, finish_reason=finished.reason)],

@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 class ClientGone(Exception):
-    pass
+    """The client hung up before its reply was ready; answered with 499 by the app."""
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
