@@ -18,11 +18,6 @@ def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0)
 
 
-@pytest.fixture(scope="module")
-def aclient(server) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=server.api, api_key="unused", max_retries=0)
-
-
 def streamed_text(stream) -> tuple[str, list[str | None], list]:
     text, finishes, usage = [], [], []
     for chunk in stream:
@@ -107,8 +102,8 @@ def test_max_tokens_gives_finish_reason_length(client, model_id):
     assert reply.usage.completion_tokens == 5
 
 
-def test_four_concurrent_streams_all_complete_in_full(aclient, model_id):
-    async def one(i: int) -> tuple[str, str | None, int]:
+def test_four_concurrent_streams_all_complete_in_full(server, model_id):
+    async def one(aclient: openai.AsyncOpenAI, i: int) -> tuple[str, str | None, int]:
         stream = await aclient.chat.completions.create(
             model=model_id,
             messages=[{"role": "user", "content": f"Tell story number {i}."}],
@@ -127,7 +122,10 @@ def test_four_concurrent_streams_all_complete_in_full(aclient, model_id):
         return "".join(text), finish, tokens
 
     async def all_four():
-        return await asyncio.gather(*(one(i) for i in range(4)))
+        # The client is opened and closed inside this event loop: a client left open would
+        # be collected later, in another test's loop, and its closing would fail there.
+        async with openai.AsyncOpenAI(base_url=server.api, api_key="-", max_retries=0) as aclient:
+            return await asyncio.gather(*(one(aclient, i) for i in range(4)))
 
     results = asyncio.run(all_four())
     for text, finish, tokens in results:
