@@ -33,7 +33,7 @@ from hearth.server.engine.batch import TokenBatch
 from hearth.server.engine.model import LlamaModel, LoadOptions
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.engine.slots import HostCache, Job, Slot, common_prefix
-from hearth.server.engine.stream import GenerationStream
+from hearth.server.engine.stream import GenerationStream, Outbox
 from hearth.server.engine.text import StopMatcher
 from hearth.server.errors import ContextOverflow, EngineFailure, EngineNotReady, Overloaded
 from hearth.server.settings import ModelSettings
@@ -70,6 +70,7 @@ class LlamaEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._host_cache = HostCache(settings.cache_ram_mib * 1024 * 1024)
+        self._outbox = Outbox()
         self.stats = EngineStats()
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -129,7 +130,9 @@ class LlamaEngine:
             raise ContextOverflow(
                 limit=limit, prompt_tokens=len(tokens), max_tokens=request.max_tokens
             )
-        stream = GenerationStream(asyncio.get_running_loop(), len(tokens), self._notify)
+        stream = GenerationStream(
+            asyncio.get_running_loop(), self._outbox, len(tokens), self._notify
+        )
         job = Job(
             request=request,
             prompt=tokens,
@@ -185,9 +188,13 @@ class LlamaEngine:
             except Exception:
                 log.exception("scheduler step failed; failing the running requests")
                 self._reset_all()
+            # Everything this step produced goes to the event loop now, as one hand-off,
+            # so its HTTP work overlaps the next llama_decode (see stream.Outbox).
+            self._outbox.flush()
         for slot in self._slots:
             if slot.job is not None:
                 self._finish(slot, EngineFailure("The server is shutting down."))
+        self._outbox.flush()
 
     def _has_work(self) -> bool:
         return bool(self._waiting) or any(slot.busy for slot in self._slots)

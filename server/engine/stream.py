@@ -1,24 +1,70 @@
 """The asyncio side of one generation: events in from the scheduler thread, out to a client.
 
-The scheduler thread never blocks on a client. It hands each event to the event loop with
-`call_soon_threadsafe`, and a consumer that has gone away only sets `cancelled`, which the
-scheduler reads at its next step and frees the slot.
+The scheduler thread never blocks on a client. It puts each event in an `Outbox`, which
+hands everything one step produced to the event loop in a single `call_soon_threadsafe`,
+and a consumer that has gone away only sets `cancelled`, which the scheduler reads at its
+next step and frees the slot.
+
+Why one hand-off per step rather than one per event: waking the event loop in the middle
+of a step lets it take the GIL at the scheduler's next llama.cpp call (ctypes releases it
+around every call), so the loop's per-token HTTP work ran between one slot's sampling and
+the next while the other llama.cpp threads waited. Flushed at the end of the step, that
+work overlaps the next llama_decode, which runs without the GIL.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
 from hearth.server.engine.base import Finished, GenerationEvent
 
+Event = GenerationEvent | BaseException
+
+
+class Outbox:
+    """Events the scheduler produced since its last flush. Used by the scheduler thread only."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[GenerationStream, Event]] = []
+
+    def put(self, stream: GenerationStream, event: Event) -> None:
+        self._pending.append((stream, event))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        by_loop: defaultdict[asyncio.AbstractEventLoop, list[tuple[GenerationStream, Event]]]
+        by_loop = defaultdict(list)
+        for stream, event in self._pending:
+            by_loop[stream.loop].append((stream, event))
+        self._pending = []
+        for loop, deliveries in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, deliveries)
+            except RuntimeError:
+                # The event loop has closed (the server is shutting down): nobody is listening.
+                for stream, _ in deliveries:
+                    stream.cancelled = True
+
+
+def _deliver(deliveries: list[tuple[GenerationStream, Event]]) -> None:
+    for stream, event in deliveries:
+        stream.queue.put_nowait(event)
+
 
 class GenerationStream:
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, prompt_tokens: int, on_cancel: Callable[[], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        outbox: Outbox,
+        prompt_tokens: int,
+        on_cancel: Callable[[], None],
     ) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        self.loop = loop
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._outbox = outbox
         self._on_cancel = on_cancel
         self.prompt_tokens = prompt_tokens
         self.cancelled = False
@@ -26,14 +72,10 @@ class GenerationStream:
 
     # ---- scheduler thread ---------------------------------------------------------------
 
-    def push(self, event: GenerationEvent | BaseException) -> None:
+    def push(self, event: Event) -> None:
         if isinstance(event, (Finished, BaseException)):
             self.done = True
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
-        except RuntimeError:
-            # The event loop has closed (the server is shutting down): nobody is listening.
-            self.cancelled = True
+        self._outbox.put(self, event)
 
     # ---- event loop ---------------------------------------------------------------------
 
@@ -45,7 +87,7 @@ class GenerationStream:
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         try:
             while True:
-                event = await self._queue.get()
+                event = await self.queue.get()
                 if isinstance(event, BaseException):
                     raise event
                 yield event
