@@ -8,10 +8,11 @@ more, so it goes out as an event in OpenAI's error shape and the stream ends the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from hearth.server.engine.base import Finished, TextDelta
 from hearth.server.errors import to_openai
@@ -25,6 +26,7 @@ from hearth.server.protocol import (
     PromptTokensDetails,
     Usage,
 )
+from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 log = logging.getLogger(__name__)
@@ -59,23 +61,51 @@ async def _guarded(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
     yield DONE
 
 
+class TextChunks:
+    """A stream's content chunks: dumped by pydantic once, then filled in per token.
+
+    Within one stream, content chunks differ only in their text. So the chunk model is
+    dumped once with a marker for the text, and each token's chunk is the JSON outside the
+    marker around the token's JSON-escaped text. Building and dumping three pydantic models
+    per token was a fifth of the event loop's work per streamed token; this is one
+    `json.dumps` of a short string. The wire shape is still the model's.
+    """
+
+    _MARK = "hearth-text-9c1f0e"
+
+    def __init__(self, build: Callable[[str], BaseModel]) -> None:
+        self._build = build
+        before, found, after = build(self._MARK).model_dump_json().partition(f'"{self._MARK}"')
+        # A model id that itself contains the marker: dump every chunk the slow way.
+        self._halves = (before, after) if found and self._MARK not in before + after else None
+
+    def __call__(self, text: str) -> str:
+        if self._halves is None:
+            return self._build(text).model_dump_json()
+        before, after = self._halves
+        return before + json.dumps(text, ensure_ascii=False) + after
+
+
 async def chat_chunks(prepared: PreparedGeneration, include_usage: bool) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: ChatDelta, finish: str | None = None, usage: Usage | None = None) -> str:
+    def chunk(
+        delta: ChatDelta, finish: str | None = None, usage: Usage | None = None
+    ) -> ChatCompletionChunk:
         choices = [] if usage else [ChatChunkChoice(delta=delta, finish_reason=finish)]
         return ChatCompletionChunk(
             id=chunk_id, created=created, model=prepared.model_id, choices=choices, usage=usage
-        ).model_dump_json()
+        )
 
-    yield chunk(ChatDelta(role="assistant", content=""))
+    content = TextChunks(lambda text: chunk(ChatDelta(content=text)))
+    yield chunk(ChatDelta(role="assistant", content="")).model_dump_json()
     async for event in prepared.events():
         if isinstance(event, TextDelta):
-            yield chunk(ChatDelta(content=event.text))
+            yield content(event.text)
         elif isinstance(event, Finished):
-            yield chunk(ChatDelta(), finish=event.reason)
+            yield chunk(ChatDelta(), finish=event.reason).model_dump_json()
             if include_usage:
-                yield chunk(ChatDelta(), usage=usage_of(event))
+                yield chunk(ChatDelta(), usage=usage_of(event)).model_dump_json()
 
 
 async def completion_chunks(
@@ -83,22 +113,19 @@ async def completion_chunks(
 ) -> AsyncIterator[str]:
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(text: str, finish: str | None = None, usage: Usage | None = None) -> str:
+    def chunk(text: str, finish: str | None = None, usage: Usage | None = None) -> Completion:
         choices = [] if usage else [CompletionChoice(text=text, finish_reason=finish)]
         return Completion(
-            id=completion_id,
-            created=created,
-            model=prepared.model_id,
-            choices=choices,
-            usage=usage,
-        ).model_dump_json()
+            id=completion_id, created=created, model=prepared.model_id, choices=choices, usage=usage
+        )
 
+    content = TextChunks(chunk)
     if echo:
-        yield chunk(echo)
+        yield content(echo)
     async for event in prepared.events():
         if isinstance(event, TextDelta):
-            yield chunk(event.text)
+            yield content(event.text)
         elif isinstance(event, Finished):
-            yield chunk("", finish=event.reason)
+            yield chunk("", finish=event.reason).model_dump_json()
             if include_usage:
-                yield chunk("", usage=usage_of(event))
+                yield chunk("", usage=usage_of(event)).model_dump_json()

@@ -1,10 +1,14 @@
-"""Stop matching with hold-back, UTF-8 assembly and reply trimming: pure functions."""
+"""Stop matching, UTF-8 assembly, reply trimming and chunk filling: pure functions."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from hearth.server.engine.text import StopMatcher, Utf8Assembler
 from hearth.server.generation import ReplyTrimmer
+from hearth.server.protocol import ChatChunkChoice, ChatCompletionChunk, ChatDelta
+from hearth.server.sse import TextChunks
 
 
 def feed_all(matcher: StopMatcher, pieces: list[str]) -> tuple[list[str], bool]:
@@ -79,3 +83,21 @@ def test_truncated_character_at_the_end_becomes_a_replacement_char():
 def test_reply_trimmer_strips_both_ends_while_streaming(pieces, expected):
     trimmer = ReplyTrimmer()
     assert [trimmer.feed(p) for p in pieces] == expected
+
+
+AWKWARD_TEXTS = ["", "plain", ' "quoted" ', "back\\slash", "line\nbreak\ttab\r", "\x00\x1f\x7f",
+                 "été ☃ 🐉 中文", "</script>", "hearth-text-9c1f0e"]
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXTS)
+@pytest.mark.parametrize("model_id", ["smollm2", 'odd "model" \\ id', "hearth-text-9c1f0e"])
+def test_text_chunks_are_exactly_what_the_chunk_model_dumps(text, model_id):
+    def build(content: str) -> ChatCompletionChunk:
+        delta = ChatDelta(content=content)
+        return ChatCompletionChunk(
+            id="chatcmpl-1", created=7, model=model_id, choices=[ChatChunkChoice(delta=delta)]
+        )
+
+    filled = TextChunks(build)(text)
+    assert "\n" not in filled  # one SSE data line
+    assert json.loads(filled) == json.loads(build(text).model_dump_json())
