@@ -32,6 +32,11 @@ from sse_starlette import EventSourceResponse
 log = logging.getLogger(__name__)
 
 DONE = "[DONE]"
+SEP = "\n"
+SSE_END = (SEP * 2).encode()
+
+# What a stream yields: JSON payloads for sse-starlette to frame, or whole events as bytes.
+Chunk = str | bytes
 
 
 def usage_of(finished: Finished) -> Usage:
@@ -44,12 +49,12 @@ def usage_of(finished: Finished) -> Usage:
 
 
 def event_stream(
-    chunks: AsyncIterator[str], headers: dict[str, str] | None = None
+    chunks: AsyncIterator[Chunk], headers: dict[str, str] | None = None
 ) -> EventSourceResponse:
-    return EventSourceResponse(_guarded(chunks), headers=headers, sep="\n", ping=15)
+    return EventSourceResponse(_guarded(chunks), headers=headers, sep=SEP, ping=15)
 
 
-async def _guarded(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _guarded(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
     try:
         async for chunk in chunks:
             yield chunk
@@ -85,8 +90,18 @@ class TextChunks:
         before, after = self._halves
         return before + json.dumps(text, ensure_ascii=False) + after
 
+    def event(self, text: str) -> bytes:
+        """The chunk as a whole server-sent event, as sse-starlette would frame it.
 
-async def chat_chunks(prepared: PreparedGeneration, include_usage: bool) -> AsyncIterator[str]:
+        sse-starlette passes bytes through untouched; framing the one-line JSON here skips
+        its per-event parsing of the data for line breaks (a tenth of the per-token work).
+        """
+        return b"data: " + self(text).encode() + SSE_END
+
+
+async def chat_chunks(
+    prepared: PreparedGeneration, include_usage: bool
+) -> AsyncIterator[Chunk]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(
@@ -101,7 +116,7 @@ async def chat_chunks(prepared: PreparedGeneration, include_usage: bool) -> Asyn
     yield chunk(ChatDelta(role="assistant", content="")).model_dump_json()
     async for event in prepared.events():
         if isinstance(event, TextDelta):
-            yield content(event.text)
+            yield content.event(event.text)
         elif isinstance(event, Finished):
             yield chunk(ChatDelta(), finish=event.reason).model_dump_json()
             if include_usage:
@@ -110,7 +125,7 @@ async def chat_chunks(prepared: PreparedGeneration, include_usage: bool) -> Asyn
 
 async def completion_chunks(
     prepared: PreparedGeneration, include_usage: bool, echo: str = ""
-) -> AsyncIterator[str]:
+) -> AsyncIterator[Chunk]:
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(text: str, finish: str | None = None, usage: Usage | None = None) -> Completion:
@@ -121,10 +136,10 @@ async def completion_chunks(
 
     content = TextChunks(chunk)
     if echo:
-        yield content(echo)
+        yield content.event(echo)
     async for event in prepared.events():
         if isinstance(event, TextDelta):
-            yield content(event.text)
+            yield content.event(event.text)
         elif isinstance(event, Finished):
             yield chunk("", finish=event.reason).model_dump_json()
             if include_usage:

@@ -8,7 +8,8 @@ import pytest
 from hearth.server.engine.text import StopMatcher, Utf8Assembler
 from hearth.server.generation import ReplyTrimmer
 from hearth.server.protocol import ChatChunkChoice, ChatCompletionChunk, ChatDelta
-from hearth.server.sse import TextChunks
+from hearth.server.sse import SEP, TextChunks
+from sse_starlette import ServerSentEvent
 
 
 def feed_all(matcher: StopMatcher, pieces: list[str]) -> tuple[list[str], bool]:
@@ -98,6 +99,8 @@ def test_text_chunks_are_exactly_what_the_chunk_model_dumps(text, model_id):
             id="chatcmpl-1", created=7, model=model_id, choices=[ChatChunkChoice(delta=delta)]
         )
 
-    filled = TextChunks(build)(text)
-    assert "\n" not in filled  # one SSE data line
+    chunks = TextChunks(build)
+    filled = chunks(text)
     assert json.loads(filled) == json.loads(build(text).model_dump_json())
+    # The framed event is byte for byte what sse-starlette makes of the JSON.
+    assert chunks.event(text) == ServerSentEvent(filled, sep=SEP).encode()
