@@ -115,3 +115,31 @@ def test_token_batch_lays_out_tokens_positions_and_sequences():
     assert [batch.struct.seq_id[i][0] for i in range(4)] == [1, 1, 1, 0]
     batch.clear()
     assert batch.size == 0
+
+
+def test_a_prompt_counted_while_fitting_is_not_tokenized_again_on_admission(
+    engine_settings, monkeypatch
+):
+    async def scenario(engine: LlamaEngine) -> None:
+        model = engine._model
+        assert model is not None
+        calls: list[str] = []
+        tokenize = model.tokenize
+
+        def counted(text: str, **flags: bool) -> list[int]:
+            calls.append(text)
+            return tokenize(text, **flags)
+
+        monkeypatch.setattr(model, "tokenize", counted)
+        prompt = Prompt("The capital of France is")
+        counted_tokens = engine.count_tokens(prompt)
+        text, finished = await run(engine, prompt.text, max_tokens=4)
+        assert calls == [prompt.text]  # once, for both the count and the admission
+        direct = tokenize(prompt.text, add_special=True, parse_special=False)
+        assert finished.prompt_tokens == counted_tokens == len(direct)
+        assert text
+        # The same text tokenized another way is another prompt, tokenized anew.
+        engine.count_tokens(Prompt(prompt.text, parse_special=True))
+        assert calls == [prompt.text, prompt.text]
+
+    on_real_engine(engine_settings, scenario)
