@@ -85,6 +85,40 @@ def test_follow_up_turn_reuses_the_conversation_so_far(server, model_id):
     assert second.usage.prompt_tokens - cached < 20  # only the new turn was read
 
 
+def test_a_system_prompt_another_slot_holds_is_copied_not_read_again(
+    server, single_slot, model_id
+):
+    """Two people open chats with the household's long system prompt while the first
+    reply is still streaming: the second chat copies the prompt's KV from the busy slot."""
+    system = f"House {secrets.token_hex(3)}. " + " ".join(["Answer kindly and briefly."] * 30)
+    ann = [{"role": "system", "content": system}, {"role": "user", "content": "I am Ann."}]
+    bob = [{"role": "system", "content": system}, {"role": "user", "content": "I am Bob."}]
+    client = openai.OpenAI(base_url=server.api, api_key="-", max_retries=0)
+
+    # The reference reads the prompt the same way, in two parts: the shared prefix with
+    # Ann's chat, then Bob's own line. (Read in one part, the arithmetic can round
+    # differently: llama.cpp's results depend on how a prompt is split into batches.)
+    alone = openai.OpenAI(base_url=single_slot.api, api_key="-", max_retries=0)
+    alone.chat.completions.create(model=model_id, messages=ann, max_tokens=1)
+    expected = alone.chat.completions.create(
+        model=model_id, messages=bob, max_tokens=24, temperature=0
+    )
+    assert expected.usage.prompt_tokens_details.cached_tokens > 150
+
+    running = client.chat.completions.create(
+        model=model_id, messages=ann, max_tokens=1000, logit_bias={EOS: -100}, stream=True
+    )
+    with running:
+        next(iter(running))  # Ann's prompt is in a slot, and her reply is streaming
+        copied = client.chat.completions.create(
+            model=model_id, messages=bob, max_tokens=24, temperature=0
+        )
+    cached = copied.usage.prompt_tokens_details.cached_tokens
+    assert cached == expected.usage.prompt_tokens_details.cached_tokens  # the system prompt
+    assert copied.usage.prompt_tokens - cached < 20  # only Bob's own line was read
+    assert copied.choices[0].message.content == expected.choices[0].message.content
+
+
 def test_same_seed_reproduces_under_concurrency(server, model_id):
     body = {
         "model": model_id, "prompt": STORY, "max_tokens": 32, "temperature": 1.0, "seed": 99,
