@@ -1,8 +1,9 @@
 """Benchmark Hearth against llama-cpp-python's server and llama.cpp's llama-server.
 
-Starts each server in turn on the same model, threads, slots and context, drives it over
-HTTP with streamed chat completions, and prints one table with ratios. Not a test: it
-asserts nothing and prints what it measured.
+Starts the servers side by side on the same model, threads, slots and context, drives each
+over HTTP with streamed chat completions while the others sit idle, and prints one table:
+each server's medians, and Hearth's ratio to each peer as the median of per-round ratios.
+Not a test: it asserts nothing and prints what it measured.
 
     python bench/serve_bench.py [--threads 2] [--slots 4] [--llama-server PATH]
 
@@ -21,7 +22,8 @@ import secrets
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -109,51 +111,63 @@ async def users_taking_turns(url: str, users: int, rounds: int = 2) -> float:
     return statistics.mean(waits)
 
 
-async def run_all(url: str, tokens: int, levels: list[int]) -> dict[str, float | None]:
-    row: dict[str, float | None] = {}
+@dataclass(frozen=True)
+class Scenario:
+    """One load, and the figures it yields (in this order)."""
 
-    async def measure(names: tuple[str, ...], scenario) -> None:
-        # A server that fails a scenario gets "-" there; the run goes on with the next.
-        try:
-            values = await scenario
-        except Exception as error:  # noqa: BLE001
-            print(f"  {names[0]}: failed: {error!r}", file=sys.stderr, flush=True)
-            values = (None,) * len(names)
-        for name, value in zip(names, values if isinstance(values, tuple) else (values,)):
-            row[name] = value
+    metrics: tuple[str, ...]
+    run: Callable[[str], Awaitable[float | tuple[float, ...]]]
 
-    await measure(("single stream tok/s",), single_stream(url, tokens))
+
+def plan(tokens: int, levels: list[int]) -> list[Scenario]:
+    scenarios = [Scenario(("single stream tok/s",), lambda url: single_stream(url, tokens))]
     for n in levels:
-        await measure((f"{n} concurrent tok/s", f"{n} concurrent cut short"), concurrent(url, n, tokens))
-    await measure(("TTFT cold s", "TTFT warm s"), ttft_cold_warm(url))
-    await measure(("4 users TTFT s",), users_taking_turns(url, 4))
-    return row
+        scenarios.append(
+            Scenario(
+                (f"{n} concurrent tok/s", f"{n} concurrent cut short"),
+                lambda url, n=n: concurrent(url, n, tokens),
+            )
+        )
+    scenarios.append(Scenario(("TTFT cold s", "TTFT warm s"), ttft_cold_warm))
+    scenarios.append(Scenario(("4 users TTFT s",), lambda url: users_taking_turns(url, 4)))
+    return scenarios
 
 
-def print_table(rows: dict[str, dict[str, float | None]]) -> None:
-    names = list(rows)
-    metrics = list(next(iter(rows.values())))
-    header = f"| metric | {' | '.join(names)} |"
-    if "hearth" in rows:
-        others = [n for n in names if n != "hearth"]
-        header += "".join(f" hearth / {o} |" for o in others)
+def measure(scenario: Scenario, server: RunningServer) -> dict[str, float | None]:
+    # A server that fails a scenario gets "-" there; the run goes on with the next.
+    try:
+        values = asyncio.run(scenario.run(server.url))
+    except Exception as error:  # noqa: BLE001
+        print(f"  {server.name}: failed: {error!r}", file=sys.stderr, flush=True)
+        return dict.fromkeys(scenario.metrics)
+    return dict(zip(scenario.metrics, values if isinstance(values, tuple) else (values,)))
+
+
+Rounds = list[dict[str, float | None]]
+
+
+def print_table(runs: dict[str, Rounds]) -> None:
+    """Each server's median per figure, and Hearth's ratio to each peer.
+
+    A ratio is the median of the per-round ratios, with their range: the two figures of a
+    round were measured a minute apart, so drift in the machine's speed cancels out of it.
+    """
+    names = list(runs)
+    others = [n for n in names if n != "hearth"] if "hearth" in runs else []
+    header = f"| metric | {' | '.join(names)} |" + "".join(f" hearth / {o} |" for o in others)
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for metric in metrics:
-        cells = [_fmt(rows[n].get(metric)) for n in names]
+    for metric in runs[names[0]][0]:
+        cells = [_fmt(_median([r.get(metric) for r in runs[n]])) for n in names]
         line = f"| {metric} | {' | '.join(cells)} |"
-        if "hearth" in rows:
-            for other in (n for n in names if n != "hearth"):
-                line += f" {_ratio(metric, rows['hearth'].get(metric), rows[other].get(metric))} |"
+        for other in others:
+            line += f" {_paired_ratio(metric, runs['hearth'], runs[other])} |"
         print(line)
 
 
-def _median_row(rounds: list[dict[str, float | None]]) -> dict[str, float | None]:
-    row: dict[str, float | None] = {}
-    for metric in rounds[0]:
-        values = [r[metric] for r in rounds if r.get(metric) is not None]
-        row[metric] = statistics.median(values) if values else None
-    return row
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _fmt(value: float | None) -> str:
@@ -162,11 +176,22 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def _ratio(metric: str, ours: float | None, theirs: float | None) -> str:
-    if not ours or not theirs or "cut short" in metric:
+def _paired_ratio(metric: str, ours: Rounds, theirs: Rounds) -> str:
+    if "cut short" in metric:
         return "-"
     # Higher is better for rates; for times, the ratio says how many times faster we are.
-    return f"{ours / theirs:.2f}x" if "tok/s" in metric else f"{theirs / ours:.2f}x faster"
+    rate = "tok/s" in metric
+    ratios = []
+    for a, b in zip(ours, theirs):
+        mine, peer = a.get(metric), b.get(metric)
+        if mine and peer:
+            ratios.append(mine / peer if rate else peer / mine)
+    if not ratios:
+        return "-"
+    text = f"{statistics.median(ratios):.2f}x" + ("" if rate else " faster")
+    if len(ratios) > 1:
+        text += f" ({min(ratios):.2f}-{max(ratios):.2f})"
+    return text
 
 
 def main() -> int:
@@ -180,7 +205,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server")
     parser.add_argument("--only", default=None, help="comma-separated subset of servers")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the servers N times")
+    parser.add_argument("--rounds", type=int, default=1, help="run every scenario on every server N times")
     args = parser.parse_args()
 
     from hearth.server.settings import bundled_model_path
@@ -203,26 +228,38 @@ def main() -> int:
         servers = {k: v for k, v in servers.items() if k in args.only.split(",")}
 
     levels = [int(n) for n in args.levels.split(",")]
-    runs: dict[str, list[dict[str, float | None]]] = {name: [] for name in servers}
+    scenarios = plan(args.tokens, levels)
     logs = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
-    # Servers take turns, round after round, so that drift in a shared machine's speed
-    # falls on all of them alike; the table shows each figure's median over the rounds.
-    for round_ in range(args.rounds):
-        for name, command in servers.items():
-            print(f"== round {round_ + 1}: {name}", file=sys.stderr, flush=True)
-            server = RunningServer(name, command(config), config.port, logs / f"{name}.log")
-            try:
-                runs[name].append(asyncio.run(run_all(server.url, args.tokens, levels)))
-            finally:
-                server.stop()
-            print(f"   {runs[name][-1]}", file=sys.stderr, flush=True)
-    rows = {name: _median_row(rounds) for name, rounds in runs.items()}
+    # All servers run side by side, each idle while another is measured. Each scenario is
+    # run on one server and then at once on the next, and the order flips every round, so
+    # that drift in a shared machine's speed falls on all of them alike.
+    running: dict[str, RunningServer] = {}
+    try:
+        for offset, (name, command) in enumerate(servers.items()):
+            port = args.port + offset
+            running[name] = RunningServer(
+                name, command(replace(config, port=port)), port, logs / f"{name}.log"
+            )
+        runs: dict[str, Rounds] = {name: [] for name in running}
+        for round_ in range(args.rounds):
+            order = list(running) if round_ % 2 == 0 else list(running)[::-1]
+            for name in order:
+                runs[name].append({})
+            for scenario in scenarios:
+                for name in order:
+                    figures = measure(scenario, running[name])
+                    runs[name][-1].update(figures)
+                    shown = ", ".join(f"{k} {_fmt(v)}" for k, v in figures.items())
+                    print(f"round {round_ + 1}, {name}: {shown}", file=sys.stderr, flush=True)
+    finally:
+        for server in running.values():
+            server.stop()
     print(
         f"\nmodel {model.name}, threads {args.threads}, slots {args.slots}, "
         f"{args.ctx_per_slot} tokens per slot, {args.tokens}-token streams, "
         f"median of {args.rounds} round(s)\n"
     )
-    print_table(rows)
+    print_table(runs)
     return 0
 
 
