@@ -169,23 +169,26 @@ class LlamaModel:
         """Bytes of KV sequence `seq` as llama.cpp's sequence state (0 when it is empty)."""
         return llama_cpp.llama_state_seq_get_size(self.ctx, seq)
 
-    def copy_sequence(self, src: int, dst: int) -> bool:
-        """Make KV sequence `dst` hold what `src` holds; on failure dst is left empty.
+    def read_state(self, seq: int) -> bytearray:
+        """What KV sequence `seq` holds, as llama.cpp's sequence state: only the cells it
+        uses, so a few hundred cells of SmolLM2-135M are about a megabyte (empty if none)."""
+        size = self.state_size(seq)
+        state = bytearray(size)
+        if size == 0:
+            return state
+        view = (ctypes.c_uint8 * size).from_buffer(state)
+        written = llama_cpp.llama_state_seq_get_data(self.ctx, view, size, seq)
+        return state if written == size else state[:written]
 
-        The copy goes through host memory as llama.cpp's sequence state, so only the cells
-        src uses travel: 1-4 ms for a few hundred cells of SmolLM2-135M, where evaluating
-        one prompt token takes about 5 ms on a 2-core CPU. (llama_memory_seq_cp between
-        the separate KV streams of non-unified slots copies the whole stream and took
-        38 ms for the same copy.) The buffer is state_size(src) bytes, for the moment of
-        the copy.
-        """
-        llama_cpp.llama_memory_seq_rm(self.memory, dst, -1, -1)
-        size = self.state_size(src)
-        buffer = (ctypes.c_uint8 * size).from_buffer(bytearray(size))
-        written = llama_cpp.llama_state_seq_get_data(self.ctx, buffer, size, src)
-        if written and llama_cpp.llama_state_seq_set_data(self.ctx, buffer, written, dst):
+    def write_state(self, seq: int, state: bytearray) -> bool:
+        """Make KV sequence `seq` hold a state from read_state; on failure it is left empty."""
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+        if not state:
+            return False
+        view = (ctypes.c_uint8 * len(state)).from_buffer(state)
+        if llama_cpp.llama_state_seq_set_data(self.ctx, view, len(state), seq):
             return True
-        llama_cpp.llama_memory_seq_rm(self.memory, dst, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
         return False
 
     def is_end_of_generation(self, token: int) -> bool:

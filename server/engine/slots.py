@@ -9,17 +9,19 @@ memory and restored later, so more conversations than slots keep their prefixes 
 
 from __future__ import annotations
 
-import ctypes
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import llama_cpp
 from hearth.server.engine.base import GenerationRequest
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.engine.stream import GenerationStream
 from hearth.server.engine.text import StopMatcher, Utf8Assembler
+
+if TYPE_CHECKING:
+    from hearth.server.engine.model import LlamaModel
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -63,7 +65,7 @@ class Slot:
 @dataclass(frozen=True)
 class SavedSequence:
     tokens: tuple[int, ...]
-    state: bytes
+    state: bytearray  # LlamaModel.read_state
 
 
 class HostCache:
@@ -77,20 +79,18 @@ class HostCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def save(self, ctx: llama_cpp.llama_context_p, slot: Slot) -> bool:
-        size = llama_cpp.llama_state_seq_get_size(ctx, slot.seq_id)
-        if size == 0 or size > self.budget:
+    def save(self, model: LlamaModel, slot: Slot) -> bool:
+        if not 0 < model.state_size(slot.seq_id) <= self.budget:
             return False
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, slot.seq_id)
-        if written == 0:
+        state = model.read_state(slot.seq_id)
+        if not state:
             return False
         key = tuple(slot.tokens)
         self._drop(key)
-        while self.used + written > self.budget and self._entries:
+        while self.used + len(state) > self.budget and self._entries:
             self._drop(next(iter(self._entries)))
-        self._entries[key] = SavedSequence(key, bytes(buffer)[:written])
-        self.used += written
+        self._entries[key] = SavedSequence(key, state)
+        self.used += len(state)
         return True
 
     def best_match(self, prompt: Sequence[int]) -> tuple[SavedSequence | None, int]:
@@ -101,17 +101,10 @@ class HostCache:
                 best, best_len = entry, length
         return best, best_len
 
-    def restore(self, ctx: llama_cpp.llama_context_p, entry: SavedSequence, slot: Slot) -> bool:
-        memory = llama_cpp.llama_get_memory(ctx)
-        llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
-        buffer = (ctypes.c_uint8 * len(entry.state)).from_buffer_copy(entry.state)
-        read = llama_cpp.llama_state_seq_set_data(ctx, buffer, len(entry.state), slot.seq_id)
+    def take(self, entry: SavedSequence) -> bytearray:
+        """An entry's state, out of the cache: once restored, its slot holds it."""
         self._drop(entry.tokens)
-        if read == 0:
-            slot.tokens = []
-            return False
-        slot.tokens = list(entry.tokens)
-        return True
+        return entry.state
 
     def _drop(self, key: tuple[int, ...]) -> None:
         entry = self._entries.pop(key, None)
