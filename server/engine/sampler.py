@@ -4,6 +4,12 @@ Everything, logit_bias included, runs inside llama.cpp: no Python logits process
 the vocabulary per token (llama-cpp-python's Python logit_bias path halves its speed).
 The chain order follows llama.cpp's own default: bias, penalties, the truncating samplers,
 then temperature and the seeded draw.
+
+One exception: a plain greedy request (temperature 0, no bias, no penalties) takes the
+argmax of the logits row directly. llama_sampler_sample first copies every logit into a
+candidate array (49,152 of them for SmolLM2) and then scans it: 123 us a token on a 2-core
+Xeon, about 210 us inside the engine's loop, against 7 us for numpy's argmax over the same
+row. Both pick the first of equal maxima, so the text is the same.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import ctypes
 import random
 
 import llama_cpp
+import numpy as np
 from hearth.server.engine.base import SamplingParams
 
 
@@ -24,9 +31,19 @@ class SamplerChain:
         for sampler in _samplers(params, n_vocab, self.seed):
             # The chain takes ownership: freeing the chain frees these.
             llama_cpp.llama_sampler_chain_add(self.handle, sampler)
+        # A chain that is only a greedy pick keeps no state, so skipping it changes
+        # nothing but the time.
+        self.argmax_only = (
+            params.greedy and not params.logit_bias and not _penalties_active(params)
+        )
+        self._logits_row = ctypes.POINTER(ctypes.c_float * n_vocab)
 
     def sample(self, ctx: llama_cpp.llama_context_p, output_index: int) -> int:
         """Draw a token from the given output row and record it for the penalties."""
+        if self.argmax_only:
+            logits = llama_cpp.llama_get_logits_ith(ctx, output_index)
+            row = ctypes.cast(logits, self._logits_row).contents
+            return int(np.frombuffer(row, dtype=np.float32).argmax())
         return llama_cpp.llama_sampler_sample(self.handle, ctx, output_index)
 
     def accept(self, token: int) -> None:

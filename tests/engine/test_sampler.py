@@ -1,0 +1,61 @@
+"""Sampler chains on the real model's logits."""
+
+from __future__ import annotations
+
+import llama_cpp
+import pytest
+from hearth.server.engine.base import SamplingParams
+from hearth.server.engine.batch import TokenBatch
+from hearth.server.engine.model import LlamaModel, LoadOptions
+from hearth.server.engine.sampler import SamplerChain
+from hearth.server.settings import bundled_model_path
+
+
+@pytest.fixture(scope="module")
+def model():
+    path = bundled_model_path()
+    loaded = LlamaModel(LoadOptions(path, path.stem, n_ctx=512, n_seq=1, n_batch=64,
+                                    threads=2, n_gpu_layers=0))
+    yield loaded
+    loaded.close()
+
+
+def test_plain_greedy_takes_the_same_tokens_as_llama_cpps_greedy_sampler(model):
+    ours = SamplerChain(SamplingParams(temperature=0), model.n_vocab)
+    assert ours.argmax_only
+    theirs = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    llama_cpp.llama_sampler_chain_add(theirs, llama_cpp.llama_sampler_init_greedy())
+    batch = TokenBatch(64)
+    tokens = model.tokenize("The three best things about autumn are", add_special=True,
+                            parse_special=False)
+    batch.add(tokens, 0, 0, True)
+    chosen = []
+    try:
+        for _ in range(48):
+            assert batch.decode(model.ctx) == 0
+            token = ours.sample(model.ctx, batch.size - 1)
+            assert token == llama_cpp.llama_sampler_sample(theirs, model.ctx, batch.size - 1)
+            chosen.append(token)
+            batch.clear()
+            batch.add([token], len(tokens) + len(chosen) - 1, 0, True)
+    finally:
+        ours.close()
+        llama_cpp.llama_sampler_free(theirs)
+    assert len(set(chosen)) > 10  # a real continuation, not one token repeated
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=0, repeat_penalty=1.3),
+        SamplingParams(temperature=0, presence_penalty=0.5),
+        SamplingParams(temperature=0, logit_bias=((42, 5.0),)),
+        SamplingParams(temperature=0.7),
+    ],
+)
+def test_chains_with_more_than_a_greedy_pick_run_in_llama_cpp(model, params):
+    chain = SamplerChain(params, model.n_vocab)
+    try:
+        assert not chain.argmax_only
+    finally:
+        chain.close()
