@@ -8,8 +8,9 @@ then temperature and the seeded draw.
 One exception: a plain greedy request (temperature 0, no bias, no penalties) takes the
 argmax of the logits row directly. llama_sampler_sample first copies every logit into a
 candidate array (49,152 of them for SmolLM2) and then scans it: 123 us a token on a 2-core
-Xeon, about 210 us inside the engine's loop, against 7 us for numpy's argmax over the same
-row. Both pick the first of equal maxima, so the text is the same.
+Xeon, about 210 us inside the engine's step, where numpy's argmax over the same row takes
+about 85 us (7 us with the row warm in cache). Both pick the first of equal maxima, so the
+text is the same.
 """
 
 from __future__ import annotations
