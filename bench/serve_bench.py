@@ -5,7 +5,8 @@ over HTTP with streamed chat completions while the others sit idle, and prints o
 each server's medians, and Hearth's ratio to each peer as the median of per-round ratios.
 Not a test: it asserts nothing and prints what it measured.
 
-    python bench/serve_bench.py [--threads 2] [--slots 4] [--llama-server PATH]
+    python bench/serve_bench.py [--threads 2] [--slots 4] [--llama-server PATH] [--rounds N]
+                                [--only hearth,llama-server] [--scenarios single,concurrent]
 
 Scenarios (each server, same requests):
   single stream   decode tokens/s of one 128-token stream (best of 3)
@@ -115,22 +116,31 @@ async def users_taking_turns(url: str, users: int, rounds: int = 2) -> float:
 class Scenario:
     """One load, and the figures it yields (in this order)."""
 
+    kind: str  # what --scenarios selects it by
     metrics: tuple[str, ...]
     run: Callable[[str], Awaitable[float | tuple[float, ...]]]
 
 
-def plan(tokens: int, levels: list[int]) -> list[Scenario]:
-    scenarios = [Scenario(("single stream tok/s",), lambda url: single_stream(url, tokens))]
+SCENARIO_KINDS = ("single", "concurrent", "ttft", "users")
+
+
+def plan(tokens: int, levels: list[int], kinds: tuple[str, ...] = SCENARIO_KINDS) -> list[Scenario]:
+    scenarios = [
+        Scenario("single", ("single stream tok/s",), lambda url: single_stream(url, tokens))
+    ]
     for n in levels:
         scenarios.append(
             Scenario(
+                "concurrent",
                 (f"{n} concurrent tok/s", f"{n} concurrent cut short"),
                 lambda url, n=n: concurrent(url, n, tokens),
             )
         )
-    scenarios.append(Scenario(("TTFT cold s", "TTFT warm s"), ttft_cold_warm))
-    scenarios.append(Scenario(("4 users TTFT s",), lambda url: users_taking_turns(url, 4)))
-    return scenarios
+    scenarios.append(Scenario("ttft", ("TTFT cold s", "TTFT warm s"), ttft_cold_warm))
+    scenarios.append(
+        Scenario("users", ("4 users TTFT s",), lambda url: users_taking_turns(url, 4))
+    )
+    return [scenario for scenario in scenarios if scenario.kind in kinds]
 
 
 def measure(scenario: Scenario, server: RunningServer) -> dict[str, float | None]:
@@ -206,6 +216,11 @@ def main() -> int:
     parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server")
     parser.add_argument("--only", default=None, help="comma-separated subset of servers")
     parser.add_argument("--rounds", type=int, default=1, help="run every scenario on every server N times")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIO_KINDS),
+        help=f"comma-separated subset of {', '.join(SCENARIO_KINDS)}",
+    )
     args = parser.parse_args()
 
     from hearth.server.settings import bundled_model_path
@@ -228,7 +243,11 @@ def main() -> int:
         servers = {k: v for k, v in servers.items() if k in args.only.split(",")}
 
     levels = [int(n) for n in args.levels.split(",")]
-    scenarios = plan(args.tokens, levels)
+    kinds = tuple(args.scenarios.split(","))
+    unknown = set(kinds) - set(SCENARIO_KINDS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    scenarios = plan(args.tokens, levels, kinds)
     logs = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
     # All servers run side by side, each idle while another is measured. Each scenario is
     # run on one server and then at once on the next, and the order flips every round, so
