@@ -177,17 +177,14 @@ class LlamaModel:
             return buffer.raw[:n]
         return self._piece.raw[:n]
 
-    def state_size(self, seq: int) -> int:
-        """Bytes of KV sequence `seq` as llama.cpp's sequence state (0 when it is empty)."""
-        return llama_cpp.llama_state_seq_get_size(self.ctx, seq)
-
-    def read_state(self, seq: int) -> bytearray:
+    def read_state(self, seq: int, limit: int) -> bytearray:
         """What KV sequence `seq` holds, as llama.cpp's sequence state: only the cells it
-        uses, so a few hundred cells of SmolLM2-135M are about a megabyte (empty if none)."""
-        size = self.state_size(seq)
+        uses, so a few hundred cells of SmolLM2-135M are about a megabyte. Empty when the
+        sequence is, or when its state would take more than `limit` bytes."""
+        size = llama_cpp.llama_state_seq_get_size(self.ctx, seq)
+        if not 0 < size <= limit:
+            return bytearray()
         state = bytearray(size)
-        if size == 0:
-            return state
         view = (ctypes.c_uint8 * size).from_buffer(state)
         written = llama_cpp.llama_state_seq_get_data(self.ctx, view, size, seq)
         return state if written == size else state[:written]

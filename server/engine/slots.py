@@ -80,9 +80,7 @@ class HostCache:
         return len(self._entries)
 
     def save(self, model: LlamaModel, slot: Slot) -> bool:
-        if not 0 < model.state_size(slot.seq_id) <= self.budget:
-            return False
-        state = model.read_state(slot.seq_id)
+        state = model.read_state(slot.seq_id, limit=self.budget)
         if not state:
             return False
         key = tuple(slot.tokens)
