@@ -33,6 +33,9 @@ PROMPT = "Once upon a time, a dragon decided to learn how to bake bread. "
 
 class Timings:
     def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
         self.decodes: list[tuple[float, float]] = []
         self.samples: list[float] = []
         self.hand_offs: list[float] = []
@@ -48,14 +51,14 @@ class Timings:
 
         setattr(owner, name, timed)
 
-    def report(self, tokens: int) -> str:
+    def report(self, deltas: int) -> str:
         # The first step reads the prompts; steady decoding starts after it.
         steps = self.decodes[1:]
         decode = statistics.median(end - start for start, end in steps)
         between = statistics.median(b[0] - a[1] for a, b in itertools.pairwise(steps))
         wall = steps[-1][1] - steps[0][0]
         return (
-            f"{tokens} tokens in {len(steps)} steps, "
+            f"{deltas} text deltas in {len(steps)} steps, "
             f"{1e3 * wall / len(steps):.2f} ms a step on average: "
             f"llama_decode {1e3 * decode:.2f} ms, between decodes {1e6 * between:.0f} us "
             f"(sampler call {1e6 * statistics.median(self.samples):.0f} us, "
@@ -70,7 +73,7 @@ async def one_round(engine: LlamaEngine, args: argparse.Namespace, round_: int) 
         request = GenerationRequest(
             Prompt(f"{PROMPT}({i})"), max_tokens=args.tokens, sampling=sampling
         )
-        return sum([1 async for _ in engine.submit(request)]) - 1
+        return sum([1 async for _ in engine.submit(request)]) - 1  # less the Finished event
 
     return sum(await asyncio.gather(*(stream(i) for i in range(args.streams))))
 
@@ -87,9 +90,9 @@ async def main(args: argparse.Namespace) -> None:
     timings.wrap(Outbox, "flush", lambda a, b: timings.hand_offs.append(b - a))
     try:
         for round_ in range(args.rounds):
-            timings.__init__()
-            tokens = await one_round(engine, args, round_)
-            print(f"round {round_ + 1}: {timings.report(tokens)}", flush=True)
+            timings.clear()
+            deltas = await one_round(engine, args, round_)
+            print(f"round {round_ + 1}: {timings.report(deltas)}", flush=True)
     finally:
         await engine.close()
 
