@@ -48,9 +48,10 @@ async def engine_rate(model: Path, threads: int, tokens: int) -> float:
     from hearth.server.engine.llama import LlamaEngine
     from hearth.server.settings import ModelSettings
 
-    engine = LlamaEngine(
-        ModelSettings.load({"model": str(model), "threads": threads, "n_ctx": 1024, "parallel": 1})
+    settings = ModelSettings.load(
+        {"model": str(model), "threads": threads, "n_ctx": 1024, "parallel": 1}
     )
+    engine = LlamaEngine(settings.engine_options(model, "bench"))
     await engine.start()
     try:
         request = GenerationRequest(

@@ -82,7 +82,8 @@ async def main(args: argparse.Namespace) -> None:
     overrides: dict[str, Any] = {"threads": args.threads, "parallel": max(args.streams, 1)}
     if args.model:
         overrides["model"] = str(args.model)
-    engine = LlamaEngine(ModelSettings.load(overrides))
+    settings = ModelSettings.load(overrides)
+    engine = LlamaEngine(settings.engine_options(settings.model_path(), "bench"))
     await engine.start()
     timings = Timings()
     timings.wrap(TokenBatch, "decode", lambda a, b: timings.decodes.append((a, b)))

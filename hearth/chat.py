@@ -105,7 +105,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hearth.chat_backend import ChatFailed
-    from hearth.server.engine.model import ModelLoadError
+    from hearth.server.engine.errors import ModelLoadError
 
     settings = settings_from_args(ChatSettings, args)
     # The chat screen is for the conversation; library chatter would interleave with it.
@@ -131,16 +131,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _open_backend(settings: ChatSettings) -> ChatBackend:
-    from hearth.chat_backend import LocalChat, RemoteChat
+    from hearth.chat_backend import ChatFailed, LocalChat, RemoteChat
 
     if settings.url:
         return await RemoteChat.connect(
             settings.url, settings.api_key, settings, max_tokens=settings.max_tokens
         )
-    from hearth.server.engine.llama import LlamaEngine
+    from hearth.server.cli import build_registry
 
-    engine = LlamaEngine(settings)
-    return await LocalChat.start(engine, settings, max_tokens=settings.max_tokens)
+    try:
+        registry = build_registry(settings)
+    except FileNotFoundError as missing:
+        raise ChatFailed(str(missing)) from None
+    return await LocalChat.start(registry, max_tokens=settings.max_tokens)
 
 
 def _converse(

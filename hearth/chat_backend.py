@@ -16,19 +16,13 @@ from typing import Protocol, TypeAlias
 
 import httpx
 
-from hearth.prompts import (
-    ChatFormat,
-    Message,
-    ModelTemplate,
-    PromptError,
-    PromptTooLong,
-    RenderedPrompt,
-    load_chat_format,
-)
-from hearth.server.engine.base import Engine, Finished, GenerationRequest, Prompt, TextDelta
-from hearth.server.errors import HearthError
-from hearth.server.generation import ReplyTrimmer
+from hearth.prompts import Message
+from hearth.server.engine.base import Finished, TextDelta
+from hearth.server.engine.errors import EngineError
+from hearth.server.errors import ContextOverflow, HearthError, to_openai
+from hearth.server.generation import submit_chat
 from hearth.server.protocol import DROPPED_MESSAGES_HEADER
+from hearth.server.registry import ModelRegistry
 from hearth.server.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -57,90 +51,57 @@ class ChatBackend(Protocol):
 
 
 class LocalChat:
-    """The model loaded in this process, through Hearth's own engine and chat formats."""
+    """A model of this machine's library, loaded in this process through the model registry
+    and the same chat pipeline the HTTP API uses."""
 
-    def __init__(
-        self, engine: Engine, chat_format: ChatFormat, settings: ModelSettings, *, max_tokens: int
-    ) -> None:
-        self._engine = engine
-        self._format = chat_format
-        self._sampling = settings.sampling_defaults()
-        n_ctx = engine.info.n_ctx
-        # What the reply may use; the conversation gets the rest and loses its oldest turns
-        # when it outgrows it. Half the context at most, so a huge --max-tokens still leaves
-        # room for the question.
-        self._reply_room = min(max_tokens, n_ctx // 2)
-        self._prompt_budget = n_ctx - self._reply_room
-        self.description = f"{engine.info.name} ({chat_format.name}), in process"
+    def __init__(self, registry: ModelRegistry, model_id: str, *, max_tokens: int) -> None:
+        self._registry = registry
+        self._model_id = model_id
+        self._max_tokens = max_tokens
+        self.description = f"{model_id}, in process"
 
     @classmethod
-    async def start(cls, engine: Engine, settings: ModelSettings, *, max_tokens: int) -> LocalChat:
-        await engine.start()
-        info = engine.info
-        template = (
-            ModelTemplate(info.chat_template, info.bos_token, info.eos_token, info.add_bos)
-            if info.chat_template
-            else None
-        )
+    async def start(
+        cls, registry: ModelRegistry, model_id: str | None = None, *, max_tokens: int
+    ) -> LocalChat:
+        """Load the model now, so a broken model or prompt fails before the first line."""
+        chat = cls(registry, model_id or registry.default_id, max_tokens=max_tokens)
         try:
-            chat_format = load_chat_format(
-                settings.prompt,
-                model_template=template,
-                user_name=settings.user_name,
-                ai_name=settings.ai_name,
-            )
-        except PromptError:
-            await engine.close()
-            raise
-        return cls(engine, chat_format, settings, max_tokens=max_tokens)
+            async with registry.acquire(chat._model_id) as handle:
+                chat.description = f"{handle.model} ({handle.chat_format.name}), in process"
+        except HearthError as unusable:
+            await registry.close()
+            raise ChatFailed(unusable.message) from None
+        return chat
 
     async def reply(self, messages: Sequence[Message]) -> AsyncGenerator[ReplyEvent, None]:
         try:
-            rendered = self._format.render(
-                messages, count_tokens=self._count, max_prompt_tokens=self._prompt_budget
-            )
-        except PromptTooLong as too_long:
+            async with self._registry.acquire(self._model_id) as handle:
+                # The reply may use half the context at most, so a huge --max-tokens still
+                # leaves room for the question.
+                room = min(self._max_tokens, handle.capabilities.context_length // 2)
+                prepared = submit_chat(handle, messages, max_tokens=room, sampling=handle.sampling)
+        except ContextOverflow as too_long:
             raise ChatFailed(
-                f"that message is too long: it needs {too_long.needed} tokens of the "
-                f"{too_long.limit} the context leaves for the conversation"
+                f"that message is too long: it needs {too_long.prompt_tokens} tokens of the "
+                f"{too_long.limit - room} the context leaves for the conversation"
             ) from None
-        except PromptError as failed:
-            raise ChatFailed(str(failed)) from None
+        except (HearthError, EngineError) as refused:
+            raise ChatFailed(to_openai(refused).body.error.message) from None
         try:
-            generation = self._engine.submit(
-                GenerationRequest(
-                    prompt=_engine_prompt(rendered),
-                    max_tokens=self._reply_room,
-                    stop=rendered.stop,
-                    sampling=self._sampling,
-                )
-            )
-        except HearthError as refused:
-            raise ChatFailed(refused.message) from None
-        trimmer = ReplyTrimmer() if rendered.trim_reply else None
-        try:
-            async for event in generation:
+            async for event in prepared.events():
                 if isinstance(event, Finished):
-                    yield ReplyDone(event.reason, rendered.dropped_messages)
+                    yield ReplyDone(event.reason, prepared.dropped_messages)
                     return
-                text = trimmer.feed(event.text) if trimmer else event.text
-                if text:
-                    yield TextDelta(text)
-        except HearthError as failed:  # the engine failed mid-reply
-            raise ChatFailed(failed.message) from None
+                yield event
+        except (HearthError, EngineError) as failed:  # the engine failed mid-reply
+            raise ChatFailed(to_openai(failed).body.error.message) from None
         finally:
             # Ctrl-C cancels the task iterating us: free the engine's slot at once.
-            generation.cancel()
-
-    def _count(self, candidate: RenderedPrompt) -> int:
-        return self._engine.count_tokens(_engine_prompt(candidate))
+            prepared.generation.cancel()
 
     async def close(self) -> None:
-        await self._engine.close()
-
-
-def _engine_prompt(rendered: RenderedPrompt) -> Prompt:
-    return Prompt(rendered.text, rendered.add_special, rendered.parse_special)
+        await self._registry.close()
 
 
 class RemoteChat:

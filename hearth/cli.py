@@ -1,7 +1,7 @@
 """`hearth`: one console script, a subcommand per layer.
 
 Each subcommand lives in the module of its layer, which exposes `configure(parser)` and
-`run(args) -> int`. Those modules import their heavy dependencies (llama_cpp, torch,
+`run(args) -> int` (or, as `module:name`, an object of that module that has both). Those modules import their heavy dependencies (llama_cpp, torch,
 fastapi) inside `run`, so `hearth --help` and `hearth convert` stay quick to start.
 """
 
@@ -29,6 +29,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("chat", "chat with a model in the terminal", "hearth.chat"),
     Command("convert", "convert a PyTorch checkpoint to (quantized) GGUF", "hearth.convert.cli"),
     Command("verify", "compare a converted GGUF against its original", "hearth.convert.verify_cli"),
+    Command("pull", "fetch a model from Hugging Face into the library",
+            "hearth.server.library_cli:pull"),
+    Command("list", "list the models this machine can serve", "hearth.server.library_cli:list_models"),
+    Command("rm", "remove a pulled model", "hearth.server.library_cli:rm"),
 )
 
 
@@ -37,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hearth {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
+        module_name, _, attribute = command.module.partition(":")
         try:
-            module = importlib.import_module(command.module)
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as missing:
-            if missing.name != command.module:
+            if missing.name != module_name:
                 raise
             continue  # a layer not built yet in this checkout
+        if attribute:  # one module serving several commands: an object with configure/run
+            module = getattr(module, attribute)
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
         module.configure(sub)
         sub.set_defaults(run=module.run)

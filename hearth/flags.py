@@ -24,6 +24,9 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings: type[HearthSet
         "--config", type=Path, default=None, help="TOML file with settings (keys as field names)."
     )
     for name, field in settings.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get("cli") is False:
+            continue  # set in the config file only (a table has no flag form)
         flag = "--" + name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
         if field.annotation is bool or bool in get_args(field.annotation):

@@ -1,9 +1,10 @@
 """The FastAPI application, built around whatever engine it is given.
 
-`create_app(settings, engine)` is the only way an app comes to be: no module globals, so a
-test can build one around a scripted engine and the CLI around llama.cpp. The model loads
-in the background after the server starts listening: /health answers 503 meanwhile, and
-a load failure is reported through `on_fatal` so the CLI can exit non-zero.
+`create_app(settings, registry)` is the only way an app comes to be: no module globals, so
+a test can build one around a registry of scripted engines and the CLI around llama.cpp.
+The default model loads in the background after the server starts listening: /health
+answers 503 meanwhile, and a failure to load it is reported through `on_fatal` so the CLI
+can exit non-zero. Other models load when first asked for (see registry.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
-from hearth.server.catalog import ModelCatalog
-from hearth.server.engine.base import Engine
 from hearth.server.http_errors import install_error_handlers
+from hearth.server.registry import ModelRegistry
 from hearth.server.routes import chat, completions, health, models
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.settings import ServerSettings
@@ -29,6 +29,9 @@ from hearth.server.state import ServerState
 from hearth import __version__
 
 log = logging.getLogger("hearth")
+
+# The API's endpoints, one module each; a new endpoint is a new module added here.
+API_ROUTES = (models, chat, completions)
 
 NO_TELEMETRY = {
     "tracing": False,
@@ -41,17 +44,16 @@ NO_TELEMETRY = {
 
 def create_app(
     settings: ServerSettings,
-    engine: Engine,
+    registry: ModelRegistry,
     *,
     on_ready: Callable[[ServerState], None] | None = None,
     on_fatal: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    state = ServerState(settings=settings, engine=engine)
+    state = ServerState(settings=settings, registry=registry)
 
     async def load() -> None:
         try:
-            await engine.start()
-            state.catalog = ModelCatalog.build(settings, engine.info)
+            await registry.start()
         except Exception as error:  # noqa: BLE001 - any load failure ends start-up
             state.load_error = f"{type(error).__name__}: {error}" if not str(error) else str(error)
             if on_fatal is None:
@@ -69,7 +71,7 @@ def create_app(
             yield
         finally:
             loading.cancel()
-            await engine.close()
+            await registry.close()
 
     app = FastAPI(
         title="Hearth",
@@ -83,7 +85,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     api = [Depends(require_api_key)]
-    for module in (models, chat, completions):
+    for module in API_ROUTES:
         app.include_router(module.router, dependencies=api)
     web = _web_root()
     if settings.web and web is not None:

@@ -7,9 +7,10 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from hearth.server.settings import ServerSettings
+from hearth.server.settings import ModelSettings, ServerSettings
 
 if TYPE_CHECKING:
+    from hearth.server.registry import ModelRegistry
     from hearth.server.state import ServerState
 
 from hearth.flags import add_settings_flags, settings_from_args
@@ -24,14 +25,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
     from hearth.server.app import create_app
-    from hearth.server.engine.llama import LlamaEngine
-    from hearth.server.engine.model import ModelLoadError, check_gguf
+    from hearth.server.engine.errors import ModelLoadError
+    from hearth.server.engine.model import check_gguf
 
     settings = settings_from_args(ServerSettings, args)
     logging.getLogger().setLevel(settings.log_level.upper())
     try:
-        engine = LlamaEngine(settings, max_queue=settings.max_queue)
-        check_gguf(engine.options.path)
+        registry = build_registry(settings)
+        default = registry.spec(registry.default_id)
+        if default.path is not None:
+            check_gguf(default.path)
     except (FileNotFoundError, ModelLoadError) as unusable:
         print(f"hearth: {unusable}", file=sys.stderr)
         return 1
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     def on_ready(state: ServerState) -> None:
         print(_banner(settings, state), flush=True)
 
-    app = create_app(settings, engine, on_ready=on_ready, on_fatal=on_fatal)
+    app = create_app(settings, registry, on_ready=on_ready, on_fatal=on_fatal)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -62,8 +65,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_registry(settings: ModelSettings) -> ModelRegistry:
+    """The registry over this machine's model library, loading models with llama.cpp."""
+    from hearth.server.engine.llama import LlamaEngine
+    from hearth.server.library import ModelLibrary
+    from hearth.server.pull import pull_for_config
+    from hearth.server.registry import ModelRegistry
+
+    library = ModelLibrary.scan(settings)
+    keep_alive = getattr(settings, "keep_alive_seconds", 0.0)
+    return ModelRegistry(
+        library,
+        LlamaEngine,
+        max_loaded=getattr(settings, "max_loaded_models", None),
+        keep_alive=keep_alive,
+        puller=lambda spec: pull_for_config(spec, settings),
+    )
+
+
 def _banner(settings: ServerSettings, state: ServerState) -> str:
-    info = state.engine.info
+    engine = state.registry.engine_of(state.registry.default_id)
+    assert engine is not None
+    info = engine.info
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
     gpu = "all" if settings.n_gpu_layers < 0 else str(settings.n_gpu_layers)
@@ -74,7 +97,8 @@ def _banner(settings: ServerSettings, state: ServerState) -> str:
         f"           {info.path}",
         f"  context  {info.n_ctx} tokens per request, {settings.parallel} slots",
         f"  threads  {settings.threads}    GPU layers  {gpu}",
-        f"  chat     {', '.join(state.catalog.ids()) if state.catalog else '-'}",
+        f"  models   {', '.join(state.registry.model_ids())}  "
+        + f"(at most {state.registry.max_loaded} loaded at once)",
     ]
     if settings.api_key:
         lines.append("  API key  required")

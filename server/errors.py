@@ -7,7 +7,9 @@ Nothing anywhere decides a status by reading an exception's message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import singledispatch
 
+from hearth.server.engine import errors as engine
 from hearth.server.protocol import ErrorDetail, ErrorResponse
 
 
@@ -93,6 +95,17 @@ class EngineNotReady(HearthError):
     code = "model_loading"
 
 
+class ModelLoadFailed(HearthError):
+    """A model of the library could not be loaded; the server goes on serving the others."""
+
+    status = 500
+    type = "server_error"
+    code = "model_load_failed"
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(f"The model '{model}' could not be loaded: {reason}", param="model")
+
+
 class PromptRenderError(HearthError):
     """The model's own chat template failed on this conversation."""
 
@@ -116,8 +129,33 @@ class OpenAIError:
     headers: dict[str, str]
 
 
+@singledispatch
+def from_engine(error: engine.EngineError) -> HearthError:
+    """The engine's own errors, in HTTP terms (the engine raises them knowing no HTTP)."""
+    return EngineFailure(error.message)
+
+
+@from_engine.register
+def _(error: engine.ContextExceeded) -> HearthError:
+    return ContextOverflow(
+        limit=error.limit, prompt_tokens=error.prompt_tokens, max_tokens=error.max_tokens
+    )
+
+
+@from_engine.register
+def _(error: engine.QueueFull) -> HearthError:
+    return Overloaded(error.message, retry_after=error.retry_after)
+
+
+@from_engine.register
+def _(error: engine.NotStarted) -> HearthError:
+    return EngineNotReady(error.message)
+
+
 def to_openai(error: Exception) -> OpenAIError:
     """Map any exception to a status, an OpenAI error body and extra headers."""
+    if isinstance(error, engine.EngineError):
+        error = from_engine(error)
     if not isinstance(error, HearthError):
         # Unknown failures keep their details in the server log, not in the response.
         error = HearthError("The server had an error while processing your request.")

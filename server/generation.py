@@ -1,4 +1,4 @@
-"""From a validated OpenAI request to an admitted generation.
+"""From a validated OpenAI request (or a `hearth chat` turn) to an admitted generation.
 
 Chat requests go through the chosen chat format (template or transcript), which also fits
 long conversations into the context by dropping the oldest turns; text completions send
@@ -8,7 +8,7 @@ so admission errors (context overflow, a full queue) are ordinary HTTP errors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from hearth.prompts.base import (
@@ -17,9 +17,7 @@ from hearth.prompts.base import (
     PromptTooLong,
     RenderedPrompt,
 )
-from hearth.server.catalog import ModelCatalog
 from hearth.server.engine.base import (
-    Engine,
     Finished,
     Generation,
     GenerationEvent,
@@ -30,6 +28,7 @@ from hearth.server.engine.base import (
 )
 from hearth.server.errors import ContextOverflow, PromptRenderError
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
+from hearth.server.registry import ModelHandle
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -86,26 +85,34 @@ def chat_messages(request: ChatCompletionRequest) -> list[Message]:
     ]
 
 
-def prepare_chat(
-    engine: Engine,
-    catalog: ModelCatalog,
-    defaults: SamplingParams,
-    request: ChatCompletionRequest,
+def prompt_budget(n_ctx: int, max_tokens: int | None) -> int:
+    """Tokens the conversation may take: the context less the reply's room."""
+    return n_ctx - (max_tokens or min(DEFAULT_REPLY_ROOM, n_ctx // 4))
+
+
+def submit_chat(
+    handle: ModelHandle,
+    messages: Sequence[Message],
+    *,
+    max_tokens: int | None,
+    sampling: SamplingParams,
+    stop: tuple[str, ...] = (),
 ) -> PreparedGeneration:
-    served = catalog.resolve(request.model)
-    max_tokens = request.token_limit()
-    budget = engine.info.n_ctx - (max_tokens or min(DEFAULT_REPLY_ROOM, engine.info.n_ctx // 4))
+    """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
+    the handle's chat format, dropping its oldest turns to fit, and submit it."""
+    engine = handle.engine
+    n_ctx = engine.info.n_ctx
 
     def count(candidate: RenderedPrompt) -> int:
         return engine.count_tokens(_engine_prompt(candidate))
 
     try:
-        rendered = served.chat_format.render(
-            chat_messages(request), count_tokens=count, max_prompt_tokens=budget
+        rendered = handle.chat_format.render(
+            messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
         )
     except PromptTooLong as too_long:
         raise ContextOverflow(
-            limit=engine.info.n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
+            limit=n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
         ) from None
     except PromptRenderFailed as failed:
         raise PromptRenderError(f"The model's chat template failed: {failed}") from None
@@ -113,34 +120,38 @@ def prepare_chat(
         GenerationRequest(
             prompt=_engine_prompt(rendered),
             max_tokens=max_tokens,
-            stop=rendered.stop + request.stop_sequences(),
-            sampling=request.sampling_params(defaults),
+            stop=rendered.stop + stop,
+            sampling=sampling,
         )
     )
     return PreparedGeneration(
         generation=generation,
-        model_id=served.id,
+        model_id=handle.id,
         trim_reply=rendered.trim_reply,
         dropped_messages=rendered.dropped_messages,
     )
 
 
-def prepare_completion(
-    engine: Engine,
-    catalog: ModelCatalog,
-    defaults: SamplingParams,
-    request: CompletionRequest,
-) -> PreparedGeneration:
-    served = catalog.resolve(request.model)
-    generation = engine.submit(
+def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> PreparedGeneration:
+    return submit_chat(
+        handle,
+        chat_messages(request),
+        max_tokens=request.token_limit(),
+        sampling=request.sampling_params(handle.sampling),
+        stop=request.stop_sequences(),
+    )
+
+
+def prepare_completion(handle: ModelHandle, request: CompletionRequest) -> PreparedGeneration:
+    generation = handle.engine.submit(
         GenerationRequest(
             prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
             max_tokens=request.max_tokens,
             stop=request.stop_sequences(),
-            sampling=request.sampling_params(defaults),
+            sampling=request.sampling_params(handle.sampling),
         )
     )
-    return PreparedGeneration(generation=generation, model_id=served.id)
+    return PreparedGeneration(generation=generation, model_id=handle.id)
 
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:

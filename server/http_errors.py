@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from hearth.server.engine.errors import EngineError
 from hearth.server.errors import (
     HearthError,
     InvalidRequest,
@@ -43,6 +44,10 @@ def validation_error(error: RequestValidationError) -> InvalidRequest:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HearthError)
     async def hearth_error(_: Request, error: HearthError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(EngineError)
+    async def engine_error(_: Request, error: EngineError) -> JSONResponse:
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)

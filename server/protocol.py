@@ -336,6 +336,8 @@ class ModelCard(BaseModel):
     # ---- Hearth extensions: what this id serves --------------------------------------
     prompt: str | None = Field(default=None, description="The chat format this id applies.")
     context_length: int | None = None
+    loaded: bool | None = Field(default=None, description="Whether the model is resident.")
+    state: Literal["unloaded", "loading", "loaded", "failed"] | None = None
     # ---- end of Hearth extensions ------------------------------------------------------
 
 

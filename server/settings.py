@@ -7,13 +7,15 @@ Precedence: flag, then environment, then config file, then the default below.
 
 from __future__ import annotations
 
+import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import psutil
-from hearth.server.engine.base import SamplingParams
-from pydantic import Field
+from hearth.server.engine.base import EngineOptions, SamplingParams
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +62,77 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
+# What a [[models]] table of the config file may set for its model alone; everything else
+# comes from the server's settings.
+PER_MODEL_FIELDS = (
+    "n_ctx", "parallel", "n_batch", "prompt", "user_name", "ai_name", "n_gpu_layers",
+    "cache_ram_mib", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+)
+
+
+class ModelEntry(BaseModel):
+    """One model declared in the config file: where it is, and its own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="The model id clients send (no ':', which picks a format).")
+    path: str | None = Field(default=None, description="A GGUF file.")
+    hf: str | None = Field(
+        default=None, description="A Hugging Face repo[:QUANT], pulled on first use if absent."
+    )
+    n_ctx: int | None = Field(default=None, ge=256)
+    parallel: int | None = Field(default=None, ge=1, le=64)
+    n_batch: int | None = Field(default=None, ge=32)
+    prompt: str | None = None
+    user_name: str | None = None
+    ai_name: str | None = None
+    n_gpu_layers: int | None = Field(default=None, ge=-1)
+    cache_ram_mib: int | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_k: int | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, gt=0.0)
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if not value or ":" in value or value != value.strip():
+            raise ValueError(f"model id {value!r} must be non-empty, without ':' or spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelEntry:
+        if (self.path is None) == (self.hf is None):
+            raise ValueError(f"model {self.id!r} needs exactly one of 'path' or 'hf'")
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for name in PER_MODEL_FIELDS
+            if getattr(self, name) is not None
+        }
+
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: str | float) -> float:
+    """'5m', '30s', '1h', '0' or a number of seconds, as seconds."""
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = DURATION.match(value)
+        if match is None:
+            raise ValueError(f"not a duration: {value!r} (say 30s, 5m, 1h or 0)")
+        seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
 class ModelSettings(HearthSettings):
     """Which model to load and how: shared by `hearth serve` and `hearth chat`."""
 
@@ -69,6 +142,16 @@ class ModelSettings(HearthSettings):
         "first *.gguf in --models-dir, else the SmolLM2-135M-Instruct that ships with Hearth.",
     )
     models_dir: Path = Field(default=Path("models"), description="Folder searched for models.")
+    library_dir: Path = Field(
+        default_factory=lambda: default_library_dir(),
+        description="Where `hearth pull` records the models it fetched (and keeps converted "
+        "ones). Default: $XDG_DATA_HOME/hearth, else ~/.local/share/hearth.",
+    )
+    models: list[ModelEntry] = Field(
+        default_factory=list,
+        description="Models declared in the config file ([[models]] tables).",
+        json_schema_extra={"cli": False},
+    )
     alias: str | None = Field(
         default=None, description="Model id in the API. Default: the file name without .gguf."
     )
@@ -121,6 +204,19 @@ class ModelSettings(HearthSettings):
             repeat_penalty=self.repeat_penalty,
         )
 
+    def engine_options(self, path: Path, name: str) -> EngineOptions:
+        return EngineOptions(
+            path=path,
+            name=name,
+            n_ctx=self.n_ctx,
+            n_seq=self.parallel,
+            n_batch=self.n_batch,
+            threads=self.threads,
+            n_gpu_layers=self.n_gpu_layers,
+            cache_ram_bytes=self.cache_ram_mib * 1024 * 1024,
+            max_queue=getattr(self, "max_queue", 64),
+        )
+
     def model_path(self) -> Path:
         """The GGUF to load. Raises FileNotFoundError with a one-line reason."""
         if self.model:
@@ -138,11 +234,10 @@ class ModelSettings(HearthSettings):
             return local[0]
         return bundled_model_path()
 
-    def model_id(self) -> str:
-        if self.alias:
-            return self.alias
-        path = self.model_path()
-        return DEFAULT_MODEL_ID if path == bundled_model_path() else path.name.removesuffix(".gguf")
+
+def default_library_dir() -> Path:
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "hearth"
 
 
 def bundled_model_path() -> Path:
@@ -173,5 +268,25 @@ class ServerSettings(ModelSettings):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
+    max_loaded_models: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most models resident at once; the least recently used idle one is "
+        "unloaded to make room. Default: as many as fit the free memory, at most 3.",
+    )
+    keep_alive: str = Field(
+        default="5m",
+        description="Unload a model idle this long (30s, 5m, 1h; 0 = never).",
+    )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def keep_alive_seconds(self) -> float:
+        return parse_duration(self.keep_alive)

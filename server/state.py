@@ -6,47 +6,31 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from hearth.server.catalog import ModelCatalog
-from hearth.server.engine.base import Engine, SamplingParams
 from hearth.server.errors import EngineNotReady
+from hearth.server.registry import ModelRegistry
 from hearth.server.settings import ServerSettings
 
 
 @dataclass
 class ServerState:
     settings: ServerSettings
-    engine: Engine
-    catalog: ModelCatalog | None = None  # built once the model has loaded
-    load_error: str | None = None
+    registry: ModelRegistry
+    load_error: str | None = None  # the default model failed to load at start-up
 
     @property
     def ready(self) -> bool:
-        return self.catalog is not None and self.engine.ready
-
-    @property
-    def defaults(self) -> SamplingParams:
-        return self.settings.sampling_defaults()
-
-
-@dataclass(frozen=True)
-class Ready:
-    """The services a generation route needs, available once the model is loaded."""
-
-    engine: Engine
-    catalog: ModelCatalog
-    defaults: SamplingParams
+        return self.registry.started
 
 
 def server_state(request: Request) -> ServerState:
     return request.app.state.hearth
 
 
-def ready(request: Request) -> Ready:
+def ready_registry(request: Request) -> ModelRegistry:
     state = server_state(request)
     if not state.ready:
         raise EngineNotReady("The model is still loading. Try again shortly.")
-    assert state.catalog is not None
-    return Ready(state.engine, state.catalog, state.defaults)
+    return state.registry
 
 
-ReadyServices = Annotated[Ready, Depends(ready)]
+Registry = Annotated[ModelRegistry, Depends(ready_registry)]

@@ -77,6 +77,21 @@ GenerationEvent = TextDelta | Finished
 
 
 @dataclass(frozen=True)
+class EngineOptions:
+    """How to load one model and serve it: the engine's own terms, built from settings."""
+
+    path: Path
+    name: str
+    n_ctx: int = 4096  # per sequence: one request's prompt plus reply
+    n_seq: int = 4  # slots decoded together
+    n_batch: int = 512
+    threads: int = 1
+    n_gpu_layers: int = 0
+    cache_ram_bytes: int = 256 << 20
+    max_queue: int = 64
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the served model is, as read from its GGUF."""
 
@@ -110,6 +125,11 @@ class Engine(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    @property
+    def active(self) -> int:
+        """Requests admitted and not finished, waiting ones included."""
+        ...
+
     def count_tokens(self, prompt: Prompt) -> int: ...
 
     def load(self) -> dict[str, Any]:
@@ -117,7 +137,7 @@ class Engine(Protocol):
         ...
 
     def submit(self, request: GenerationRequest) -> Generation:
-        """Admit a request, or raise ContextOverflow / Overloaded / EngineNotReady."""
+        """Admit a request, or raise ContextExceeded / QueueFull / NotStarted."""
         ...
 
     async def start(self) -> None: ...

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import llama_cpp
 from hearth.server.engine.base import (
+    EngineOptions,
     Finished,
     GenerationRequest,
     ModelInfo,
@@ -31,13 +32,12 @@ from hearth.server.engine.base import (
     TextDelta,
 )
 from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.model import LlamaModel, LoadOptions
+from hearth.server.engine.errors import ContextExceeded, GenerationFailed, NotStarted, QueueFull
+from hearth.server.engine.model import LlamaModel
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.engine.slots import HostCache, Job, Slot, common_prefix
 from hearth.server.engine.stream import GenerationStream, Outbox
 from hearth.server.engine.text import StopMatcher
-from hearth.server.errors import ContextOverflow, EngineFailure, EngineNotReady, Overloaded
-from hearth.server.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,9 @@ RECENT_PROMPTS = 8
 
 
 class LlamaEngine:
-    def __init__(self, settings: ModelSettings, *, max_queue: int = 64) -> None:
-        self._options = LoadOptions(
-            path=settings.model_path(),
-            name=settings.model_id(),
-            n_ctx=settings.n_ctx,
-            n_seq=settings.parallel,
-            n_batch=settings.n_batch,
-            threads=settings.threads,
-            n_gpu_layers=settings.n_gpu_layers,
-        )
-        self._max_queue = max_queue
+    def __init__(self, options: EngineOptions) -> None:
+        self._options = options
+        self._max_queue = options.max_queue
         self._model: LlamaModel | None = None
         self._info: ModelInfo | None = None
         self._slots: list[Slot] = []
@@ -79,7 +71,7 @@ class LlamaEngine:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._host_cache = HostCache(settings.cache_ram_mib * 1024 * 1024)
+        self._host_cache = HostCache(options.cache_ram_bytes)
         self._outbox = Outbox()
         self._recent_prompts: dict[Prompt, tuple[int, ...]] = {}
         self.stats = EngineStats()
@@ -91,13 +83,17 @@ class LlamaEngine:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def active(self) -> int:
+        return sum(slot.busy for slot in self._slots) + len(self._waiting)
+
+    @property
     def info(self) -> ModelInfo:
         if self._info is None:
-            raise EngineNotReady("The model is still loading.")
+            raise NotStarted("The model is still loading.")
         return self._info
 
     @property
-    def options(self) -> LoadOptions:
+    def options(self) -> EngineOptions:
         return self._options
 
     async def start(self) -> None:
@@ -132,7 +128,7 @@ class LlamaEngine:
         event loop, so the second comes from here. (Event loop only: no lock needed.)
         """
         if self._model is None:
-            raise EngineNotReady("The model is still loading.")
+            raise NotStarted("The model is still loading.")
         tokens = self._recent_prompts.pop(prompt, None)
         if tokens is None:
             tokens = tuple(
@@ -147,12 +143,12 @@ class LlamaEngine:
 
     def submit(self, request: GenerationRequest) -> GenerationStream:
         if not self.ready:
-            raise EngineNotReady("The model is still loading.")
+            raise NotStarted("The model is still loading.")
         tokens = self._tokenize(request.prompt)
         limit = self.info.n_ctx
         room = limit - len(tokens)
         if not tokens or room < 1 or (request.max_tokens and request.max_tokens > room):
-            raise ContextOverflow(
+            raise ContextExceeded(
                 limit=limit, prompt_tokens=len(tokens), max_tokens=request.max_tokens
             )
         stream = GenerationStream(
@@ -166,7 +162,7 @@ class LlamaEngine:
         )
         with self._wake:
             if len(self._waiting) >= self._max_queue and not self._free_slot_exists():
-                raise Overloaded(
+                raise QueueFull(
                     f"The server is busy: {len(self._waiting)} requests are waiting. "
                     "Try again shortly.",
                     retry_after=2,
@@ -218,7 +214,7 @@ class LlamaEngine:
             self._outbox.flush()
         for slot in self._slots:
             if slot.job is not None:
-                self._finish(slot, EngineFailure("The server is shutting down."))
+                self._finish(slot, GenerationFailed("The server is shutting down."))
         self._outbox.flush()
 
     def _has_work(self) -> bool:
@@ -438,7 +434,7 @@ class LlamaEngine:
             llama_cpp.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
             slot.tokens = []
             if slot.job is not None:
-                self._finish(slot, EngineFailure(reason))
+                self._finish(slot, GenerationFailed(reason))
 
 
 def _by_share(candidate: tuple[int, Slot]) -> tuple[int, float]:

@@ -9,29 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
-from hearth.server.engine.base import ModelInfo
+from hearth.server.engine.base import EngineOptions, ModelInfo
+from hearth.server.engine.errors import ModelLoadError
 from llama_cpp import _logger as llama_logger
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(Exception):
-    """The GGUF is missing, corrupt or does not fit. The message is one line for a user."""
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    path: Path
-    name: str
-    n_ctx: int  # per sequence
-    n_seq: int
-    n_batch: int
-    threads: int
-    n_gpu_layers: int
 
 
 _backend_ready = False
@@ -68,7 +53,7 @@ def _init_backend(verbose: bool) -> None:
 
 
 class LlamaModel:
-    def __init__(self, options: LoadOptions) -> None:
+    def __init__(self, options: EngineOptions) -> None:
         _init_backend(log.isEnabledFor(logging.DEBUG))
         self.options = options
         if not options.path.is_file():

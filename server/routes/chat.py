@@ -13,16 +13,17 @@ from hearth.server.protocol import (
 )
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import chat_chunks, event_stream, usage_of
-from hearth.server.state import ReadyServices
+from hearth.server.state import Registry
 
 router = APIRouter()
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, services: ReadyServices
+    body: ChatCompletionRequest, request: Request, registry: Registry
 ) -> ChatCompletion | Response:
-    prepared = prepare_chat(services.engine, services.catalog, services.defaults, body)
+    async with registry.acquire(body.model) as handle:
+        prepared = prepare_chat(handle, body)
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)

@@ -7,16 +7,17 @@ from hearth.server.generation import collect, prepare_completion
 from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import completion_chunks, event_stream, usage_of
-from hearth.server.state import ReadyServices
+from hearth.server.state import Registry
 
 router = APIRouter()
 
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(
-    body: CompletionRequest, request: Request, services: ReadyServices
+    body: CompletionRequest, request: Request, registry: Registry
 ) -> Completion | Response:
-    prepared = prepare_completion(services.engine, services.catalog, services.defaults, body)
+    async with registry.acquire(body.model) as handle:
+        prepared = prepare_completion(handle, body)
     echo = body.prompt_text() if body.echo else ""
     if body.stream:
         return event_stream(completion_chunks(prepared, body.include_usage(), echo))

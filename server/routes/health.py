@@ -1,4 +1,5 @@
-"""Liveness and readiness: 503 until the model has loaded, then 200 with the slots' load."""
+"""Liveness and readiness: 503 until the default model has loaded, then each model's state
+(and the slots, queue and cache of each one that is resident)."""
 
 from __future__ import annotations
 
@@ -16,4 +17,9 @@ async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "error", "error": state.load_error}, status_code=503)
     if not state.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ok", **state.engine.load()})
+    report = state.registry.health()
+    # The default model's figures stay at the top level, where monitors of a one-model
+    # server (and its tests) read them.
+    engine = state.registry.engine_of(state.registry.default_id)
+    top = engine.load() if engine is not None else {}
+    return JSONResponse({"status": "ok", **top, **report})

@@ -1,20 +1,23 @@
-"""GET /v1/models: the ids a client may send, one per chat format on offer."""
+"""GET /v1/models: every model of the library, with each chat format on offer as its own id."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from hearth.server.errors import ModelNotFound
 from hearth.server.protocol import ModelCard, ModelList
-from hearth.server.state import ReadyServices
+from hearth.server.state import Registry
 
 router = APIRouter()
 
 
 @router.get("/v1/models")
-async def list_models(services: ReadyServices) -> ModelList:
-    return ModelList(data=services.catalog.cards())
+async def list_models(registry: Registry) -> ModelList:
+    return ModelList(data=registry.cards())
 
 
 @router.get("/v1/models/{model_id:path}")
-async def get_model(model_id: str, services: ReadyServices) -> ModelCard:
-    services.catalog.resolve(model_id)
-    return next(card for card in services.catalog.cards() if card.id == model_id)
+async def get_model(model_id: str, registry: Registry) -> ModelCard:
+    card = next((card for card in registry.cards() if card.id == model_id), None)
+    if card is None:
+        raise ModelNotFound(model_id, registry.ids())
+    return card

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from hearth.prompts import Message, load_chat_format
+from hearth.prompts import Message
 from hearth.server.engine.base import (
     Finished,
     GenerationRequest,
@@ -17,7 +17,9 @@ from hearth.server.engine.base import (
     Prompt,
     TextDelta,
 )
-from hearth.server.errors import EngineFailure
+from hearth.server.engine.errors import GenerationFailed
+from hearth.server.library import ModelLibrary, ModelSpec
+from hearth.server.registry import ModelRegistry
 from hearth.server.settings import ModelSettings
 
 from hearth.chat_backend import ChatFailed, LocalChat, ReplyDone, _chunk_events
@@ -115,8 +117,20 @@ class ScriptedEngine:
             Path("x.gguf"), "scripted", n_ctx, n_ctx, 1, 1, "", None, "", "", True
         )
 
+    ready = True
+    active = 0
+
     def count_tokens(self, prompt: Prompt) -> int:
         return len(prompt.text) // 4
+
+    def load(self) -> dict[str, int]:
+        return {}
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
     def submit(self, request: GenerationRequest) -> ScriptedGeneration:
         self.requests.append(request)
@@ -129,8 +143,10 @@ async def collect(chat: LocalChat, messages: list[Message]) -> list[object]:
 
 
 def local_chat(engine: ScriptedEngine, max_tokens: int = 64) -> LocalChat:
-    bob = load_chat_format("chat-with-bob", model_template=None)
-    return LocalChat(engine, bob, ModelSettings(temperature=0.0), max_tokens=max_tokens)  # type: ignore[arg-type]
+    settings = ModelSettings(temperature=0.0, prompt="chat-with-bob")
+    spec = ModelSpec("scripted", "test", Path("x.gguf"), settings)
+    registry = ModelRegistry(ModelLibrary([spec]), lambda _: engine, max_loaded=1)  # type: ignore[arg-type, return-value]
+    return LocalChat(registry, "scripted", max_tokens=max_tokens)
 
 
 def test_local_reply_is_trimmed_and_stops_at_the_user_label() -> None:
@@ -173,7 +189,7 @@ def test_stopping_early_cancels_the_generation() -> None:
 
 
 def test_engine_failure_mid_reply_is_a_chat_error() -> None:
-    engine = ScriptedEngine(["Hel", EngineFailure("llama_decode failed")])
+    engine = ScriptedEngine(["Hel", GenerationFailed("llama_decode failed")])
     with pytest.raises(ChatFailed, match="llama_decode failed"):
         asyncio.run(collect(local_chat(engine), [Message("user", "Hi")]))
     assert engine.generations[0].cancelled

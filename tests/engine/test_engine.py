@@ -15,8 +15,8 @@ from hearth.server.engine.base import (
     TextDelta,
 )
 from hearth.server.engine.batch import TokenBatch
+from hearth.server.engine.errors import ContextExceeded, GenerationFailed
 from hearth.server.engine.llama import LlamaEngine
-from hearth.server.errors import ContextOverflow, EngineFailure
 from hearth.server.settings import ModelSettings
 
 GREEDY = SamplingParams(temperature=0)
@@ -43,7 +43,7 @@ def on_real_engine(settings: ModelSettings, scenario: Callable[[LlamaEngine], Aw
     """Run `scenario` against a started engine, and close the engine whatever happens."""
 
     async def main() -> None:
-        engine = LlamaEngine(settings)
+        engine = LlamaEngine(settings.engine_options(settings.model_path(), "smollm2"))
         await engine.start()
         try:
             await scenario(engine)
@@ -68,7 +68,7 @@ def test_a_failed_decode_fails_its_request_and_the_next_one_is_served(
 
         with monkeypatch.context() as patch:
             patch.setattr(TokenBatch, "decode", failing_once)
-            with pytest.raises(EngineFailure):
+            with pytest.raises(GenerationFailed):
                 await run(engine, "The sky is")
         after, finished = await run(engine, "The sky is")
         assert after == before  # nothing left over from the failed step
@@ -79,10 +79,10 @@ def test_a_failed_decode_fails_its_request_and_the_next_one_is_served(
 
 def test_prompt_that_does_not_fit_is_refused_before_admission(engine_settings):
     async def scenario(engine: LlamaEngine) -> None:
-        with pytest.raises(ContextOverflow) as overflow:
+        with pytest.raises(ContextExceeded) as overflow:
             engine.submit(GenerationRequest(Prompt("word " * 600), max_tokens=4))
         assert overflow.value.limit == 512
-        with pytest.raises(ContextOverflow):
+        with pytest.raises(ContextExceeded):
             engine.submit(GenerationRequest(Prompt("Hello"), max_tokens=600))
         _, finished = await run(engine, "Hello", max_tokens=3)
         assert finished.completion_tokens <= 3

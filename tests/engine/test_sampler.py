@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import llama_cpp
 import pytest
-from hearth.server.engine.base import SamplingParams
+from hearth.server.engine.base import EngineOptions, SamplingParams
 from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.model import LlamaModel, LoadOptions
+from hearth.server.engine.model import LlamaModel
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.settings import bundled_model_path
 
@@ -14,8 +14,8 @@ from hearth.server.settings import bundled_model_path
 @pytest.fixture(scope="module")
 def model():
     path = bundled_model_path()
-    loaded = LlamaModel(LoadOptions(path, path.stem, n_ctx=512, n_seq=1, n_batch=64,
-                                    threads=2, n_gpu_layers=0))
+    loaded = LlamaModel(EngineOptions(path, path.stem, n_ctx=512, n_seq=1, n_batch=64,
+                                      threads=2, n_gpu_layers=0))
     yield loaded
     loaded.close()
 

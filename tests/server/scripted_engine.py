@@ -20,7 +20,10 @@ from hearth.server.engine.base import (
     Prompt,
     TextDelta,
 )
-from hearth.server.errors import ContextOverflow
+from hearth.server.engine.errors import ContextExceeded
+from hearth.server.library import ModelLibrary, ModelSpec
+from hearth.server.registry import ModelRegistry
+from hearth.server.settings import ModelSettings
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -34,14 +37,18 @@ class ScriptedGeneration:
     prompt_tokens: int
     fail_after: Exception | None = None
     cancelled: bool = False
+    done: bool = False
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
-        for piece in self.pieces:
-            await asyncio.sleep(0)
-            yield TextDelta(piece)
-        if self.fail_after is not None:
-            raise self.fail_after
-        yield Finished("stop", self.prompt_tokens, len(self.pieces))
+        try:
+            for piece in self.pieces:
+                await asyncio.sleep(0)
+                yield TextDelta(piece)
+            if self.fail_after is not None:
+                raise self.fail_after
+            yield Finished("stop", self.prompt_tokens, len(self.pieces))
+        finally:
+            self.done = True
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -54,6 +61,7 @@ class ScriptedEngine:
     fail_after: Exception | None = None
     started: bool = False
     requests: list[GenerationRequest] = field(default_factory=list)
+    generations: list[ScriptedGeneration] = field(default_factory=list)
 
     @property
     def info(self) -> ModelInfo:
@@ -75,6 +83,10 @@ class ScriptedEngine:
     def ready(self) -> bool:
         return self.started
 
+    @property
+    def active(self) -> int:
+        return sum(not g.done and not g.cancelled for g in self.generations)
+
     def count_tokens(self, prompt: Prompt) -> int:
         return len(prompt.text.split())
 
@@ -84,14 +96,27 @@ class ScriptedEngine:
     def submit(self, request: GenerationRequest) -> ScriptedGeneration:
         tokens = self.count_tokens(request.prompt)
         if tokens + (request.max_tokens or 0) > self.n_ctx:
-            raise ContextOverflow(
+            raise ContextExceeded(
                 limit=self.n_ctx, prompt_tokens=tokens, max_tokens=request.max_tokens
             )
         self.requests.append(request)
-        return ScriptedGeneration(list(self.reply), tokens, self.fail_after)
+        generation = ScriptedGeneration(list(self.reply), tokens, self.fail_after)
+        self.generations.append(generation)
+        return generation
 
     async def start(self) -> None:
         self.started = True
 
     async def close(self) -> None:
         self.started = False
+
+
+def scripted_registry(
+    engines: dict[str, ScriptedEngine], settings: ModelSettings | None = None, **options: object
+) -> ModelRegistry:
+    """A registry of scripted models, by id; the first is the default model."""
+    settings = settings or ModelSettings.load({})
+    specs = [ModelSpec(name, "test", Path(f"{name}.gguf"), settings) for name in engines]
+    return ModelRegistry(
+        ModelLibrary(specs), lambda opts: engines[opts.name], **options  # type: ignore[arg-type]
+    )

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from hearth.server.app import create_app
-from hearth.server.errors import EngineFailure
+from hearth.server.engine.errors import GenerationFailed
 from hearth.server.settings import ServerSettings
 
-from .scripted_engine import ScriptedEngine
+from .scripted_engine import ScriptedEngine, scripted_registry
 
 pytestmark = pytest.mark.anyio
 
@@ -22,11 +23,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def app_for(engine: ScriptedEngine, **settings: object) -> FastAPI:
+    loaded = ServerSettings.load({"web": False, **settings})
+    return create_app(loaded, scripted_registry({"scripted": engine}, loaded))
+
+
 async def client_for(engine: ScriptedEngine, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ServerSettings.load({"web": False, **settings}), engine)
+    app = app_for(engine, **settings)
     async with app.router.lifespan_context(app):
         for _ in range(100):
-            if app.state.hearth.catalog is not None:
+            if app.state.hearth.ready:
                 break
             await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=app)
@@ -90,7 +96,7 @@ async def test_stream_has_role_first_finish_once_usage_then_done(client):
 
 
 async def test_error_after_the_stream_began_is_an_sse_error_event():
-    async for client in client_for(ScriptedEngine(fail_after=EngineFailure("decode failed"))):
+    async for client in client_for(ScriptedEngine(fail_after=GenerationFailed("decode failed"))):
         response = await client.post("/v1/chat/completions", json=chat(stream=True))
         assert response.status_code == 200
         events = sse_data(response.text)
@@ -170,7 +176,7 @@ async def test_body_too_large_is_413():
 
 async def test_health_is_503_until_the_model_is_loaded():
     engine = ScriptedEngine()
-    app = create_app(ServerSettings.load({"web": False}), engine)
+    app = app_for(engine)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://hearth") as client:
         assert (await client.get("/health")).status_code == 503

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hearth.server.library import ModelLibrary
 from hearth.server.settings import ServerSettings, bundled_model_path
 
 from hearth.flags import add_settings_flags, settings_from_args
@@ -51,16 +52,22 @@ def test_defaults_are_private_and_local(monkeypatch):
 
 def test_default_model_is_the_first_gguf_in_models_else_the_bundled_one(tmp_path):
     models = tmp_path / "models"
-    assert ServerSettings.load({"models_dir": models}).model_path() == bundled_model_path()
+    library = ModelLibrary.scan(ServerSettings.load({"models_dir": models}))
+    assert (library.default.id, library.default.path) == ("smollm2", bundled_model_path())
     models.mkdir()
     (models / "b.gguf").write_bytes(b"")
     (models / "a.gguf").write_bytes(b"")
-    settings = ServerSettings.load({"models_dir": models})
-    assert settings.model_path() == models / "a.gguf"
-    assert settings.model_id() == "a"
-    assert ServerSettings.load({"models_dir": models, "model": "b.gguf"}).model_path() == (
-        models / "b.gguf"
-    )
+    (models / "c-00001-of-00002.gguf").write_bytes(b"")
+    (models / "c-00002-of-00002.gguf").write_bytes(b"")
+    library = ModelLibrary.scan(ServerSettings.load({"models_dir": models}))
+    assert [spec.id for spec in library.specs] == ["a", "b", "c", "smollm2"]
+    assert library.default.path == models / "a.gguf"
+    chosen = ModelLibrary.scan(ServerSettings.load({"models_dir": models, "model": "b.gguf"}))
+    assert (chosen.default.id, chosen.default.path) == ("b", models / "b.gguf")
+    by_id = ModelLibrary.scan(ServerSettings.load({"models_dir": models, "model": "c"}))
+    assert by_id.default.path == models / "c-00001-of-00002.gguf"
+    aliased = ModelLibrary.scan(ServerSettings.load({"models_dir": models, "alias": "mine"}))
+    assert aliased.default.id == "mine" and aliased.default.path == models / "a.gguf"
 
 
 @pytest.mark.parametrize(
