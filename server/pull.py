@@ -173,8 +173,21 @@ def hub_errors(ref: ModelRef) -> Iterator[None]:
         raise PullError(message) from None
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The connection errors of whichever HTTP client this huggingface-hub uses (httpx up to
+    1.x, its fork httpx2 since 2.0)."""
+    import importlib
+
+    found: list[type[BaseException]] = [ConnectionError]
+    for name in ("httpx", "httpx2"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def _hub_message(ref: ModelRef, error: BaseException) -> str | None:
-    import httpx
     from huggingface_hub import constants
     from huggingface_hub import errors as hub
 
@@ -188,7 +201,7 @@ def _hub_message(ref: ModelRef, error: BaseException) -> str | None:
         isinstance(error, hub.LocalEntryNotFoundError) and constants.HF_HUB_OFFLINE
     ):
         return f"offline mode (HF_HUB_OFFLINE) is on and {ref} is not in the local cache"
-    if isinstance(error, (httpx.TransportError, hub.LocalEntryNotFoundError, ConnectionError)):
+    if isinstance(error, (*_transport_errors(), hub.LocalEntryNotFoundError)):
         return f"cannot reach {constants.ENDPOINT} to fetch {ref.repo}: no network?"
     if isinstance(error, hub.HfHubHTTPError):
         return f"the Hub refused {ref.repo}: {str(error).splitlines()[0]}"

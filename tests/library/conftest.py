@@ -1,0 +1,93 @@
+"""The Hub stand-in on loopback, and `hearth` commands run against it as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hearth.server.settings import bundled_model_path
+from hub_server import FakeHub, serve
+
+GGUF_REPO = "test/SmolLM2-135M-Instruct-GGUF"
+SPLIT_REPO = "test/Split-GGUF"
+
+
+@dataclass
+class Library:
+    """A fresh HF cache and Hearth library, and the environment pointing at the hub."""
+
+    root: Path
+    env: dict[str, str]
+
+    def hearth(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "hearth", *args], capture_output=True, text=True,
+            env={**self.env, **env}, cwd=self.root, timeout=timeout, check=False,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hearth", *args], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=self.env, cwd=self.root,
+        )
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "data" / "hearth" / "pulled.json"
+
+
+@pytest.fixture(scope="session")
+def hub_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hub-files")
+    readme = root / "README.md"
+    readme.write_text("# a model card\n")
+    parts = []
+    for n in (1, 2):
+        part = root / f"part{n}.bin"
+        part.write_bytes(os.urandom(300_000))
+        parts.append(part)
+    return {"gguf": bundled_model_path(), "readme": readme, "part1": parts[0], "part2": parts[1]}
+
+
+@pytest.fixture
+def hub(hub_files: dict[str, Path]) -> Iterator[tuple[FakeHub, str]]:
+    fake = FakeHub()
+    fake.add(GGUF_REPO, {
+        "README.md": hub_files["readme"],
+        "SmolLM2-135M-Instruct-Q4_1.gguf": hub_files["gguf"],
+        "SmolLM2-135M-Instruct-Q4_K_M.gguf": hub_files["gguf"],
+    })
+    fake.add(SPLIT_REPO, {
+        "big-Q8_0-00001-of-00002.gguf": hub_files["part1"],
+        "big-Q8_0-00002-of-00002.gguf": hub_files["part2"],
+        "big-Q4_0.gguf": hub_files["part1"],
+    })
+    server = serve(fake)
+    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
+    fake.release.set()
+    server.shutdown()
+
+
+@pytest.fixture
+def library(tmp_path: Path, hub: tuple[FakeHub, str]) -> Library:
+    _, endpoint = hub
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(tmp_path / "hf"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HEARTH_LIBRARY_DIR", "HEARTH_MODELS_DIR"):
+        env.pop(name, None)
+    (tmp_path / "models").mkdir()
+    return Library(tmp_path, env)

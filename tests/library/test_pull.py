@@ -1,0 +1,135 @@
+"""`hearth pull`, `list` and `rm` with the real huggingface-hub client against the loopback Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from pathlib import Path
+
+from conftest import GGUF_REPO, SPLIT_REPO, Library
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pulled(library: Library) -> dict[str, dict]:
+    if not library.manifest.is_file():
+        return {}
+    return {entry["id"]: entry for entry in json.loads(library.manifest.read_text())["models"]}
+
+
+def assert_one_line_failure(result, *phrases: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+def test_pull_without_a_tag_takes_q4_k_m_and_lists_it(library, hub_files):
+    result = library.hearth("pull", GGUF_REPO)
+    assert result.returncode == 0, result.stderr
+    entry = pulled(library)["SmolLM2-135M-Instruct-Q4_K_M"]
+    assert entry["repo"] == GGUF_REPO and entry["quant"] == "Q4_K_M"
+    assert sha256(Path(entry["path"])) == sha256(hub_files["gguf"])
+    assert str(library.root / "hf") in entry["path"]  # in huggingface-hub's own cache
+    listing = library.hearth("list")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if "Q4_K_M" in line.split()[0])
+    assert "llama" in row and "Q4_1" in row and "pulled from" in row  # quant read from the file
+
+
+def test_quant_tag_is_case_insensitive(library):
+    assert library.hearth("pull", f"{GGUF_REPO}:q4_1").returncode == 0
+    assert list(pulled(library)) == ["SmolLM2-135M-Instruct-Q4_1"]
+
+
+def test_missing_quant_lists_what_exists(library):
+    result = library.hearth("pull", f"{GGUF_REPO}:Q8_0")
+    assert_one_line_failure(result, "no Q8_0 GGUF", "SmolLM2-135M-Instruct-Q4_1",
+                            "SmolLM2-135M-Instruct-Q4_K_M")
+    assert pulled(library) == {}
+
+
+def test_several_ggufs_and_no_q4_k_m_stop_and_list_the_choices(library):
+    result = library.hearth("pull", SPLIT_REPO)
+    assert_one_line_failure(result, "pick one of", "big-Q4_0", "big-Q8_0")
+
+
+def test_split_gguf_is_pulled_as_one_model(library, hub_files):
+    assert library.hearth("pull", f"{SPLIT_REPO}:Q8_0").returncode == 0
+    entry = pulled(library)["big-Q8_0"]
+    assert len(entry["files"]) == 2 and entry["path"].endswith("-00001-of-00002.gguf")
+    assert [sha256(Path(f)) for f in entry["files"]] == [
+        sha256(hub_files["part1"]), sha256(hub_files["part2"])]
+
+
+def test_missing_repository_is_one_line(library):
+    assert_one_line_failure(library.hearth("pull", "test/no-such-model"),
+                            "repository not found", "test/no-such-model")
+
+
+def test_no_network_is_one_line(library):
+    result = library.hearth("pull", GGUF_REPO, HF_ENDPOINT="http://127.0.0.1:9")
+    assert_one_line_failure(result, "cannot reach")
+
+
+def test_offline_mode_is_honoured(library):
+    result = library.hearth("pull", GGUF_REPO, HF_HUB_OFFLINE="1")
+    assert_one_line_failure(result, "offline mode")
+
+
+def test_not_a_repository_id_is_one_line(library):
+    assert_one_line_failure(library.hearth("pull", "just-a-name"), "not a repository id")
+
+
+def test_interrupted_pull_leaves_nothing_half_written(library, hub):
+    fake, _ = hub
+    fake.stall.add("SmolLM2-135M-Instruct-Q4_K_M.gguf")
+    process = library.popen("pull", GGUF_REPO)
+    try:
+        assert fake.stalled.wait(timeout=120), "the download never reached half-way"
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        fake.release.set()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert pulled(library) == {}
+    assert "Q4_K_M" not in library.hearth("list").stdout
+    # huggingface-hub 2.x downloads into a file unique to the process and deletes it on
+    # failure: nothing partial stays in its cache either.
+    cache = library.root / "hf"
+    assert [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 10_000] == []
+
+
+def test_dropped_connection_resumes_where_it_stopped(library, hub, hub_files):
+    fake, _ = hub
+    name = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+    fake.drop_once.add(name)
+    result = library.hearth("pull", GGUF_REPO)
+    assert result.returncode == 0, result.stderr
+    asked = [r for f, r in fake.ranges if f == name]
+    half = hub_files["gguf"].stat().st_size // 2
+    assert len(asked) == 2 and asked[0] == "", fake.ranges
+    resumed_at = int(asked[1].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= half  # from what it had written, not from the start
+    entry = pulled(library)["SmolLM2-135M-Instruct-Q4_K_M"]
+    assert sha256(Path(entry["path"])) == sha256(hub_files["gguf"])
+
+
+def test_rm_says_what_it_removes_and_frees_the_files(library):
+    assert library.hearth("pull", GGUF_REPO).returncode == 0
+    entry = pulled(library)["SmolLM2-135M-Instruct-Q4_K_M"]
+    blob = Path(entry["path"]).resolve()
+    result = library.hearth("rm", "SmolLM2-135M-Instruct-Q4_K_M")
+    assert result.returncode == 0, result.stderr
+    assert "removing" in result.stdout and entry["path"] in result.stdout
+    assert not Path(entry["path"]).exists() and not blob.exists()
+    assert pulled(library) == {}
+    assert_one_line_failure(library.hearth("rm", "SmolLM2-135M-Instruct-Q4_K_M"),
+                            "not a pulled model")
