@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sys
 from pathlib import Path
 
+import openai
 from conftest import GGUF_REPO, SPLIT_REPO, Library
+
+from tests.conftest import start_server
 
 
 def sha256(path: Path) -> str:
@@ -133,3 +137,47 @@ def test_rm_says_what_it_removes_and_frees_the_files(library):
     assert pulled(library) == {}
     assert_one_line_failure(library.hearth("rm", "SmolLM2-135M-Instruct-Q4_K_M"),
                             "not a pulled model")
+
+
+def test_checkpoint_repository_is_converted_once(library, hub, tmp_path_factory):
+    sys.path.insert(0, str(Path(__file__).parent.parent / "convert"))
+    from checkpoint_builders import build_tiny, train_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny-hub")
+    spm = train_tokenizer(root / "spm")
+    folder = build_tiny("llama", root / "tiny", spm, 320)
+    fake, _ = hub
+    fake.add("test/tiny-llama", {p.name: p for p in folder.iterdir() if p.is_file()})
+    first = library.hearth("pull", "test/tiny-llama:q8_0")
+    assert first.returncode == 0, first.stderr
+    entry = pulled(library)["tiny-llama-Q8_0"]
+    assert entry["converted"] and Path(entry["path"]).is_file()
+    assert "converting" in first.stderr
+    listing = library.hearth("list").stdout
+    assert any(line.startswith("tiny-llama-Q8_0") and "Q8_0" in line and "llama" in line
+               for line in listing.splitlines()), listing
+    again = library.hearth("pull", "test/tiny-llama:q8_0")
+    assert again.returncode == 0 and "converting" not in again.stderr
+
+
+def test_config_model_is_pulled_on_first_use_and_served(library, tmp_path):
+    config = tmp_path / "hearth.toml"
+    config.write_text(
+        '[[models]]\nid = "remote"\nhf = "test/SmolLM2-135M-Instruct-GGUF:Q4_1"\n'
+        'n_ctx = 1024\ntemperature = 0.0\n'
+    )
+    server = start_server(tmp_path, "--config", str(config), "--model", "smollm2",
+                          env=library.env)
+    try:
+        client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
+        cards = {card.id: card for card in client.models.list().data}
+        assert cards["remote"].model_extra["state"] == "unloaded"
+        assert pulled(library) == {}
+        reply = client.chat.completions.create(
+            model="remote", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+        assert reply.model == "remote" and reply.choices[0].message.content
+        assert "remote" in pulled(library)
+        card = client.models.retrieve("remote")
+        assert card.model_extra["context_length"] == 1024 and card.model_extra["loaded"]
+    finally:
+        server.stop()
