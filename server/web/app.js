@@ -177,7 +177,9 @@ async function generate(conversation) {
     temperature: state.settings.temperature,
     max_tokens: state.settings.maxTokens,
   };
-  const message = { role: "assistant", content: "", model, pending: true };
+  // A model that is not resident loads first, which takes seconds: say so while it does.
+  const loading = modelState(model) !== "loaded";
+  const message = { role: "assistant", content: "", model, pending: true, loading };
   conversation.messages.push(message);
   const controller = new AbortController();
   state.streaming = { controller, conversation, message };
@@ -191,7 +193,10 @@ async function generate(conversation) {
       signal: controller.signal,
       body,
       message,
-      onText: live.update,
+      onText() {
+        message.loading = false;
+        live.update();
+      },
     });
     if (result.dropped > 0) {
       const plural = result.dropped === 1 ? " was" : "s were";
@@ -207,10 +212,12 @@ async function generate(conversation) {
     // A reply that never produced a word is not worth keeping: the user's message stays,
     // with a Retry button.
     if (!message.content) conversation.messages.splice(conversation.messages.indexOf(message), 1);
+    delete message.loading;
     state.streaming = null;
     conversation.updated = Date.now();
     persist();
     drawAll();
+    if (loading) loadModels(); // the menu shows which models are resident now
   }
 }
 
@@ -267,6 +274,16 @@ function hasModel(id) {
   return state.models.some((m) => m.id === id);
 }
 
+function modelState(id) {
+  return state.models.find((m) => m.id === id)?.state ?? "loaded";
+}
+
+function modelLabel(card) {
+  const name = card.id.includes(":") ? card.id : `${card.id} (${card.prompt})`;
+  const notes = { loaded: "loaded", loading: "loading…", failed: "failed to load" };
+  return notes[card.state] ? `${name} · ${notes[card.state]}` : name;
+}
+
 async function loadModels() {
   try {
     state.models = await listModels(state.settings.apiKey);
@@ -283,7 +300,7 @@ async function loadModels() {
     ...state.models.map((card) => {
       const option = document.createElement("option");
       option.value = card.id;
-      option.textContent = card.id.includes(":") ? card.id : `${card.id} (${card.prompt})`;
+      option.textContent = modelLabel(card);
       return option;
     }),
   );

@@ -32,7 +32,7 @@ export function loadConversations() {
 function settle(conversation) {
   const messages = conversation.messages
     .filter((m) => m && typeof m.content === "string" && !(m.pending && !m.content))
-    .map((m) => (m.pending ? { ...m, pending: undefined, stats: { ...m.stats, interrupted: true } } : m));
+    .map((m) => (m.pending ? { ...m, pending: undefined, loading: undefined, stats: { ...m.stats, interrupted: true } } : m));
   return { ...conversation, messages };
 }
 

@@ -95,7 +95,7 @@ function messageNode(message, index, count, state, actions) {
 export function fillBody(body, message) {
   if (message.role === "assistant") {
     renderMarkdown(message.content, body);
-    if (message.pending && !message.content) body.append(typing());
+    if (message.pending && !message.content) body.append(typing(message.loading));
   } else {
     // The user's own text is shown as typed, line breaks included (CSS pre-wrap).
     body.textContent = message.content;
@@ -141,11 +141,11 @@ function startEdit(article, message, actions) {
   area.focus();
 }
 
-function typing() {
+function typing(loading) {
   const dots = document.createElement("span");
-  dots.className = "typing";
-  dots.setAttribute("aria-label", "Waiting for the reply");
-  dots.textContent = "…";
+  dots.className = loading ? "typing loading-model" : "typing";
+  dots.setAttribute("aria-label", loading ? "Loading the model" : "Waiting for the reply");
+  dots.textContent = loading ? "loading model…" : "…";
   return dots;
 }
 

