@@ -38,7 +38,7 @@ from hearth.server.protocol import ModelCard
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[EngineOptions], Engine]
-Puller = Callable[[ModelSpec], "str"]  # fetches a config model's `hf` repo; returns its path
+Puller = Callable[[ModelSpec], str]  # fetches a config model's `hf` repo; returns its path
 
 State = Literal["unloaded", "loading", "loaded", "failed"]
 

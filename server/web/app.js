@@ -278,10 +278,26 @@ function modelState(id) {
   return state.models.find((m) => m.id === id)?.state ?? "loaded";
 }
 
-function modelLabel(card) {
-  const name = card.id.includes(":") ? card.id : `${card.id} (${card.prompt})`;
-  const notes = { loaded: "loaded", loading: "loading…", failed: "failed to load" };
-  return notes[card.state] ? `${name} · ${notes[card.state]}` : name;
+const STATE_NOTES = { loaded: "loaded", loading: "loading…", unloaded: "not loaded", failed: "failed to load" };
+
+// One group a model, its chat formats inside, labelled with whether the model is resident.
+function modelGroups(cards) {
+  const groups = new Map();
+  for (const card of cards) {
+    const base = card.id.includes(":") ? card.id.slice(0, card.id.lastIndexOf(":")) : card.id;
+    if (!groups.has(base)) {
+      const group = document.createElement("optgroup");
+      const note = STATE_NOTES[card.state];
+      group.label = note ? `${base} · ${note}` : base;
+      group.dataset.model = base;
+      groups.set(base, group);
+    }
+    const option = document.createElement("option");
+    option.value = card.id;
+    option.textContent = card.id.includes(":") ? card.id : `${card.id} (${card.prompt})`;
+    groups.get(base).append(option);
+  }
+  return [...groups.values()];
 }
 
 async function loadModels() {
@@ -296,14 +312,7 @@ async function loadModels() {
     return;
   }
   if (["auth", "unreachable", "busy"].includes(ui.notice.dataset.kind)) hideNotice();
-  ui.model.replaceChildren(
-    ...state.models.map((card) => {
-      const option = document.createElement("option");
-      option.value = card.id;
-      option.textContent = modelLabel(card);
-      return option;
-    }),
-  );
+  ui.model.replaceChildren(...modelGroups(state.models));
   const wanted = state.current?.model || state.settings.model;
   ui.model.value = hasModel(wanted) ? wanted : state.models[0]?.id ?? "";
   state.settings.model = ui.model.value;

@@ -18,19 +18,19 @@ def two_models(tmp_path_factory, gemma_models_dir):
     server.stop()
 
 
-def option(chat, model_id: str):
-    return chat.page.locator(f'#model option[value="{model_id}"]')
+def group(chat, model: str):
+    return chat.page.locator(f'#model optgroup[data-model="{model}"]')
 
 
 def test_menu_shows_what_is_loaded_and_a_reply_waits_for_its_model_to_load(open_chat, two_models):
     chat = open_chat(two_models.url, max_tokens=8)
-    expect(option(chat, "smollm2")).to_contain_text("loaded")
-    expect(option(chat, f"{GEMMA}:chat-with-bob")).not_to_contain_text("loaded")
+    expect(group(chat, "smollm2")).to_have_attribute("label", "smollm2 · loaded")
+    expect(group(chat, GEMMA)).to_have_attribute("label", f"{GEMMA} · not loaded")
     chat.page.locator("#model").select_option(f"{GEMMA}:chat-with-bob")
     chat.type_and_send("What is the capital of France?")
     expect(chat.page.locator(".loading-model")).to_have_text("loading model…")
     chat.wait_until_idle()
     assert chat.replies()[-1].strip()
     # Only one model may be resident here: Gemma took SmolLM2's place, and the menu says so.
-    expect(option(chat, f"{GEMMA}:chat-with-bob")).to_contain_text("loaded")
-    expect(option(chat, "smollm2")).not_to_contain_text("loaded")
+    expect(group(chat, GEMMA)).to_have_attribute("label", f"{GEMMA} · loaded")
+    expect(group(chat, "smollm2")).to_have_attribute("label", "smollm2 · not loaded")
