@@ -30,6 +30,7 @@ from hearth.server.engine.base import (
 )
 from hearth.server.errors import ContextOverflow, PromptRenderError
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
+from hearth.server.structured.grammar import chat_grammar, completion_grammar
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -115,6 +116,7 @@ def prepare_chat(
             max_tokens=max_tokens,
             stop=rendered.stop + request.stop_sequences(),
             sampling=request.sampling_params(defaults),
+            grammar=chat_grammar(request),
         )
     )
     return PreparedGeneration(
@@ -138,6 +140,7 @@ def prepare_completion(
             max_tokens=request.max_tokens,
             stop=request.stop_sequences(),
             sampling=request.sampling_params(defaults),
+            grammar=completion_grammar(request),
         )
     )
     return PreparedGeneration(generation=generation, model_id=served.id)

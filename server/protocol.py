@@ -84,8 +84,33 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ResponseFormat(BaseModel):
+class TextResponseFormat(BaseModel):
     type: Literal["text"]
+
+
+class JSONObjectResponseFormat(BaseModel):
+    type: Literal["json_object"]
+
+
+class JSONSchemaSpec(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    # `schema` would shadow pydantic's BaseModel.schema; the wire name stays `schema`.
+    json_schema: dict | None = Field(default=None, alias="schema")
+    strict: bool | None = False
+
+
+class JSONSchemaResponseFormat(BaseModel):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Annotated[
+    TextResponseFormat | JSONObjectResponseFormat | JSONSchemaResponseFormat,
+    Field(discriminator="type"),
+]
 
 
 Stop = str | list[str] | None
@@ -142,6 +167,8 @@ class _SamplingFields(_Request):
     repeat_penalty: float | None = Field(
         default=None, gt=0.0, le=10.0, description="llama.cpp repetition penalty (1.0 = off)."
     )
+    # As llama.cpp's server: a GBNF grammar (root rule `root`) the output must follow.
+    grammar: str | None = Field(default=None, description="GBNF the output must follow.")
     # ---- end of Hearth extensions --------------------------------------------------------
 
     _stop_limit = field_validator("stop")(_check_stop)
@@ -211,6 +238,18 @@ class ChatCompletionRequest(_SamplingFields):
         if tools:
             raise ValueError("tool calling is not supported")
         return tools
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> ChatCompletionRequest:
+        if self.grammar is not None and self.structured_format() is not None:
+            raise ValueError("send either grammar or a json response_format, not both")
+        return self
+
+    def structured_format(self) -> JSONObjectResponseFormat | JSONSchemaResponseFormat | None:
+        """The response_format when it constrains the reply (anything but text)."""
+        if isinstance(self.response_format, TextResponseFormat):
+            return None
+        return self.response_format
 
     def token_limit(self) -> int | None:
         """max_completion_tokens supersedes the deprecated max_tokens when both are sent."""
