@@ -48,7 +48,21 @@ class InvalidGrammar(InvalidRequest):
 def schema_grammar(schema: dict, *, param: str) -> str:
     """GBNF for a JSON schema, or InvalidSchema naming what the converter refused."""
     # Key order is kept (no sort_keys): it is the order the reply's properties follow.
-    return _compile_schema(json.dumps(schema), param)
+    return _compile_schema(json.dumps(_hoist_root_ref(schema)), param)
+
+
+def _hoist_root_ref(schema: dict) -> dict:
+    """`{"$ref": "#/definitions/X", "definitions": {...}}` (zod-to-json-schema's usual
+    output) as `{"anyOf": [{"$ref": ...}], "definitions": {...}}`, which means the same.
+
+    The converter's ref resolution stops at a dict that has a `$ref` and never walks its
+    siblings, so with a `$ref` at the root the refs inside the definitions stay unresolved
+    and compiling fails with a KeyError.
+    """
+    if "$ref" not in schema or len(schema) == 1:
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "$ref"}
+    return {**rest, "anyOf": [{"$ref": schema["$ref"]}]}
 
 
 def raw_grammar(grammar: str, *, param: str = "grammar") -> str:
