@@ -31,6 +31,7 @@ from hearth.server.engine.base import (
 from hearth.server.errors import ContextOverflow, PromptRenderError
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
 from hearth.server.structured.grammar import chat_grammar, completion_grammar
+from hearth.server.tools.plan import ToolPlan, plan_tools
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -43,6 +44,7 @@ class PreparedGeneration:
     model_id: str
     trim_reply: bool = False
     dropped_messages: int = 0
+    tools: ToolPlan | None = None  # how to read tool calls out of the reply
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         """The engine's events, with surrounding whitespace trimmed where the format asks."""
@@ -100,9 +102,12 @@ def prepare_chat(
     def count(candidate: RenderedPrompt) -> int:
         return engine.count_tokens(_engine_prompt(candidate))
 
+    tools = plan_tools(request, engine.info.chat_template)
     try:
         rendered = served.chat_format.render(
-            chat_messages(request), count_tokens=count, max_prompt_tokens=budget
+            tools.messages if tools else chat_messages(request),
+            count_tokens=count,
+            max_prompt_tokens=budget,
         )
     except PromptTooLong as too_long:
         raise ContextOverflow(
@@ -116,7 +121,7 @@ def prepare_chat(
             max_tokens=max_tokens,
             stop=rendered.stop + request.stop_sequences(),
             sampling=request.sampling_params(defaults),
-            grammar=chat_grammar(request),
+            grammar=tools.grammar if tools else chat_grammar(request),
         )
     )
     return PreparedGeneration(
@@ -124,6 +129,7 @@ def prepare_chat(
         model_id=served.id,
         trim_reply=rendered.trim_reply,
         dropped_messages=rendered.dropped_messages,
+        tools=tools,
     )
 
 
