@@ -64,6 +64,11 @@ class CallFormat:
             return text, []
         return text[:start].strip(), calls
 
+    def before_calls(self, text: str) -> str:
+        """The text up to the opener: what a reader may see of a reply whose call broke off."""
+        start = text.find(self.opener) if self.opener else _first_brace(text)
+        return text if start < 0 else text[:start].strip()
+
     def _calls(self, body: str) -> list[ParsedCall]:
         decoder = json.JSONDecoder()
         found: list[ParsedCall] = []

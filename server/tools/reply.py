@@ -38,7 +38,8 @@ def assistant_reply(
         return AssistantMessage(content=text), reason
     content, calls = plan.call_format.parse(text)
     if not calls:
-        return AssistantMessage(content=text), reason
+        # A call cut off by max_tokens parses as none; its raw text is still not content.
+        return AssistantMessage(content=plan.call_format.before_calls(text)), reason
     return AssistantMessage(content=content or None, tool_calls=tool_calls(calls)), "tool_calls"
 
 
@@ -83,7 +84,8 @@ class CallWatcher:
         """What is left to send as content, and the calls found in the held text."""
         content, calls = self._format.parse(self._held)
         if not calls:
-            return self._held, []
+            # Held because a call began: a call cut off by max_tokens is dropped, not shown.
+            return ("" if self._calling else self._held), []
         return content, tool_calls(calls)
 
     def _release(self, upto: int) -> str:

@@ -96,3 +96,16 @@ def test_named_tool_not_in_tools_is_400(client, model_id):
             model=model_id, messages=ASK, tools=TOOLS, max_tokens=8,
             tool_choice={"type": "function", "function": {"name": "launch_rocket"}},
         )
+
+
+def test_required_with_parallel_calls_ends_with_valid_calls(client, model_id):
+    reply = client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "Weather and time in Rome?"}],
+        tools=TOOLS, tool_choice="required", max_tokens=250, temperature=0.8, seed=4,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls
+    for call in choice.message.tool_calls:
+        assert call.function.name in {"get_weather", "get_time"}
+        assert isinstance(json.loads(call.function.arguments), dict)

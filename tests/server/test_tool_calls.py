@@ -126,3 +126,14 @@ def test_watcher_releases_a_held_prefix_that_was_no_opener():
     sent = watcher.feed("a <tool") + watcher.feed("box> b")
     rest, calls = watcher.finish()
     assert sent + rest == "a <toolbox> b" and calls == []
+
+
+def test_call_cut_off_by_max_tokens_is_not_shown_as_content():
+    """A call truncated by max_tokens parsed as no call, and its raw text went out as content."""
+    plan = plan_tools(request(), None)
+    cut = 'Checking. <tool_call>\n{"name": "get_weather", "arguments": {"ci'
+    message, reason = assistant_reply(plan, cut, "length")
+    assert (message.content, reason) == ("Checking.", "length")
+    watcher = CallWatcher(HERMES)
+    sent = watcher.feed(cut)
+    assert sent + watcher.finish()[0] == "Checking. "
