@@ -29,6 +29,8 @@ from hearth.server.engine.base import (
 from hearth.server.errors import ContextOverflow, PromptRenderError
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
 from hearth.server.registry import ModelHandle
+from hearth.server.structured.grammar import chat_grammar, completion_grammar
+from hearth.server.tools.plan import ToolPlan, plan_tools
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -41,6 +43,7 @@ class PreparedGeneration:
     model_id: str
     trim_reply: bool = False
     dropped_messages: int = 0
+    tools: ToolPlan | None = None  # how to read tool calls out of the reply
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         """The engine's events, with surrounding whitespace trimmed where the format asks."""
@@ -97,6 +100,8 @@ def submit_chat(
     max_tokens: int | None,
     sampling: SamplingParams,
     stop: tuple[str, ...] = (),
+    grammar: str | None = None,
+    tools: ToolPlan | None = None,
 ) -> PreparedGeneration:
     """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
     the handle's chat format, dropping its oldest turns to fit, and submit it."""
@@ -122,6 +127,7 @@ def submit_chat(
             max_tokens=max_tokens,
             stop=rendered.stop + stop,
             sampling=sampling,
+            grammar=grammar,
         )
     )
     return PreparedGeneration(
@@ -129,16 +135,20 @@ def submit_chat(
         model_id=handle.id,
         trim_reply=rendered.trim_reply,
         dropped_messages=rendered.dropped_messages,
+        tools=tools,
     )
 
 
 def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> PreparedGeneration:
+    tools = plan_tools(request, handle.engine.info.chat_template)
     return submit_chat(
         handle,
-        chat_messages(request),
+        tools.messages if tools else chat_messages(request),
         max_tokens=request.token_limit(),
         sampling=request.sampling_params(handle.sampling),
         stop=request.stop_sequences(),
+        grammar=tools.grammar if tools else chat_grammar(request),
+        tools=tools,
     )
 
 
@@ -149,6 +159,7 @@ def prepare_completion(handle: ModelHandle, request: CompletionRequest) -> Prepa
             max_tokens=request.max_tokens,
             stop=request.stop_sequences(),
             sampling=request.sampling_params(handle.sampling),
+            grammar=completion_grammar(request),
         )
     )
     return PreparedGeneration(generation=generation, model_id=handle.id)

@@ -14,7 +14,15 @@ import uuid
 from typing import Annotated, Literal
 
 from hearth.server.engine.base import SamplingParams
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 # Response header: how many of the oldest messages were left out to fit the context.
 DROPPED_MESSAGES_HEADER = "X-Hearth-Dropped-Messages"
@@ -54,12 +62,29 @@ class ImageContentPart(BaseModel):
 ContentPart = Annotated[TextContentPart | ImageContentPart, Field(discriminator="type")]
 
 
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str = Field(default_factory=_call_id)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
 
     @field_validator("content")
     @classmethod
@@ -84,8 +109,57 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ResponseFormat(BaseModel):
+class TextResponseFormat(BaseModel):
     type: Literal["text"]
+
+
+class JSONObjectResponseFormat(BaseModel):
+    type: Literal["json_object"]
+
+
+class JSONSchemaSpec(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    # `schema` would shadow pydantic's BaseModel.schema; the wire name stays `schema`.
+    json_schema: dict | None = Field(default=None, alias="schema")
+    strict: bool | None = False
+
+
+class JSONSchemaResponseFormat(BaseModel):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Annotated[
+    TextResponseFormat | JSONObjectResponseFormat | JSONSchemaResponseFormat,
+    Field(discriminator="type"),
+]
+
+
+class FunctionDefinition(BaseModel):
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict | None = None
+    strict: bool | None = False
+
+
+class ToolDefinition(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 Stop = str | list[str] | None
@@ -142,6 +216,8 @@ class _SamplingFields(_Request):
     repeat_penalty: float | None = Field(
         default=None, gt=0.0, le=10.0, description="llama.cpp repetition penalty (1.0 = off)."
     )
+    # As llama.cpp's server: a GBNF grammar (root rule `root`) the output must follow.
+    grammar: str | None = Field(default=None, description="GBNF the output must follow.")
     # ---- end of Hearth extensions --------------------------------------------------------
 
     _stop_limit = field_validator("stop")(_check_stop)
@@ -193,8 +269,10 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     n: int | None = 1
+    parallel_tool_calls: bool | None = True
     response_format: ResponseFormat | None = None
-    tools: list[dict] | None = None
+    tool_choice: ToolChoice | None = None
+    tools: list[ToolDefinition] | None = None
 
     _n = field_validator("n")(_only_one_choice)
 
@@ -205,12 +283,29 @@ class ChatCompletionRequest(_SamplingFields):
             raise ValueError("logprobs are not supported")
         return logprobs
 
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, tools: list[dict] | None) -> list[dict] | None:
-        if tools:
-            raise ValueError("tool calling is not supported")
-        return tools
+    @model_validator(mode="after")
+    def _one_constraint(self) -> ChatCompletionRequest:
+        if self.grammar is not None and self.structured_format() is not None:
+            raise ValueError("send either grammar or a json response_format, not both")
+        if self.tools_active() and (self.grammar is not None or self.structured_format()):
+            raise ValueError("tools cannot be combined with grammar or a json response_format")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            named = self.tool_choice.function.name
+            if named not in {tool.function.name for tool in self.tools or ()}:
+                raise ValueError(f"tool_choice names '{named}', which is not in tools")
+        elif self.tool_choice == "required" and not self.tools:
+            raise ValueError("tool_choice 'required' needs tools")
+        return self
+
+    def tools_active(self) -> bool:
+        """Whether the reply may (or must) be tool calls."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def structured_format(self) -> JSONObjectResponseFormat | JSONSchemaResponseFormat | None:
+        """The response_format when it constrains the reply (anything but text)."""
+        if isinstance(self.response_format, TextResponseFormat):
+            return None
+        return self.response_format
 
     def token_limit(self) -> int | None:
         """max_completion_tokens supersedes the deprecated max_tokens when both are sent."""
@@ -228,12 +323,25 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+def _without_absent_calls(data: dict) -> dict:
+    # OpenAI leaves `tool_calls` out of a message or delta that has none; some clients
+    # read a null there as "calls follow".
+    if data.get("tool_calls") is None:
+        data.pop("tool_calls", None)
+    return data
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_calls(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return _without_absent_calls(handler(self))
 
 
 class ChatChoice(BaseModel):
@@ -253,9 +361,26 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_calls(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return _without_absent_calls(handler(self))
 
 
 class ChatChunkChoice(BaseModel):

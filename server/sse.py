@@ -26,6 +26,7 @@ from hearth.server.protocol import (
     PromptTokensDetails,
     Usage,
 )
+from hearth.server.tools.reply import CallWatcher, call_deltas
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
@@ -113,12 +114,23 @@ async def chat_chunks(
         )
 
     content = TextChunks(lambda text: chunk(ChatDelta(content=text)))
+    watcher = CallWatcher(prepared.tools.call_format) if prepared.tools and prepared.tools.active else None
     yield chunk(ChatDelta(role="assistant", content="")).model_dump_json()
     async for event in prepared.events():
         if isinstance(event, TextDelta):
-            yield content.event(event.text)
+            text = watcher.feed(event.text) if watcher else event.text
+            if text:
+                yield content.event(text)
         elif isinstance(event, Finished):
-            yield chunk(ChatDelta(), finish=event.reason).model_dump_json()
+            reason = event.reason
+            if watcher is not None:
+                rest, calls = watcher.finish()
+                if rest:
+                    yield content.event(rest)
+                for delta in call_deltas(calls):
+                    yield chunk(ChatDelta(tool_calls=delta)).model_dump_json()
+                reason = "tool_calls" if calls else reason
+            yield chunk(ChatDelta(), finish=reason).model_dump_json()
             if include_usage:
                 yield chunk(ChatDelta(), usage=usage_of(event)).model_dump_json()
 

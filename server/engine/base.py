@@ -56,6 +56,8 @@ class GenerationRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    # GBNF (root rule `root`) every generated token must fit; None leaves output free.
+    grammar: str | None = None
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,9 @@ class LlamaEngine:
         slot.pending = job.prompt[reuse:]
         slot.next_token = None
         job.cached_tokens = reuse
-        job.sampler = SamplerChain(job.request.sampling, self._model.n_vocab)
+        job.sampler = SamplerChain(
+            job.request.sampling, self._model.n_vocab, job.request.grammar, self._model.vocab
+        )
         job.stops = StopMatcher(job.request.stop)
         for token in job.prompt[-job.request.sampling.repeat_last_n :]:
             job.sampler.accept(token)

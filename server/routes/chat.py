@@ -6,7 +6,6 @@ from fastapi import APIRouter, Request, Response
 from hearth.server.generation import collect, prepare_chat
 from hearth.server.protocol import (
     DROPPED_MESSAGES_HEADER,
-    AssistantMessage,
     ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
@@ -14,6 +13,7 @@ from hearth.server.protocol import (
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import chat_chunks, event_stream, usage_of
 from hearth.server.state import Registry
+from hearth.server.tools.reply import assistant_reply
 
 router = APIRouter()
 
@@ -28,9 +28,10 @@ async def create_chat_completion(
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
     text, finished = await unless_disconnected(request, collect(prepared))
+    message, finish_reason = assistant_reply(prepared.tools, text, finished.reason)
     completion = ChatCompletion(
         model=prepared.model_id,
-        choices=[ChatChoice(message=AssistantMessage(content=text), finish_reason=finished.reason)],
+        choices=[ChatChoice(message=message, finish_reason=finish_reason)],
         usage=usage_of(finished),
     )
     response = Response(completion.model_dump_json(), media_type="application/json")

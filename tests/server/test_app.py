@@ -125,7 +125,8 @@ async def test_malformed_json_is_400(client):
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"logit_bias": {"abc": 1}}, "logit_bias"),
-        ({"response_format": {"type": "json_object"}}, "response_format.type"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema.json_schema"),
         ({"top_k": -1}, "top_k"),
     ],
 )
@@ -247,3 +248,38 @@ async def test_chunked_body_too_large_is_413_without_a_declared_length():
             "/v1/chat/completions", content=body(), headers={"content-type": "application/json"}
         )
         assert_openai_error(response, 413)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "param", "named"),
+    [
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"type": "strng"}}}},
+            "response_format.json_schema.schema",
+            "strng",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"$ref": "#/$defs/Missing", "$defs": {}}}}},
+            "response_format.json_schema.schema",
+            "Missing",
+        ),
+        ({"grammar": "root ::= undefined-rule"}, "grammar", "GBNF"),
+    ],
+)
+async def test_uncompilable_schema_or_grammar_is_400_naming_the_problem(
+    client, overrides, param, named
+):
+    response = await client.post("/v1/chat/completions", json=chat(**overrides))
+    error = assert_openai_error(response, 400, param)
+    assert named in error["message"]
+    assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
+
+
+async def test_grammar_and_json_response_format_together_are_400(client):
+    response = await client.post(
+        "/v1/chat/completions",
+        json=chat(grammar='root ::= "a"', response_format={"type": "json_object"}),
+    )
+    assert_openai_error(response, 400)

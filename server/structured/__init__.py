@@ -1,0 +1,1 @@
+"""Structured output: grammars that constrain what the model may write."""

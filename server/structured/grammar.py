@@ -1,0 +1,119 @@
+"""From a request's `response_format` (or raw `grammar`) to GBNF for llama.cpp's grammar sampler.
+
+JSON schemas are compiled by llama-cpp-python's converter (`llama_cpp.llama_grammar`, its
+port of llama.cpp's json-schema-to-grammar.py): a maintained library rather than our own.
+
+Enforced by the grammar: `type` (one or a list), `properties`, `required`,
+`additionalProperties` (false, or a schema; an object with `properties` and no
+`additionalProperties` also gets no other keys, which is what strict clients ask for),
+`$defs`/`definitions` with local `$ref` (recursion included), `anyOf`, `oneOf`, `allOf` of
+objects, `enum`, `const`, `items`, `prefixItems`, `minItems`/`maxItems`,
+`minLength`/`maxLength`, `pattern`, and the string formats `date`, `time`, `date-time`
+and `uuid`.
+
+Not enforced (accepted, the output may break them): `minimum`, `maximum`,
+`exclusiveMinimum`, `exclusiveMaximum`, `multipleOf`, `uniqueItems`, `contains`, `not`,
+`if`/`then`/`else`, `patternProperties`, `propertyNames`, `minProperties`/`maxProperties`,
+`dependentRequired`/`dependentSchemas`, the exclusivity of `oneOf`, and the other string
+formats (`email`, `uri`...). Remote `$ref`s are refused: the server fetches nothing.
+
+Objects keep their properties in the schema's order, and whitespace between tokens is at
+most one space, so a small model cannot wander into endless blank lines.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from hearth.server.engine.sampler import grammar_parses
+from hearth.server.errors import InvalidRequest
+from hearth.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    JSONObjectResponseFormat,
+    JSONSchemaResponseFormat,
+)
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+
+class InvalidSchema(InvalidRequest):
+    code = "invalid_json_schema"
+
+
+class InvalidGrammar(InvalidRequest):
+    code = "invalid_grammar"
+
+
+def schema_grammar(schema: dict, *, param: str) -> str:
+    """GBNF for a JSON schema, or InvalidSchema naming what the converter refused."""
+    # Key order is kept (no sort_keys): it is the order the reply's properties follow.
+    return _compile_schema(json.dumps(_hoist_root_ref(schema)), param)
+
+
+def _hoist_root_ref(schema: dict) -> dict:
+    """`{"$ref": "#/definitions/X", "definitions": {...}}` (zod-to-json-schema's usual
+    output) as `{"anyOf": [{"$ref": ...}], "definitions": {...}}`, which means the same.
+
+    The converter's ref resolution stops at a dict that has a `$ref` and never walks its
+    siblings, so with a `$ref` at the root the refs inside the definitions stay unresolved
+    and compiling fails with a KeyError.
+    """
+    if "$ref" not in schema or len(schema) == 1:
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "$ref"}
+    return {**rest, "anyOf": [{"$ref": schema["$ref"]}]}
+
+
+def raw_grammar(grammar: str, *, param: str = "grammar") -> str:
+    if not grammar.strip() or not grammar_parses(grammar):
+        raise InvalidGrammar(
+            "The grammar is not valid GBNF with a `root` rule (llama.cpp's parser refused it; "
+            "the server log names the rule).",
+            param=param,
+        )
+    return grammar
+
+
+# Clients send the same few schemas over and over (one per pydantic model); compiling a
+# large one takes milliseconds, a cache hit nothing. The key is the schema's JSON text.
+@lru_cache(maxsize=256)
+def _compile_schema(schema_json: str, param: str) -> str:
+    try:
+        gbnf = json_schema_to_gbnf(schema_json)
+    except RecursionError:
+        raise InvalidSchema("The JSON schema nests too deeply.", param=param) from None
+    # The converter reports what it cannot follow by assertions and lookups; each names
+    # the offending part of the schema, which is what the client needs to see.
+    except (AssertionError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InvalidSchema(
+            f"The JSON schema cannot be compiled to a grammar: {_describe(error)}", param=param
+        ) from None
+    if not grammar_parses(gbnf):
+        raise InvalidSchema(
+            "The JSON schema compiled to a grammar llama.cpp cannot parse.", param=param
+        )
+    return gbnf
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"no definition {error.args[0]!r} (check $ref targets)"
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def chat_grammar(request: ChatCompletionRequest) -> str | None:
+    """The grammar a chat request's reply must follow, or None for free text."""
+    structured = request.structured_format()
+    if isinstance(structured, JSONSchemaResponseFormat):
+        schema = structured.json_schema.json_schema
+        param = "response_format.json_schema.schema"
+        return schema_grammar(schema if schema is not None else {"type": "object"}, param=param)
+    if isinstance(structured, JSONObjectResponseFormat):
+        return schema_grammar({"type": "object"}, param="response_format")
+    return completion_grammar(request)
+
+
+def completion_grammar(request: ChatCompletionRequest | CompletionRequest) -> str | None:
+    return raw_grammar(request.grammar) if request.grammar is not None else None

@@ -1,0 +1,101 @@
+"""The model's reply as OpenAI tool calls, whole or streamed.
+
+While streaming, text goes out as content until the call format's opener appears; from
+there the text is held and parsed when the generation ends, and the calls go out as OpenAI
+streams them: per call a delta with its id and name, then one with its arguments. A client
+never sees the raw call text. The tail of the text that could be the start of the opener is
+held back meanwhile (as a stop string is), so a call's first characters never leak out.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hearth.server.protocol import (
+    AssistantMessage,
+    FinishReason,
+    FunctionCall,
+    FunctionCallDelta,
+    ToolCall,
+    ToolCallDelta,
+)
+from hearth.server.tools.formats import CallFormat, ParsedCall
+from hearth.server.tools.plan import ToolPlan
+
+
+def tool_calls(calls: list[ParsedCall]) -> list[ToolCall]:
+    return [
+        ToolCall(function=FunctionCall(name=c.name, arguments=json.dumps(c.arguments, ensure_ascii=False)))
+        for c in calls
+    ]
+
+
+def assistant_reply(
+    plan: ToolPlan | None, text: str, reason: FinishReason
+) -> tuple[AssistantMessage, FinishReason]:
+    """The whole reply as a message: tool calls (finish_reason tool_calls) or text."""
+    if plan is None or not plan.active:
+        return AssistantMessage(content=text), reason
+    content, calls = plan.call_format.parse(text)
+    if not calls:
+        # A call cut off by max_tokens parses as none; its raw text is still not content.
+        return AssistantMessage(content=plan.call_format.before_calls(text)), reason
+    return AssistantMessage(content=content or None, tool_calls=tool_calls(calls)), "tool_calls"
+
+
+def call_deltas(calls: list[ToolCall]) -> list[list[ToolCallDelta]]:
+    """Each call as two streamed deltas: its id and name, then its arguments."""
+    deltas = []
+    for index, call in enumerate(calls):
+        head = FunctionCallDelta(name=call.function.name, arguments="")
+        deltas.append([ToolCallDelta(index=index, id=call.id, type="function", function=head)])
+        body = FunctionCallDelta(arguments=call.function.arguments)
+        deltas.append([ToolCallDelta(index=index, function=body)])
+    return deltas
+
+
+class CallWatcher:
+    """Splits a streamed reply into content to send now and call text to hold."""
+
+    def __init__(self, fmt: CallFormat) -> None:
+        self._format = fmt
+        self._held = ""
+        self._calling = False
+
+    def feed(self, text: str) -> str:
+        self._held += text
+        if self._calling:
+            return ""
+        opener = self._format.opener
+        if not opener:
+            # A bare-JSON family: a reply that opens with "{" is a call.
+            visible = self._held.lstrip()
+            if not visible:
+                return ""
+            self._calling = visible.startswith("{")
+            return "" if self._calling else self._release(len(self._held))
+        found = self._held.find(opener)
+        if found >= 0:
+            self._calling = True
+            return self._release(found)
+        return self._release(len(self._held) - _prefix_overlap(self._held, opener))
+
+    def finish(self) -> tuple[str, list[ToolCall]]:
+        """What is left to send as content, and the calls found in the held text."""
+        content, calls = self._format.parse(self._held)
+        if not calls:
+            # Held because a call began: a call cut off by max_tokens is dropped, not shown.
+            return ("" if self._calling else self._held), []
+        return content, tool_calls(calls)
+
+    def _release(self, upto: int) -> str:
+        out, self._held = self._held[:upto], self._held[upto:]
+        return out
+
+
+def _prefix_overlap(text: str, opener: str) -> int:
+    """The length of the longest end of text that is a start of opener."""
+    for size in range(min(len(text), len(opener) - 1), 0, -1):
+        if opener.startswith(text[-size:]):
+            return size
+    return 0

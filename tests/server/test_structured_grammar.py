@@ -1,0 +1,57 @@
+"""Schema to grammar compilation, without a model: what compiles, what is refused, the cache."""
+
+from __future__ import annotations
+
+import pytest
+from hearth.server.structured import grammar as structured
+
+
+def compile_(schema: dict) -> str:
+    return structured.schema_grammar(schema, param="response_format.json_schema.schema")
+
+
+def test_root_ref_with_nested_refs_in_definitions_compiles():
+    """A root $ref (zod's output) left the refs inside its definitions unresolved: KeyError."""
+    schema = {
+        "$ref": "#/definitions/A",
+        "definitions": {
+            "A": {"type": "object", "properties": {"b": {"$ref": "#/definitions/B"}}},
+            "B": {"enum": ["x", "y"]},
+        },
+    }
+    gbnf = compile_(schema)
+    assert '"\\"x\\""' in gbnf and "root ::=" in gbnf
+
+
+def test_recursive_defs_compile():
+    node = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/N"}}}}
+    assert "root ::=" in compile_({"$defs": {"N": node}, "$ref": "#/$defs/N"})
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        ({"type": "strng"}, "strng"),
+        ({"$ref": "#/$defs/Nope", "$defs": {}}, "Nope"),
+        ({"$ref": "https://example.com/schema.json"}, "Fetching remote schemas"),
+    ],
+)
+def test_uncompilable_schemas_are_invalid_schema_naming_the_part(schema, named):
+    with pytest.raises(structured.InvalidSchema) as refused:
+        compile_(schema)
+    assert named in refused.value.message
+    assert refused.value.status == 400
+
+
+def test_compiled_grammars_are_cached_per_schema_text():
+    structured._compile_schema.cache_clear()
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    first, second = compile_(schema), compile_(dict(schema))
+    assert first is second
+    assert structured._compile_schema.cache_info().hits == 1
+
+
+def test_raw_grammar_that_does_not_parse_is_invalid_grammar():
+    with pytest.raises(structured.InvalidGrammar):
+        structured.raw_grammar("root ::= missing")
+    assert structured.raw_grammar('root ::= "ok"') == 'root ::= "ok"'

@@ -1,0 +1,139 @@
+"""Tool-call formats, plans and the streaming watcher, without a model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hearth.server.engine.sampler import grammar_parses
+from hearth.server.protocol import ChatCompletionRequest
+from hearth.server.tools.formats import (
+    CALL_FORMATS,
+    GENERIC,
+    HERMES,
+    LLAMA3,
+    MISTRAL,
+    ParsedCall,
+    call_format_for,
+)
+from hearth.server.tools.plan import plan_tools
+from hearth.server.tools.reply import CallWatcher, assistant_reply
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+
+
+def request(**fields) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+         "tools": [WEATHER, TIME], **fields}
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{% if tools %}<tool_call>{% endif %}", HERMES),
+        ("[AVAILABLE_TOOLS] ... [TOOL_CALLS]", MISTRAL),
+        ("<|start_header_id|>ipython<|end_header_id|>", LLAMA3),
+        ("<|im_start|>{{ m.content }}", GENERIC),
+        (None, GENERIC),
+    ],
+)
+def test_call_format_is_chosen_by_the_template_markers(template, expected):
+    assert call_format_for(template) is expected
+
+
+@pytest.mark.parametrize("fmt", [*CALL_FORMATS.values(), GENERIC])
+def test_each_format_parses_what_it_renders(fmt):
+    calls = [ParsedCall("get_weather", {"city": "Paris", "unit": "c"}), ParsedCall("get_time", {})]
+    text = fmt.render(calls) if fmt is not LLAMA3 else fmt.render(calls[:1])
+    prefix = "Let me check. " if fmt.opener else ""
+    content, parsed = fmt.parse(prefix + text)
+    assert content == prefix.strip()
+    assert parsed == (calls if fmt is not LLAMA3 else calls[:1])
+
+
+def test_plain_text_is_no_call():
+    assert HERMES.parse("Paris is sunny.") == ("Paris is sunny.", [])
+
+
+@pytest.mark.parametrize(
+    "choice",
+    ["required", {"type": "function", "function": {"name": "get_weather"}}],
+)
+@pytest.mark.parametrize("parallel", [True, False])
+def test_forced_choices_get_a_grammar_llama_cpp_parses(choice, parallel):
+    plan = plan_tools(request(tool_choice=choice, parallel_tool_calls=parallel), None)
+    assert plan is not None and plan.grammar is not None
+    assert grammar_parses(plan.grammar)
+    assert "get_weather" in plan.messages[0].content
+
+
+def test_auto_has_no_grammar_and_none_is_not_parsed():
+    assert plan_tools(request(tool_choice="auto"), None).grammar is None
+    assert not plan_tools(request(tool_choice="none"), None).active
+
+
+def test_history_with_calls_and_results_renders_as_text_turns():
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
+    ]
+    plan = plan_tools(request(messages=history), None)
+    roles = [m.role for m in plan.messages]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert '"city": "Paris"' in plan.messages[2].content
+    assert "18 C, sunny" in plan.messages[3].content
+
+
+def test_reply_with_a_call_becomes_tool_calls_with_json_arguments():
+    plan = plan_tools(request(), None)
+    message, reason = assistant_reply(
+        plan, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n</tool_call>', "stop"
+    )
+    assert reason == "tool_calls" and message.content is None
+    assert message.tool_calls[0].id.startswith("call_")
+    assert json.loads(message.tool_calls[0].function.arguments) == {"city": "Paris", "unit": "c"}
+
+
+def test_watcher_never_lets_call_text_out_even_split_mid_opener():
+    watcher = CallWatcher(HERMES)
+    pieces = ["Sure. <tool", "_ca", 'll>\n{"name": "get_time", "arguments": {}}', "\n</tool_call>"]
+    sent = "".join(watcher.feed(p) for p in pieces)
+    rest, calls = watcher.finish()
+    assert sent == "Sure. " and rest == ""
+    assert [c.function.name for c in calls] == ["get_time"]
+
+
+def test_watcher_releases_a_held_prefix_that_was_no_opener():
+    watcher = CallWatcher(HERMES)
+    sent = watcher.feed("a <tool") + watcher.feed("box> b")
+    rest, calls = watcher.finish()
+    assert sent + rest == "a <toolbox> b" and calls == []
+
+
+def test_call_cut_off_by_max_tokens_is_not_shown_as_content():
+    """A call truncated by max_tokens parsed as no call, and its raw text went out as content."""
+    plan = plan_tools(request(), None)
+    cut = 'Checking. <tool_call>\n{"name": "get_weather", "arguments": {"ci'
+    message, reason = assistant_reply(plan, cut, "length")
+    assert (message.content, reason) == ("Checking.", "length")
+    watcher = CallWatcher(HERMES)
+    sent = watcher.feed(cut)
+    assert sent + watcher.finish()[0] == "Checking. "
