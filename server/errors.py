@@ -148,6 +148,11 @@ def _(error: engine.QueueFull) -> HearthError:
 
 
 @from_engine.register
+def _(error: engine.InvalidTokens) -> HearthError:
+    return InvalidRequest(error.message, param="tokens")
+
+
+@from_engine.register
 def _(error: engine.NotStarted) -> HearthError:
     return EngineNotReady(error.message)
 

@@ -44,3 +44,7 @@ class GenerationFailed(EngineError):
 
 class ModelLoadError(EngineError):
     """The GGUF is missing, corrupt or does not fit. The message is one line for a user."""
+
+
+class InvalidTokens(EngineError):
+    """Token ids outside the model's vocabulary."""

@@ -32,7 +32,13 @@ from hearth.server.engine.base import (
     TextDelta,
 )
 from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.errors import ContextExceeded, GenerationFailed, NotStarted, QueueFull
+from hearth.server.engine.errors import (
+    ContextExceeded,
+    GenerationFailed,
+    InvalidTokens,
+    NotStarted,
+    QueueFull,
+)
 from hearth.server.engine.model import LlamaModel
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.engine.slots import HostCache, Job, Slot, common_prefix
@@ -119,6 +125,26 @@ class LlamaEngine:
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self._tokenize(prompt))
+
+    def tokenize(self, prompt: Prompt) -> list[int]:
+        return self._tokenize(prompt)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self._pieces_of(tokens)).decode("utf-8", errors="replace")
+
+    def token_piece(self, token: int) -> str:
+        return self._pieces_of([token])[0].decode("utf-8", errors="replace")
+
+    def _pieces_of(self, tokens: list[int]) -> list[bytes]:
+        if self._model is None:
+            raise NotStarted("The model is still loading.")
+        model = self._model
+        wrong = [t for t in tokens if not 0 <= t < model.n_vocab]
+        if wrong:
+            raise InvalidTokens(
+                f"token id {wrong[0]} is outside the vocabulary (0 to {model.n_vocab - 1})"
+            )
+        return [model.piece(t) for t in tokens]
 
     def _tokenize(self, prompt: Prompt) -> list[int]:
         """The prompt's tokens, from the few most recent prompts when it is one of them.

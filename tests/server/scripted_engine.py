@@ -90,6 +90,15 @@ class ScriptedEngine:
     def count_tokens(self, prompt: Prompt) -> int:
         return len(prompt.text.split())
 
+    def tokenize(self, prompt: Prompt) -> list[int]:
+        return [len(word) for word in prompt.text.split()]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return " ".join("x" * token for token in tokens)
+
+    def token_piece(self, token: int) -> str:
+        return "x" * token
+
     def load(self) -> dict[str, int]:
         return {"slots": 1, "slots_busy": 0, "waiting": 0}
 

@@ -1,0 +1,34 @@
+"""POST /tokenize and /detokenize, in llama.cpp's server's shape, for any model."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from hearth.server.engine.base import Prompt
+from hearth.server.protocol import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenPiece,
+)
+from hearth.server.state import Registry
+
+router = APIRouter()
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, registry: Registry) -> TokenizeResponse:
+    async with registry.acquire(body.model or registry.default_id) as handle:
+        engine = handle.engine
+        tokens = engine.tokenize(Prompt(body.content, body.add_special, body.parse_special))
+        if not body.with_pieces:
+            return TokenizeResponse(tokens=tokens)
+        return TokenizeResponse(
+            tokens=[TokenPiece(id=token, piece=engine.token_piece(token)) for token in tokens]
+        )
+
+
+@router.post("/detokenize")
+async def detokenize(body: DetokenizeRequest, registry: Registry) -> DetokenizeResponse:
+    async with registry.acquire(body.model or registry.default_id) as handle:
+        return DetokenizeResponse(content=handle.engine.detokenize(body.tokens))
