@@ -1,8 +1,9 @@
 """Tokens/s of a json_schema-constrained reply against an unconstrained one, and schema compile time.
 
 Runs the real engine in process on the bundled model (or --model): the same chat prompt,
-greedy, once free and once under the grammar compiled from a schema, and prints the decode
-rate of each (tokens after the first, over the time after the first). Then it times the
+greedy, free and under the grammar compiled from a schema in alternating rounds, and prints
+the decode rate of each (tokens after the first, over the time after the first) and the
+median time of one SamplerChain.sample, the grammar's own cost per token. Then it times the
 compilation of a large schema, cold and from the cache. Not a test: it prints what it measured.
 
     python bench/structured_bench.py [--tokens 128] [--rounds 3] [--temperature 0]
@@ -19,6 +20,7 @@ from typing import Any
 import uvloop
 from hearth.server.engine.base import Finished, GenerationRequest, Prompt, SamplingParams
 from hearth.server.engine.llama import LlamaEngine
+from hearth.server.engine.sampler import SamplerChain
 from hearth.server.settings import ModelSettings
 from hearth.server.structured import grammar as structured
 
@@ -31,12 +33,14 @@ SCHEMA = {
     "properties": {
         "animals": {
             "type": "array",
+            "minItems": 3,
+            "maxItems": 10,
             "items": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string"},
+                    "name": {"type": "string", "maxLength": 30},
                     "habitat": {"enum": ["land", "sea", "air"]},
-                    "fact": {"type": "string"},
+                    "fact": {"type": "string", "maxLength": 120},
                 },
                 "required": ["name", "habitat", "fact"],
                 "additionalProperties": False,
@@ -69,13 +73,33 @@ def large_schema(n: int) -> dict:
     return {"$defs": defs, "$ref": "#/$defs/Item0"}
 
 
-async def one_reply(engine: LlamaEngine, args: argparse.Namespace, grammar: str | None) -> tuple:
+SAMPLE_TIMES: list[float] = []
+
+
+def time_samples() -> None:
+    """Record how long each SamplerChain.sample takes: the grammar's own cost per token."""
+    sample = SamplerChain.sample
+
+    def timed(self: SamplerChain, *args: Any) -> int:
+        start = time.perf_counter()
+        try:
+            return sample(self, *args)
+        finally:
+            SAMPLE_TIMES.append(time.perf_counter() - start)
+
+    SamplerChain.sample = timed
+
+
+async def one_reply(
+    engine: LlamaEngine, args: argparse.Namespace, grammar: str | None
+) -> tuple[int, float, float]:
     request = GenerationRequest(
         prompt=Prompt(PROMPT, add_special=False, parse_special=True),
         max_tokens=args.tokens,
         sampling=SamplingParams(temperature=args.temperature, seed=1),
         grammar=grammar,
     )
+    SAMPLE_TIMES.clear()
     start = first = time.perf_counter()
     tokens = 0
     async for event in engine.submit(request):
@@ -84,7 +108,8 @@ async def one_reply(engine: LlamaEngine, args: argparse.Namespace, grammar: str 
         elif first == start:
             first = time.perf_counter()
     elapsed = time.perf_counter() - first
-    return tokens, (tokens - 1) / elapsed if elapsed > 0 and tokens > 1 else 0.0
+    rate = (tokens - 1) / elapsed if elapsed > 0 and tokens > 1 else 0.0
+    return tokens, rate, statistics.median(SAMPLE_TIMES)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -94,12 +119,25 @@ async def main(args: argparse.Namespace) -> None:
     engine = LlamaEngine(ModelSettings.load(overrides))
     await engine.start()
     gbnf = structured.schema_grammar(SCHEMA, param="bench")
+    kinds = {"unconstrained": None, "json_schema": gbnf}
+    runs: dict[str, list[tuple[int, float, float]]] = {label: [] for label in kinds}
+    time_samples()
     try:
-        for label, grammar in (("unconstrained", None), ("json_schema", gbnf)):
-            runs = [await one_reply(engine, args, grammar) for _ in range(args.rounds)]
-            rates = [rate for _, rate in runs]
-            print(f"{label:>14}: {statistics.median(rates):6.1f} tokens/s "
-                  f"(median of {args.rounds}, {runs[0][0]} tokens a reply)", flush=True)
+        # Rounds alternate between the two, so a busy neighbour on a shared machine slows
+        # both alike instead of whichever happened to run during its burst.
+        for round_ in range(args.rounds):
+            for label, grammar in kinds.items():
+                runs[label].append(await one_reply(engine, args, grammar))
+                tokens, rate, sampling = runs[label][-1]
+                print(f"round {round_ + 1} {label}: {tokens} tokens, {rate:.1f} tokens/s, "
+                      f"sampling {sampling * 1e6:.0f} us a token", flush=True)
+        for label, done in runs.items():
+            rates = [rate for _, rate, _ in done]
+            sampling = statistics.median(s for _, _, s in done)
+            print(f"{label:>14}: {statistics.median(rates):6.1f} tokens/s (median of "
+                  f"{args.rounds}; all: {', '.join(f'{r:.1f}' for r in rates)}; "
+                  f"{done[0][0]} tokens a reply), sampling {sampling * 1e6:.0f} us a token",
+                  flush=True)
     finally:
         await engine.close()
     for n in (10, 100):

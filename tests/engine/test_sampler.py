@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import llama_cpp
 import pytest
 from hearth.server.engine.base import EngineOptions, SamplingParams
@@ -59,3 +61,32 @@ def test_chains_with_more_than_a_greedy_pick_run_in_llama_cpp(model, params):
         assert not chain.argmax_only
     finally:
         chain.close()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [SamplingParams(temperature=0), SamplingParams(temperature=1.0, repeat_penalty=1.3, seed=7)],
+)
+def test_grammar_constrains_the_draw_and_never_sees_the_prompt(model, params):
+    """Fed the prompt's tokens (as the penalties are), a grammar would reject them and abort."""
+    grammar = 'root ::= "[" [0-9]{1,3} ("," [0-9]{1,3}){0,4} "]"'
+    chain = SamplerChain(params, model.n_vocab, grammar, model.vocab)
+    tokens = model.tokenize("Write some words about autumn:", add_special=True, parse_special=False)
+    for token in tokens:
+        chain.accept(token)
+    batch = TokenBatch(64)
+    batch.add(tokens, 0, 0, True)
+    text = b""
+    try:
+        for position in range(len(tokens), len(tokens) + 40):
+            assert batch.decode(model.ctx) == 0
+            token = chain.sample(model.ctx, batch.size - 1)
+            if model.is_end_of_generation(token):
+                break
+            text += model.piece(token)
+            batch.clear()
+            batch.add([token], position, 0, True)
+    finally:
+        chain.close()
+        llama_cpp.llama_memory_seq_rm(model.memory, 0, -1, -1)
+    assert re.fullmatch(rb"\[[0-9]{1,3}(,[0-9]{1,3}){0,4}\]", text), text
