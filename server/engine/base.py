@@ -143,6 +143,10 @@ class Engine(Protocol):
 
     def token_piece(self, token: int) -> str: ...
 
+    async def embed(self, inputs: list[Prompt | list[int]]) -> tuple[list[list[float]], int]:
+        """Each input's pooled, L2-normalized embedding, and the number of tokens read."""
+        ...
+
     def load(self) -> dict[str, Any]:
         """Slots, queue and cache figures for /health."""
         ...

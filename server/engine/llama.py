@@ -32,6 +32,7 @@ from hearth.server.engine.base import (
     TextDelta,
 )
 from hearth.server.engine.batch import TokenBatch
+from hearth.server.engine.embedding import EmbeddingContext
 from hearth.server.engine.errors import (
     ContextExceeded,
     GenerationFailed,
@@ -81,6 +82,9 @@ class LlamaEngine:
         self._outbox = Outbox()
         self._recent_prompts: dict[Prompt, tuple[int, ...]] = {}
         self.stats = EngineStats()
+        self._embedding: EmbeddingContext | None = None
+        self._embedding_lock = threading.Lock()
+        self._embedding_requests = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -90,7 +94,8 @@ class LlamaEngine:
 
     @property
     def active(self) -> int:
-        return sum(slot.busy for slot in self._slots) + len(self._waiting)
+        busy = sum(slot.busy for slot in self._slots) + len(self._waiting)
+        return busy + self._embedding_requests
 
     @property
     def info(self) -> ModelInfo:
@@ -111,7 +116,33 @@ class LlamaEngine:
         self._thread = threading.Thread(target=self._run, name="hearth-scheduler", daemon=True)
         self._thread.start()
 
+    async def embed(self, inputs: list[Prompt | list[int]]) -> tuple[list[list[float]], int]:
+        """Each input's pooled, normalized embedding, and the tokens read."""
+        if self._model is None:
+            raise NotStarted("The model is still loading.")
+        with self._embedding_lock:
+            if self._embedding is None:
+                self._embedding = EmbeddingContext(
+                    self._model, self._options.n_ctx, self._options.threads
+                )
+        vectors, used = [], 0
+        self._embedding_requests += 1  # counted as active: the model is not unloaded under it
+        try:
+            for item in inputs:
+                tokens = self._tokenize(item) if isinstance(item, Prompt) else list(item)
+                if not isinstance(item, Prompt):
+                    self._pieces_of(tokens)  # refuses ids outside the vocabulary
+                vector = await asyncio.to_thread(self._embedding.embed, tokens)
+                vectors.append(vector.tolist())
+                used += len(tokens)
+        finally:
+            self._embedding_requests -= 1
+        return vectors, used
+
     async def close(self) -> None:
+        if self._embedding is not None:
+            self._embedding.close()
+            self._embedding = None
         with self._wake:
             self._stopping = True
             self._wake.notify()

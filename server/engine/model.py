@@ -191,6 +191,14 @@ class LlamaModel:
             end = self._end_tokens[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
         return end
 
+    def declares_pooling(self) -> bool:
+        """Whether the GGUF names a pooling type (embedding models do; chat models not)."""
+        arch = ctypes.create_string_buffer(64)
+        llama_cpp.llama_model_meta_val_str(self.model, b"general.architecture", arch, 64)
+        key = arch.value + b".pooling_type"
+        value = ctypes.create_string_buffer(16)
+        return llama_cpp.llama_model_meta_val_str(self.model, key, value, 16) > 0
+
     def close(self) -> None:
         if self.ctx:
             llama_cpp.llama_free(self.ctx)
