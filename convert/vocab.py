@@ -1,9 +1,11 @@
 """The tokenizer, as GGUF metadata: tokens, scores, types, merges, special ids, chat template.
 
 Two tokenizer models cover the supported families: SentencePiece (`tokenizer.model`: LLaMA 1/2,
-Vicuna, Alpaca, TinyLlama, Mistral) written as GGUF model "llama", and byte-level BPE
-(`tokenizer.json`: LLaMA 3, SmolLM, Qwen2) written as "gpt2". gguf-py's `SpecialVocab` adds the
-merges, special token ids, add_bos/add_eos and the chat template.
+Vicuna, Alpaca, TinyLlama, Mistral; or its tokenizer.json form with byte fallback, which is all
+transformers 5 saves) written as GGUF model "llama", and byte-level BPE (`tokenizer.json`:
+LLaMA 3, SmolLM, Qwen2) written as "gpt2". `TOKENIZER_READERS` picks the reader from the files;
+gguf-py's `SpecialVocab` adds the merges, special token ids, add_bos/add_eos and the chat
+template.
 
 Hugging Face keeps added tokens in three places (tokenizer.json `added_tokens`,
 tokenizer_config.json `added_tokens_decoder`, added_tokens.json); all are read, because a token
@@ -16,12 +18,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gguf
 from hearth.convert.errors import ConversionError
+from hearth.convert.sentencepiece_json import (
+    adds_space_prefix,
+    is_sentencepiece_json,
+    sentencepiece_json_pieces,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,8 @@ class Vocabulary:
     tokens: list[str]
     scores: list[float]
     types: list[int]
+    # None leaves llama.cpp's default (a "▁" before text for "llama", none for "gpt2").
+    space_prefix: bool | None = None
 
     def pad_to(self, rows: int) -> None:
         """Give every embedding row a token: placeholders for rows no tokenizer file names."""
@@ -77,6 +87,8 @@ class Vocabulary:
         if self.model == "llama":
             writer.add_token_scores(self.scores)
         writer.add_token_types(self.types)
+        if self.space_prefix is not None:
+            writer.add_add_space_prefix(self.space_prefix)
         special = gguf.SpecialVocab(folder, load_merges=self.model == "gpt2",
                                     n_vocab=len(self.tokens))
         if self.model == "gpt2" and "bos" not in special.add_special_token:
@@ -198,13 +210,34 @@ def _bpe_vocabulary(folder: Path) -> Vocabulary:
     return vocab
 
 
+def _sentencepiece_json_vocabulary(folder: Path) -> Vocabulary:
+    tokenizer = _json_or_empty(folder / "tokenizer.json")
+    tokens, scores, types = sentencepiece_json_pieces(folder, tokenizer)
+    # llama.cpp's converter names no pre-tokenizer for this model; "default" keeps its metadata.
+    vocab = Vocabulary("llama", "default", tokens, scores, types,
+                       space_prefix=None if adds_space_prefix(tokenizer) else False)
+    _merge_added(vocab, added_tokens(folder))
+    return vocab
+
+
+def _has_sentencepiece_json(folder: Path) -> bool:
+    path = folder / "tokenizer.json"
+    return path.is_file() and is_sentencepiece_json(_json_or_empty(path))
+
+
+# First match wins: tokenizer.model is the original when both files are there.
+TOKENIZER_READERS: list[tuple[Callable[[Path], bool], Callable[[Path], Vocabulary]]] = [
+    (lambda folder: (folder / "tokenizer.model").is_file(), _sentencepiece_vocabulary),
+    (_has_sentencepiece_json, _sentencepiece_json_vocabulary),
+    (lambda folder: (folder / "tokenizer.json").is_file(), _bpe_vocabulary),
+]
+
+
 def load_vocabulary(folder: Path, rows: int) -> Vocabulary:
     """The vocabulary for a model whose embedding has `rows` rows."""
-    if (folder / "tokenizer.model").is_file():
-        vocab = _sentencepiece_vocabulary(folder)
-    elif (folder / "tokenizer.json").is_file():
-        vocab = _bpe_vocabulary(folder)
-    else:
+    reader = next((read for applies, read in TOKENIZER_READERS if applies(folder)), None)
+    if reader is None:
         raise ConversionError(f"{folder} has no tokenizer (tokenizer.model or tokenizer.json)")
+    vocab = reader(folder)
     vocab.pad_to(rows)
     return vocab

@@ -120,6 +120,25 @@ def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
     return dest
 
 
+def build_tiny_with_tokenizer_json(dest: Path, tokenizer_folder: Path, vocab_size: int,
+                                   seed: int = 0) -> Path:
+    """A tiny random Llama whose tokenizer is only tokenizer.json (+ tokenizer_config.json)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        "llama", vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
+        initializer_range=0.35, architectures=["LlamaForCausalLM"],
+    )
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(dest)
+    for path in tokenizer_folder.iterdir():
+        shutil.copy(path, dest / path.name)
+    return dest
+
+
 def _hf_to_meta_rows(weight: Any, n_heads: int) -> Any:
     """Undo Hugging Face's Q/K permutation: back to Meta's interleaved rope rows."""
     rows, cols = weight.shape
