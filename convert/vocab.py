@@ -62,10 +62,7 @@ class Vocabulary:
     def pad_to(self, rows: int) -> None:
         """Give every embedding row a token: placeholders for rows no tokenizer file names."""
         if rows < len(self.tokens):
-            raise ConversionError(
-                f"the tokenizer has {len(self.tokens)} tokens but the embedding has only {rows} "
-                "rows; the tokenizer files do not belong to this model"
-            )
+            self._drop_surplus_added(rows)
         first = len(self.tokens)
         for token_id in range(first, rows):
             self.tokens.append(f"[PAD{token_id}]")
@@ -78,6 +75,35 @@ class Vocabulary:
                 "the vocabulary matches the embedding. The model will never produce them.",
                 rows, first, rows - first, first, rows - 1, first, rows - 1,
             )
+
+    def _drop_surplus_added(self, rows: int) -> None:
+        """Added tokens past the embedding's last row have no weights: drop them, loudly.
+
+        Vicuna-era folders list a pad token in added_tokens.json that was never given a row
+        (32,001 tokens, 32,000 rows); llama.cpp refuses such a file, and the model cannot
+        produce or read those ids anyway. Base pieces past the end mean the tokenizer belongs
+        to another model, which stays an error.
+        """
+        surplus = range(rows, len(self.tokens))
+        added_kinds = (gguf.TokenType.CONTROL, gguf.TokenType.USER_DEFINED, gguf.TokenType.UNUSED)
+        if any(self.types[i] not in added_kinds for i in surplus):
+            raise ConversionError(
+                f"the tokenizer has {len(self.tokens)} tokens but the embedding has only {rows} "
+                "rows; the tokenizer files do not belong to this model"
+            )
+        dropped = ", ".join(f"{self.tokens[i]!r} (id {i})" for i in surplus)
+        logger.warning(
+            "the tokenizer defines %d token(s) more than the model's %d embedding rows; dropped "
+            "the added token(s) %s, which have no weights", len(surplus), rows, dropped,
+        )
+        del self.tokens[rows:], self.scores[rows:], self.types[rows:]
+
+    def eos(self, folder: Path) -> tuple[str, int] | None:
+        """The end-of-sequence token's text and id, as the tokenizer files name it."""
+        token_id = gguf.SpecialVocab(folder, load_merges=False).special_token_ids.get("eos")
+        if token_id is None or not 0 <= token_id < len(self.tokens):
+            return None
+        return self.tokens[token_id], token_id
 
     def write(self, writer: gguf.GGUFWriter, folder: Path) -> None:
         writer.add_tokenizer_model(self.model)

@@ -75,6 +75,9 @@ def train_tokenizer(dest: Path, vocab_size: int = 320) -> Path:
         input=str(corpus), model_prefix=str(dest / "tokenizer"), vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, character_coverage=1.0,
         bos_id=1, eos_id=2, unk_id=0, pad_id=-1, num_threads=1, minloglevel=2,
+        # As LLaMA's own tokenizer.model: no NFKC, spaces and newlines kept. llama.cpp applies no
+        # normalization, so a normalizing tokenizer would fail the converter's tokenizer check.
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
     )
     corpus.unlink()
     (dest / "tokenizer.vocab").unlink()

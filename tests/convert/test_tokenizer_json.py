@@ -60,3 +60,26 @@ def test_tokenizer_json_only_llama_was_converted_as_gpt2_bpe(
 def test_tokenizer_json_only_llama_generates(llama2_json_gguf: Path) -> None:
     (reply,) = llama_cpp_greedy(llama2_json_gguf, [[1, 15043, 3186]], 6)
     assert reply
+
+
+def test_vocabulary_that_reads_text_differently_fails_and_leaves_no_file(
+    llama2_tokenizer_json: Path, tmp_path: Path
+) -> None:
+    """transformers 5's own LLaMA pre-tokenizer adds no "▁" before a leading space; llama.cpp's
+    SentencePiece always does, so " leading space" differs and the conversion must refuse."""
+    import json
+
+    from hearth.convert.errors import ConversionError
+
+    folder = build_tiny_with_tokenizer_json(tmp_path / "model", llama2_tokenizer_json, LLAMA2_VOCAB)
+    path = folder / "tokenizer.json"
+    content = json.loads(path.read_text(encoding="utf-8"))
+    content["normalizer"] = None
+    content["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                                "prepend_scheme": "first", "split": False}
+    path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out" / "model.gguf"
+    out.parent.mkdir()
+    with pytest.raises(ConversionError, match="' leading space'"):
+        convert_checkpoint(folder, out, OUT_TYPES["q8_0"], progress=False)
+    assert list(out.parent.iterdir()) == []
