@@ -85,6 +85,10 @@ class Architecture:
     gguf_arch: ClassVar[gguf.MODEL_ARCH] = gguf.MODEL_ARCH.LLAMA
     hparams: ClassVar[tuple[HParam, ...]] = BASE_HPARAMS
     bias_tensors: ClassVar[frozenset[gguf.MODEL_TENSOR]] = frozenset()
+    block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = BLOCK_SHAPES
+    # llama.cpp's converter writes these for its Llama family only; llama.cpp derives the
+    # rope dimension from the head size and the vocabulary size from the token list.
+    writes_rope_dimension_count: ClassVar[bool] = True
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         self.checkpoint = checkpoint
@@ -126,14 +130,15 @@ class Architecture:
                 writer.add_float32(key, value)
             else:
                 writer.add_uint32(key, value)
-        writer.add_rope_dimension_count(self.head_dim)
+        if self.writes_rope_dimension_count:
+            writer.add_rope_dimension_count(self.head_dim)
         if self.config.get("head_dim") is not None:
             writer.add_key_length(self.head_dim)
             writer.add_value_length(self.head_dim)
         rope_scaling_hook(self, writer)
 
     def expected_shapes(self) -> dict[gguf.MODEL_TENSOR, tuple[int, ...]]:
-        return {kind: shape(self) for kind, shape in {**BLOCK_SHAPES, **MODEL_SHAPES}.items()}
+        return {kind: shape(self) for kind, shape in {**self.block_shapes, **MODEL_SHAPES}.items()}
 
     def transform(self, kind: gguf.MODEL_TENSOR) -> Callable[[np.ndarray], np.ndarray] | None:
         """A hook: how a tensor's data changes on its way into the GGUF (None: unchanged)."""
@@ -149,7 +154,7 @@ class Architecture:
         yield gguf.TENSOR_NAMES[T.TOKEN_EMBD] + ".weight"
         yield gguf.TENSOR_NAMES[T.OUTPUT_NORM] + ".weight"
         for bid in range(self.n_block):
-            for kind in BLOCK_SHAPES:
+            for kind in self.block_shapes:
                 yield gguf.TENSOR_NAMES[kind].format(bid=bid) + ".weight"
             for kind in self.bias_tensors:
                 yield gguf.TENSOR_NAMES[kind].format(bid=bid) + ".bias"
@@ -226,6 +231,19 @@ class Qwen2(Architecture):
     hf_names = ("Qwen2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.QWEN2
     bias_tensors = frozenset({T.ATTN_Q, T.ATTN_K, T.ATTN_V})
+
+
+@register
+class Qwen3(Architecture):
+    """Qwen3: Qwen2 without the Q/K/V biases, with an RMS norm over each head's Q and K."""
+
+    hf_names = ("Qwen3ForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.QWEN3
+    hparams = tuple(h for h in BASE_HPARAMS if h.key != gguf.Keys.LLM.VOCAB_SIZE)
+    writes_rope_dimension_count = False
+    block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
+        **BLOCK_SHAPES, T.ATTN_Q_NORM: lambda a: (a.head_dim,),
+        T.ATTN_K_NORM: lambda a: (a.head_dim,)}
 
 
 def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter) -> None:

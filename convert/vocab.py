@@ -170,7 +170,8 @@ def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
         tokens.append(processor.IdToPiece(i))
         scores.append(processor.GetScore(i))
         types.append(_piece_type(processor, i))
-    vocab = Vocabulary("llama", None, tokens, scores, types)
+    # "default", as llama.cpp's converter writes for every SentencePiece vocabulary.
+    vocab = Vocabulary("llama", "default", tokens, scores, types)
     _merge_added(vocab, added_tokens(folder))
     return vocab
 

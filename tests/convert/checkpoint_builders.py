@@ -90,6 +90,9 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                 "sliding_window": 4096},
     "qwen2": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
               "tie_word_embeddings": True},
+    # head_dim apart from hidden / heads, as in real Qwen3 (128 for hidden 2560 over 32 heads).
+    "qwen3": {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "head_dim": 32,
+              "tie_word_embeddings": True},
 }
 
 
