@@ -18,6 +18,7 @@ import gguf
 import numpy as np
 from hearth.convert.checkpoint import Checkpoint
 from hearth.convert.errors import ConversionError
+from hearth.convert.vocab import Vocabulary
 
 T = gguf.MODEL_TENSOR
 
@@ -144,6 +145,9 @@ class Architecture:
         """A hook: how a tensor's data changes on its way into the GGUF (None: unchanged)."""
         return None
 
+    def adjust_vocabulary(self, vocab: Vocabulary) -> None:
+        """A hook: tokenizer settings the architecture implies beyond the tokenizer files."""
+
     def skip(self, name: str) -> bool:
         if name.endswith(SKIPPED_SUFFIXES):
             return True
@@ -244,6 +248,40 @@ class Qwen3(Architecture):
     block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
         **BLOCK_SHAPES, T.ATTN_Q_NORM: lambda a: (a.head_dim,),
         T.ATTN_K_NORM: lambda a: (a.head_dim,)}
+
+
+def add_one(weight: np.ndarray) -> np.ndarray:
+    """Gemma's RMS norms scale by (1 + w); llama.cpp's scale by w, so the 1 goes into the data."""
+    return weight + 1
+
+
+GEMMA_NORMS = frozenset({T.ATTN_NORM, T.FFN_NORM, T.OUTPUT_NORM})
+# Gemma's end-of-turn id (<end_of_turn> in every Gemma tokenizer), which llama.cpp's converter
+# writes for every Gemma. It also sets CodeGemma's fill-in-the-middle ids (67-70), but gguf-py
+# has no key for them and drops them, so they are left out here.
+GEMMA_SPECIAL_IDS = {"eot": 107}
+
+
+@register
+class Gemma(Architecture):
+    """Gemma 1: norms stored as offsets from 1, GELU MLP, tied embeddings, no space prefix."""
+
+    hf_names = ("GemmaForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.GEMMA
+    hparams = tuple(h for h in BASE_HPARAMS if h.key not in (
+        gguf.Keys.LLM.VOCAB_SIZE, gguf.Keys.Rope.FREQ_BASE))
+    writes_rope_dimension_count = False
+
+    @property
+    def tied_embeddings(self) -> bool:
+        return True  # Gemma always reuses the embedding as output; an lm_head is a copy
+
+    def transform(self, kind: gguf.MODEL_TENSOR) -> Callable[[np.ndarray], np.ndarray] | None:
+        return add_one if kind in GEMMA_NORMS else None
+
+    def adjust_vocabulary(self, vocab: Vocabulary) -> None:
+        vocab.space_prefix = False
+        vocab.fixed_special_ids = dict(GEMMA_SPECIAL_IDS)
 
 
 def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter) -> None:

@@ -124,6 +124,7 @@ def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: 
     planned = plan_tensors(arch, out_type)
     rows = next(t.shape[0] for t in planned if t.name == "token_embd.weight")
     vocab = load_vocabulary(checkpoint.tokenizer_files, rows)
+    arch.adjust_vocabulary(vocab)
     name = source.resolve().name
     logger.info("converting %s (%s, %d tensors) to %s", source, arch.arch_name, len(planned),
                 out_type.name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from hearth.convert.sentencepiece_json import (
 logger = logging.getLogger(__name__)
 
 ADDED_TOKEN_SCORE = -1000.0
+# The token kinds gguf-py's SpecialVocab reads from the tokenizer files by default.
+SPECIAL_TOKEN_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
 
 # llama.cpp's pre-tokenizer names for the regexes byte-level BPE tokenizers split with.
 LLAMA3_REGEX = (
@@ -58,6 +60,8 @@ class Vocabulary:
     types: list[int]
     # None leaves llama.cpp's default (a "▁" before text for "llama", none for "gpt2").
     space_prefix: bool | None = None
+    # Special token ids an architecture fixes whatever the tokenizer files say (Gemma's FIM ids).
+    fixed_special_ids: dict[str, int] = field(default_factory=dict)
 
     def pad_to(self, rows: int) -> None:
         """Give every embedding row a token: placeholders for rows no tokenizer file names."""
@@ -116,7 +120,11 @@ class Vocabulary:
         if self.space_prefix is not None:
             writer.add_add_space_prefix(self.space_prefix)
         special = gguf.SpecialVocab(folder, load_merges=self.model == "gpt2",
-                                    n_vocab=len(self.tokens))
+                                    n_vocab=len(self.tokens),
+                                    special_token_types=[*SPECIAL_TOKEN_TYPES,
+                                                         *self.fixed_special_ids])
+        for kind, token_id in self.fixed_special_ids.items():
+            special._set_special_token(kind, token_id)
         if self.model == "gpt2" and "bos" not in special.add_special_token:
             # Byte-level BPE tokenizers add BOS only when their files say so; llama.cpp would
             # otherwise default to adding one and every prompt would start with a stray token.

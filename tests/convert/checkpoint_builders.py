@@ -65,7 +65,7 @@ def bin_copy(safetensors_folder: Path, dest: Path) -> Path:
     return dest
 
 
-def train_tokenizer(dest: Path, vocab_size: int = 320) -> Path:
+def train_tokenizer(dest: Path, vocab_size: int = 320, dummy_prefix: bool = True) -> Path:
     import sentencepiece as spm
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -78,6 +78,8 @@ def train_tokenizer(dest: Path, vocab_size: int = 320) -> Path:
         # As LLaMA's own tokenizer.model: no NFKC, spaces and newlines kept. llama.cpp applies no
         # normalization, so a normalizing tokenizer would fail the converter's tokenizer check.
         normalization_rule_name="identity", remove_extra_whitespaces=False,
+        # Gemma's tokenizer adds no "▁" before the text; LLaMA's does.
+        add_dummy_prefix=dummy_prefix,
     )
     corpus.unlink()
     (dest / "tokenizer.vocab").unlink()
@@ -93,7 +95,11 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     # head_dim apart from hidden / heads, as in real Qwen3 (128 for hidden 2560 over 32 heads).
     "qwen3": {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "head_dim": 32,
               "tie_word_embeddings": True},
+    "gemma": {"model_type": "gemma", "architectures": ["GemmaForCausalLM"], "head_dim": 32,
+              "hidden_activation": "gelu_pytorch_tanh"},
 }
+# Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
+NO_DUMMY_PREFIX = frozenset({"gemma"})
 
 
 def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,

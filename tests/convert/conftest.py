@@ -77,7 +77,11 @@ def spm_size(sentencepiece_model: Path) -> int:
 def tiny_models(sentencepiece_model: Path, spm_size: int,
                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
-    return {arch: checkpoint_builders.build_tiny(arch, root / arch, sentencepiece_model, spm_size, seed=i)
+    no_prefix = checkpoint_builders.train_tokenizer(root / "spm-no-prefix", dummy_prefix=False)
+    return {arch: checkpoint_builders.build_tiny(
+                arch, root / arch,
+                no_prefix if arch in checkpoint_builders.NO_DUMMY_PREFIX else sentencepiece_model,
+                spm_size, seed=i)
             for i, arch in enumerate(checkpoint_builders.TINY_CONFIGS)}
 
 
