@@ -255,7 +255,11 @@ def add_one(weight: np.ndarray) -> np.ndarray:
     return weight + 1
 
 
+GEMMA_HPARAMS = tuple(h for h in BASE_HPARAMS
+                      if h.key not in (gguf.Keys.LLM.VOCAB_SIZE, gguf.Keys.Rope.FREQ_BASE))
 GEMMA_NORMS = frozenset({T.ATTN_NORM, T.FFN_NORM, T.OUTPUT_NORM})
+# gguf-py names Gemma 2's pre_feedforward_layernorm FFN_PRE_NORM (still "ffn_norm" in the file).
+GEMMA2_NORMS = GEMMA_NORMS | {T.ATTN_POST_NORM, T.FFN_PRE_NORM, T.FFN_POST_NORM}
 # Gemma's end-of-turn id (<end_of_turn> in every Gemma tokenizer), which llama.cpp's converter
 # writes for every Gemma. It also sets CodeGemma's fill-in-the-middle ids (67-70), but gguf-py
 # has no key for them and drops them, so they are left out here.
@@ -268,8 +272,7 @@ class Gemma(Architecture):
 
     hf_names = ("GemmaForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.GEMMA
-    hparams = tuple(h for h in BASE_HPARAMS if h.key not in (
-        gguf.Keys.LLM.VOCAB_SIZE, gguf.Keys.Rope.FREQ_BASE))
+    hparams = GEMMA_HPARAMS
     writes_rope_dimension_count = False
 
     @property
@@ -282,6 +285,27 @@ class Gemma(Architecture):
     def adjust_vocabulary(self, vocab: Vocabulary) -> None:
         vocab.space_prefix = False
         vocab.fixed_special_ids = dict(GEMMA_SPECIAL_IDS)
+
+
+@register
+class Gemma2(Gemma):
+    """Gemma 2: Gemma plus norms after attention and MLP, logit soft-capping, sliding window."""
+
+    hf_names = ("Gemma2ForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.GEMMA2
+    hparams = (*GEMMA_HPARAMS,
+               HParam(gguf.Keys.LLM.ATTN_LOGIT_SOFTCAPPING, ("attn_logit_softcapping",), float),
+               HParam(gguf.Keys.LLM.FINAL_LOGIT_SOFTCAPPING, ("final_logit_softcapping",), float),
+               HParam(gguf.Keys.Attention.SLIDING_WINDOW, ("sliding_window",), int))
+    block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
+        **BLOCK_SHAPES, T.ATTN_POST_NORM: lambda a: (a.hidden,),
+        T.FFN_POST_NORM: lambda a: (a.hidden,)}
+
+    def transform(self, kind: gguf.MODEL_TENSOR) -> Callable[[np.ndarray], np.ndarray] | None:
+        return add_one if kind in GEMMA2_NORMS else None
+
+    def adjust_vocabulary(self, vocab: Vocabulary) -> None:
+        vocab.space_prefix = False  # and, unlike Gemma 1 in llama.cpp's converter, no eot id
 
 
 def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter) -> None:

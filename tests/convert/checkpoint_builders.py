@@ -97,9 +97,12 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
               "tie_word_embeddings": True},
     "gemma": {"model_type": "gemma", "architectures": ["GemmaForCausalLM"], "head_dim": 32,
               "hidden_activation": "gelu_pytorch_tanh"},
+    "gemma2": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "head_dim": 32,
+               "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
+               "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
-NO_DUMMY_PREFIX = frozenset({"gemma"})
+NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2"})
 
 
 def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,

@@ -24,7 +24,7 @@ def _convert(source: Path, out: Path, out_type: str = "f32") -> Path:
     return out
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma"])
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"])
 def test_f32_greedy_output_equals_transformers(
     tiny_models: dict[str, Path], tmp_path: Path, arch: str
 ) -> None:
