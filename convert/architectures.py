@@ -235,6 +235,8 @@ class Qwen2(Architecture):
     hf_names = ("Qwen2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.QWEN2
     bias_tensors = frozenset({T.ATTN_Q, T.ATTN_K, T.ATTN_V})
+    hparams = tuple(h for h in BASE_HPARAMS if h.key != gguf.Keys.LLM.VOCAB_SIZE)
+    writes_rope_dimension_count = False
 
 
 @register
