@@ -18,6 +18,7 @@ import gguf
 import numpy as np
 from hearth.convert.checkpoint import Checkpoint
 from hearth.convert.errors import ConversionError
+from hearth.convert.vocab import Vocabulary
 
 T = gguf.MODEL_TENSOR
 
@@ -85,6 +86,10 @@ class Architecture:
     gguf_arch: ClassVar[gguf.MODEL_ARCH] = gguf.MODEL_ARCH.LLAMA
     hparams: ClassVar[tuple[HParam, ...]] = BASE_HPARAMS
     bias_tensors: ClassVar[frozenset[gguf.MODEL_TENSOR]] = frozenset()
+    block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = BLOCK_SHAPES
+    # llama.cpp's converter writes these for its Llama family only; llama.cpp derives the
+    # rope dimension from the head size and the vocabulary size from the token list.
+    writes_rope_dimension_count: ClassVar[bool] = True
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         self.checkpoint = checkpoint
@@ -126,18 +131,22 @@ class Architecture:
                 writer.add_float32(key, value)
             else:
                 writer.add_uint32(key, value)
-        writer.add_rope_dimension_count(self.head_dim)
+        if self.writes_rope_dimension_count:
+            writer.add_rope_dimension_count(self.head_dim)
         if self.config.get("head_dim") is not None:
             writer.add_key_length(self.head_dim)
             writer.add_value_length(self.head_dim)
         rope_scaling_hook(self, writer)
 
     def expected_shapes(self) -> dict[gguf.MODEL_TENSOR, tuple[int, ...]]:
-        return {kind: shape(self) for kind, shape in {**BLOCK_SHAPES, **MODEL_SHAPES}.items()}
+        return {kind: shape(self) for kind, shape in {**self.block_shapes, **MODEL_SHAPES}.items()}
 
     def transform(self, kind: gguf.MODEL_TENSOR) -> Callable[[np.ndarray], np.ndarray] | None:
         """A hook: how a tensor's data changes on its way into the GGUF (None: unchanged)."""
         return None
+
+    def adjust_vocabulary(self, vocab: Vocabulary) -> None:
+        """A hook: tokenizer settings the architecture implies beyond the tokenizer files."""
 
     def skip(self, name: str) -> bool:
         if name.endswith(SKIPPED_SUFFIXES):
@@ -149,7 +158,7 @@ class Architecture:
         yield gguf.TENSOR_NAMES[T.TOKEN_EMBD] + ".weight"
         yield gguf.TENSOR_NAMES[T.OUTPUT_NORM] + ".weight"
         for bid in range(self.n_block):
-            for kind in BLOCK_SHAPES:
+            for kind in self.block_shapes:
                 yield gguf.TENSOR_NAMES[kind].format(bid=bid) + ".weight"
             for kind in self.bias_tensors:
                 yield gguf.TENSOR_NAMES[kind].format(bid=bid) + ".bias"
@@ -226,6 +235,79 @@ class Qwen2(Architecture):
     hf_names = ("Qwen2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.QWEN2
     bias_tensors = frozenset({T.ATTN_Q, T.ATTN_K, T.ATTN_V})
+    hparams = tuple(h for h in BASE_HPARAMS if h.key != gguf.Keys.LLM.VOCAB_SIZE)
+    writes_rope_dimension_count = False
+
+
+@register
+class Qwen3(Architecture):
+    """Qwen3: Qwen2 without the Q/K/V biases, with an RMS norm over each head's Q and K."""
+
+    hf_names = ("Qwen3ForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.QWEN3
+    hparams = tuple(h for h in BASE_HPARAMS if h.key != gguf.Keys.LLM.VOCAB_SIZE)
+    writes_rope_dimension_count = False
+    block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
+        **BLOCK_SHAPES, T.ATTN_Q_NORM: lambda a: (a.head_dim,),
+        T.ATTN_K_NORM: lambda a: (a.head_dim,)}
+
+
+def add_one(weight: np.ndarray) -> np.ndarray:
+    """Gemma's RMS norms scale by (1 + w); llama.cpp's scale by w, so the 1 goes into the data."""
+    return weight + 1
+
+
+GEMMA_HPARAMS = tuple(h for h in BASE_HPARAMS
+                      if h.key not in (gguf.Keys.LLM.VOCAB_SIZE, gguf.Keys.Rope.FREQ_BASE))
+GEMMA_NORMS = frozenset({T.ATTN_NORM, T.FFN_NORM, T.OUTPUT_NORM})
+# gguf-py names Gemma 2's pre_feedforward_layernorm FFN_PRE_NORM (still "ffn_norm" in the file).
+GEMMA2_NORMS = GEMMA_NORMS | {T.ATTN_POST_NORM, T.FFN_PRE_NORM, T.FFN_POST_NORM}
+# Gemma's end-of-turn id (<end_of_turn> in every Gemma tokenizer), which llama.cpp's converter
+# writes for every Gemma. It also sets CodeGemma's fill-in-the-middle ids (67-70), but gguf-py
+# has no key for them and drops them, so they are left out here.
+GEMMA_SPECIAL_IDS = {"eot": 107}
+
+
+@register
+class Gemma(Architecture):
+    """Gemma 1: norms stored as offsets from 1, GELU MLP, tied embeddings, no space prefix."""
+
+    hf_names = ("GemmaForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.GEMMA
+    hparams = GEMMA_HPARAMS
+    writes_rope_dimension_count = False
+
+    @property
+    def tied_embeddings(self) -> bool:
+        return True  # Gemma always reuses the embedding as output; an lm_head is a copy
+
+    def transform(self, kind: gguf.MODEL_TENSOR) -> Callable[[np.ndarray], np.ndarray] | None:
+        return add_one if kind in GEMMA_NORMS else None
+
+    def adjust_vocabulary(self, vocab: Vocabulary) -> None:
+        vocab.space_prefix = False
+        vocab.fixed_special_ids = dict(GEMMA_SPECIAL_IDS)
+
+
+@register
+class Gemma2(Gemma):
+    """Gemma 2: Gemma plus norms after attention and MLP, logit soft-capping, sliding window."""
+
+    hf_names = ("Gemma2ForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.GEMMA2
+    hparams = (*GEMMA_HPARAMS,
+               HParam(gguf.Keys.LLM.ATTN_LOGIT_SOFTCAPPING, ("attn_logit_softcapping",), float),
+               HParam(gguf.Keys.LLM.FINAL_LOGIT_SOFTCAPPING, ("final_logit_softcapping",), float),
+               HParam(gguf.Keys.Attention.SLIDING_WINDOW, ("sliding_window",), int))
+    block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
+        **BLOCK_SHAPES, T.ATTN_POST_NORM: lambda a: (a.hidden,),
+        T.FFN_POST_NORM: lambda a: (a.hidden,)}
+
+    def transform(self, kind: gguf.MODEL_TENSOR) -> Callable[[np.ndarray], np.ndarray] | None:
+        return add_one if kind in GEMMA2_NORMS else None
+
+    def adjust_vocabulary(self, vocab: Vocabulary) -> None:
+        vocab.space_prefix = False  # and, unlike Gemma 1 in llama.cpp's converter, no eot id
 
 
 def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter) -> None:

@@ -18,6 +18,7 @@ from hearth.convert.architectures import Architecture, architecture_for
 from hearth.convert.checkpoint import LazyTensor, open_checkpoint
 from hearth.convert.errors import ConversionError
 from hearth.convert.quantize import LOSSLESS, OutType, quantize_gguf
+from hearth.convert.tokenizer_check import check_tokenizer
 from hearth.convert.vocab import Vocabulary, load_vocabulary
 from hearth.convert.writer import PlannedTensor, scratch_file, staged_output, write_gguf
 
@@ -123,6 +124,7 @@ def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: 
     planned = plan_tensors(arch, out_type)
     rows = next(t.shape[0] for t in planned if t.name == "token_embd.weight")
     vocab = load_vocabulary(checkpoint.tokenizer_files, rows)
+    arch.adjust_vocabulary(vocab)
     name = source.resolve().name
     logger.info("converting %s (%s, %d tensors) to %s", source, arch.arch_name, len(planned),
                 out_type.name)
@@ -136,4 +138,6 @@ def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: 
                 write_gguf(lossless, arch.arch_name, metadata, planned, progress)
                 logger.info("quantizing to %s with llama.cpp", out_type.name)
                 quantize_gguf(lossless, staged, out_type, threads)
+        # Inside the staged block: a vocabulary that reads text differently leaves no file.
+        check_tokenizer(staged, checkpoint.tokenizer_files, vocab.eos(checkpoint.tokenizer_files))
     return ConvertedModel(output, arch.arch_name, len(planned), out_type.name)

@@ -1,9 +1,11 @@
 """The tokenizer, as GGUF metadata: tokens, scores, types, merges, special ids, chat template.
 
 Two tokenizer models cover the supported families: SentencePiece (`tokenizer.model`: LLaMA 1/2,
-Vicuna, Alpaca, TinyLlama, Mistral) written as GGUF model "llama", and byte-level BPE
-(`tokenizer.json`: LLaMA 3, SmolLM, Qwen2) written as "gpt2". gguf-py's `SpecialVocab` adds the
-merges, special token ids, add_bos/add_eos and the chat template.
+Vicuna, Alpaca, TinyLlama, Mistral; or its tokenizer.json form with byte fallback, which is all
+transformers 5 saves) written as GGUF model "llama", and byte-level BPE (`tokenizer.json`:
+LLaMA 3, SmolLM, Qwen2) written as "gpt2". `TOKENIZER_READERS` picks the reader from the files;
+gguf-py's `SpecialVocab` adds the merges, special token ids, add_bos/add_eos and the chat
+template.
 
 Hugging Face keeps added tokens in three places (tokenizer.json `added_tokens`,
 tokenizer_config.json `added_tokens_decoder`, added_tokens.json); all are read, because a token
@@ -16,16 +18,24 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gguf
 from hearth.convert.errors import ConversionError
+from hearth.convert.sentencepiece_json import (
+    adds_space_prefix,
+    is_sentencepiece_json,
+    sentencepiece_json_pieces,
+)
 
 logger = logging.getLogger(__name__)
 
 ADDED_TOKEN_SCORE = -1000.0
+# The token kinds gguf-py's SpecialVocab reads from the tokenizer files by default.
+SPECIAL_TOKEN_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
 
 # llama.cpp's pre-tokenizer names for the regexes byte-level BPE tokenizers split with.
 LLAMA3_REGEX = (
@@ -48,14 +58,15 @@ class Vocabulary:
     tokens: list[str]
     scores: list[float]
     types: list[int]
+    # None leaves llama.cpp's default (a "▁" before text for "llama", none for "gpt2").
+    space_prefix: bool | None = None
+    # Special token ids an architecture fixes whatever the tokenizer files say (Gemma's FIM ids).
+    fixed_special_ids: dict[str, int] = field(default_factory=dict)
 
     def pad_to(self, rows: int) -> None:
         """Give every embedding row a token: placeholders for rows no tokenizer file names."""
         if rows < len(self.tokens):
-            raise ConversionError(
-                f"the tokenizer has {len(self.tokens)} tokens but the embedding has only {rows} "
-                "rows; the tokenizer files do not belong to this model"
-            )
+            self._drop_surplus_added(rows)
         first = len(self.tokens)
         for token_id in range(first, rows):
             self.tokens.append(f"[PAD{token_id}]")
@@ -69,6 +80,35 @@ class Vocabulary:
                 rows, first, rows - first, first, rows - 1, first, rows - 1,
             )
 
+    def _drop_surplus_added(self, rows: int) -> None:
+        """Added tokens past the embedding's last row have no weights: drop them, loudly.
+
+        Vicuna-era folders list a pad token in added_tokens.json that was never given a row
+        (32,001 tokens, 32,000 rows); llama.cpp refuses such a file, and the model cannot
+        produce or read those ids anyway. Base pieces past the end mean the tokenizer belongs
+        to another model, which stays an error.
+        """
+        surplus = range(rows, len(self.tokens))
+        added_kinds = (gguf.TokenType.CONTROL, gguf.TokenType.USER_DEFINED, gguf.TokenType.UNUSED)
+        if any(self.types[i] not in added_kinds for i in surplus):
+            raise ConversionError(
+                f"the tokenizer has {len(self.tokens)} tokens but the embedding has only {rows} "
+                "rows; the tokenizer files do not belong to this model"
+            )
+        dropped = ", ".join(f"{self.tokens[i]!r} (id {i})" for i in surplus)
+        logger.warning(
+            "the tokenizer defines %d token(s) more than the model's %d embedding rows; dropped "
+            "the added token(s) %s, which have no weights", len(surplus), rows, dropped,
+        )
+        del self.tokens[rows:], self.scores[rows:], self.types[rows:]
+
+    def eos(self, folder: Path) -> tuple[str, int] | None:
+        """The end-of-sequence token's text and id, as the tokenizer files name it."""
+        token_id = gguf.SpecialVocab(folder, load_merges=False).special_token_ids.get("eos")
+        if token_id is None or not 0 <= token_id < len(self.tokens):
+            return None
+        return self.tokens[token_id], token_id
+
     def write(self, writer: gguf.GGUFWriter, folder: Path) -> None:
         writer.add_tokenizer_model(self.model)
         if self.pre is not None:
@@ -77,8 +117,14 @@ class Vocabulary:
         if self.model == "llama":
             writer.add_token_scores(self.scores)
         writer.add_token_types(self.types)
+        if self.space_prefix is not None:
+            writer.add_add_space_prefix(self.space_prefix)
         special = gguf.SpecialVocab(folder, load_merges=self.model == "gpt2",
-                                    n_vocab=len(self.tokens))
+                                    n_vocab=len(self.tokens),
+                                    special_token_types=[*SPECIAL_TOKEN_TYPES,
+                                                         *self.fixed_special_ids])
+        for kind, token_id in self.fixed_special_ids.items():
+            special._set_special_token(kind, token_id)
         if self.model == "gpt2" and "bos" not in special.add_special_token:
             # Byte-level BPE tokenizers add BOS only when their files say so; llama.cpp would
             # otherwise default to adding one and every prompt would start with a stray token.
@@ -132,7 +178,8 @@ def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
         tokens.append(processor.IdToPiece(i))
         scores.append(processor.GetScore(i))
         types.append(_piece_type(processor, i))
-    vocab = Vocabulary("llama", None, tokens, scores, types)
+    # "default", as llama.cpp's converter writes for every SentencePiece vocabulary.
+    vocab = Vocabulary("llama", "default", tokens, scores, types)
     _merge_added(vocab, added_tokens(folder))
     return vocab
 
@@ -198,13 +245,34 @@ def _bpe_vocabulary(folder: Path) -> Vocabulary:
     return vocab
 
 
+def _sentencepiece_json_vocabulary(folder: Path) -> Vocabulary:
+    tokenizer = _json_or_empty(folder / "tokenizer.json")
+    tokens, scores, types = sentencepiece_json_pieces(folder, tokenizer)
+    # llama.cpp's converter names no pre-tokenizer for this model; "default" keeps its metadata.
+    vocab = Vocabulary("llama", "default", tokens, scores, types,
+                       space_prefix=None if adds_space_prefix(tokenizer) else False)
+    _merge_added(vocab, added_tokens(folder))
+    return vocab
+
+
+def _has_sentencepiece_json(folder: Path) -> bool:
+    path = folder / "tokenizer.json"
+    return path.is_file() and is_sentencepiece_json(_json_or_empty(path))
+
+
+# First match wins: tokenizer.model is the original when both files are there.
+TOKENIZER_READERS: list[tuple[Callable[[Path], bool], Callable[[Path], Vocabulary]]] = [
+    (lambda folder: (folder / "tokenizer.model").is_file(), _sentencepiece_vocabulary),
+    (_has_sentencepiece_json, _sentencepiece_json_vocabulary),
+    (lambda folder: (folder / "tokenizer.json").is_file(), _bpe_vocabulary),
+]
+
+
 def load_vocabulary(folder: Path, rows: int) -> Vocabulary:
     """The vocabulary for a model whose embedding has `rows` rows."""
-    if (folder / "tokenizer.model").is_file():
-        vocab = _sentencepiece_vocabulary(folder)
-    elif (folder / "tokenizer.json").is_file():
-        vocab = _bpe_vocabulary(folder)
-    else:
+    reader = next((read for applies, read in TOKENIZER_READERS if applies(folder)), None)
+    if reader is None:
         raise ConversionError(f"{folder} has no tokenizer (tokenizer.model or tokenizer.json)")
+    vocab = reader(folder)
     vocab.pad_to(rows)
     return vocab

@@ -65,7 +65,7 @@ def bin_copy(safetensors_folder: Path, dest: Path) -> Path:
     return dest
 
 
-def train_tokenizer(dest: Path, vocab_size: int = 320) -> Path:
+def train_tokenizer(dest: Path, vocab_size: int = 320, dummy_prefix: bool = True) -> Path:
     import sentencepiece as spm
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -75,6 +75,11 @@ def train_tokenizer(dest: Path, vocab_size: int = 320) -> Path:
         input=str(corpus), model_prefix=str(dest / "tokenizer"), vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, character_coverage=1.0,
         bos_id=1, eos_id=2, unk_id=0, pad_id=-1, num_threads=1, minloglevel=2,
+        # As LLaMA's own tokenizer.model: no NFKC, spaces and newlines kept. llama.cpp applies no
+        # normalization, so a normalizing tokenizer would fail the converter's tokenizer check.
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        # Gemma's tokenizer adds no "▁" before the text; LLaMA's does.
+        add_dummy_prefix=dummy_prefix,
     )
     corpus.unlink()
     (dest / "tokenizer.vocab").unlink()
@@ -87,7 +92,17 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                 "sliding_window": 4096},
     "qwen2": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
               "tie_word_embeddings": True},
+    # head_dim apart from hidden / heads, as in real Qwen3 (128 for hidden 2560 over 32 heads).
+    "qwen3": {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "head_dim": 32,
+              "tie_word_embeddings": True},
+    "gemma": {"model_type": "gemma", "architectures": ["GemmaForCausalLM"], "head_dim": 32,
+              "hidden_activation": "gelu_pytorch_tanh"},
+    "gemma2": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "head_dim": 32,
+               "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
+               "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
 }
+# Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
+NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2"})
 
 
 def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
@@ -117,6 +132,25 @@ def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
         json.dumps({**special, "add_bos_token": True, "add_eos_token": False,
                     "tokenizer_class": "LlamaTokenizer"})
     )
+    return dest
+
+
+def build_tiny_with_tokenizer_json(dest: Path, tokenizer_folder: Path, vocab_size: int,
+                                   seed: int = 0) -> Path:
+    """A tiny random Llama whose tokenizer is only tokenizer.json (+ tokenizer_config.json)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        "llama", vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
+        initializer_range=0.35, architectures=["LlamaForCausalLM"],
+    )
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(dest)
+    for path in tokenizer_folder.iterdir():
+        shutil.copy(path, dest / path.name)
     return dest
 
 

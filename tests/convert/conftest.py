@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import checkpoint_builders
+import hf_tokenizers
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 
@@ -76,8 +77,25 @@ def spm_size(sentencepiece_model: Path) -> int:
 def tiny_models(sentencepiece_model: Path, spm_size: int,
                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
-    return {arch: checkpoint_builders.build_tiny(arch, root / arch, sentencepiece_model, spm_size, seed=i)
+    no_prefix = checkpoint_builders.train_tokenizer(root / "spm-no-prefix", dummy_prefix=False)
+    return {arch: checkpoint_builders.build_tiny(
+                arch, root / arch,
+                no_prefix if arch in checkpoint_builders.NO_DUMMY_PREFIX else sentencepiece_model,
+                spm_size, seed=i)
             for i, arch in enumerate(checkpoint_builders.TINY_CONFIGS)}
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_models(llama_cpp_reference: Path) -> Path:
+    """llama.cpp's models/ folder: ggml-vocab-*.gguf with their tokenizer test pairs."""
+    return llama_cpp_reference.parent / "models"
+
+
+@pytest.fixture(scope="session")
+def llama2_tokenizer_json(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LLaMA 2's real tokenizer as transformers 5 saves it: tokenizer.json, no tokenizer.model."""
+    return hf_tokenizers.llama2_tokenizer_json(llama_cpp_models / "ggml-vocab-llama-spm.gguf",
+                                               tmp_path_factory.mktemp("llama2-tokenizer"))
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ def _convert(source: Path, out: Path, out_type: str = "f32") -> Path:
     return out
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"])
 def test_f32_greedy_output_equals_transformers(
     tiny_models: dict[str, Path], tmp_path: Path, arch: str
 ) -> None:
@@ -169,4 +169,20 @@ def test_f32_outtype_of_a_bfloat16_checkpoint_is_f32(
     assert any(kind == gguf.GGMLQuantizationType.BF16 for kind, _ in as_bf16.values())
     q8 = _convert(source, tmp_path / "q8.gguf", "q8_0")
     (reply,) = llama_cpp_greedy(q8, [gguf_prompt(q8, PROMPTS[0])], 8)
+    assert reply
+
+
+def test_vicuna_added_token_without_a_row_is_dropped_with_a_warning(
+    tiny_models: dict[str, Path], spm_size: int, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Vicuna's added_tokens.json names a pad token the embedding has no row for (32,001 tokens
+    for 32,000 rows); the converter refused, users dropped it by hand."""
+    folder = shutil.copytree(tiny_models["llama"], tmp_path / "vicuna")
+    (folder / "added_tokens.json").write_text(json.dumps({"<pad>": spm_size}))
+    with caplog.at_level(logging.WARNING):
+        out = _convert(folder, tmp_path / "vicuna.gguf", "q8_0")
+    assert f"'<pad>' (id {spm_size})" in caplog.text
+    assert len(_vocab(out)) == spm_size and "<pad>" not in _vocab(out)
+    (reply,) = llama_cpp_greedy(out, [gguf_prompt(out, PROMPTS[0])], 8)
     assert reply
