@@ -21,7 +21,15 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from hearth.server.http_errors import install_error_handlers
 from hearth.server.registry import ModelRegistry
-from hearth.server.routes import chat, completions, embeddings, health, models, tokenize
+from hearth.server.routes import (
+    chat,
+    completions,
+    embeddings,
+    health,
+    models,
+    responses,
+    tokenize,
+)
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.settings import ServerSettings
 from hearth.server.state import ServerState
@@ -31,7 +39,7 @@ from hearth import __version__
 log = logging.getLogger("hearth")
 
 # The API's endpoints, one module each; a new endpoint is a new module added here.
-API_ROUTES = (models, chat, completions, embeddings, tokenize)
+API_ROUTES = (models, chat, completions, responses, embeddings, tokenize)
 
 NO_TELEMETRY = {
     "tracing": False,

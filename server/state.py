@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from hearth.server.errors import EngineNotReady
 from hearth.server.registry import ModelRegistry
+from hearth.server.responses.store import ResponseStore
 from hearth.server.settings import ServerSettings
 
 
@@ -16,6 +17,7 @@ class ServerState:
     settings: ServerSettings
     registry: ModelRegistry
     load_error: str | None = None  # the default model failed to load at start-up
+    responses: ResponseStore = field(default_factory=ResponseStore)  # previous_response_id
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,272 @@
+"""The Responses API's wire format, as OpenAI's reference lists it (the parts Hearth serves).
+
+A request becomes a chat completion request (`to_chat`), so the chat pipeline, chat formats,
+grammars and tool-call parsing serve both APIs alike.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Literal
+
+from hearth.server.protocol import (
+    ChatCompletionRequest,
+    ChatMessage,
+    FunctionCall,
+    FunctionDefinition,
+    JSONObjectResponseFormat,
+    JSONSchemaResponseFormat,
+    JSONSchemaSpec,
+    NamedFunction,
+    NamedToolChoice,
+    TextResponseFormat,
+    ToolCall,
+    ToolDefinition,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+# ---------------------------------------------------------------------------- input items
+
+
+class InputText(BaseModel):
+    type: Literal["input_text", "output_text"]
+    text: str
+
+
+class InputMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[InputText]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class FunctionCallItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function_call"]
+    id: str | None = None
+    call_id: str
+    name: str
+    arguments: str
+    status: str | None = None
+
+
+class FunctionCallOutput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str
+
+
+InputItem = Annotated[
+    InputMessage | FunctionCallItem | FunctionCallOutput, Field(discriminator="type")
+]
+
+
+# -------------------------------------------------------------------------------- request
+
+
+class FunctionTool(BaseModel):
+    type: Literal["function"]
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict | None = None
+    strict: bool | None = None
+
+
+class NamedToolChoiceR(BaseModel):
+    type: Literal["function"]
+    name: str
+
+
+class TextFormatText(BaseModel):
+    type: Literal["text"]
+
+
+class TextFormatJSONObject(BaseModel):
+    type: Literal["json_object"]
+
+
+class TextFormatJSONSchema(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: Literal["json_schema"]
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    json_schema: dict = Field(alias="schema")
+    strict: bool | None = None
+
+
+TextFormat = Annotated[
+    TextFormatText | TextFormatJSONObject | TextFormatJSONSchema, Field(discriminator="type")
+]
+
+
+class TextConfig(BaseModel):
+    format: TextFormat | None = None
+
+
+class ResponseRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[Annotated[InputItem, Field()]]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stream: bool = False
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoiceR | None = None
+    parallel_tool_calls: bool | None = True
+    text: TextConfig | None = None
+    previous_response_id: str | None = None
+    store: bool = True
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+
+    def input_messages(self) -> list[ChatMessage]:
+        """This request's own turns (instructions and input) as chat messages."""
+        items = [InputMessage(role="user", content=self.input)] if isinstance(
+            self.input, str) else self.input
+        messages: list[ChatMessage] = []
+        for item in items:
+            if isinstance(item, InputMessage):
+                messages.append(ChatMessage(role=item.role, content=item.text()))
+            elif isinstance(item, FunctionCallItem):
+                call = ToolCall(id=item.call_id,
+                                function=FunctionCall(name=item.name, arguments=item.arguments))
+                if messages and messages[-1].role == "assistant" and messages[-1].tool_calls:
+                    messages[-1].tool_calls.append(call)  # parallel calls: one turn
+                else:
+                    messages.append(ChatMessage(role="assistant", content=None,
+                                                tool_calls=[call]))
+            else:
+                messages.append(ChatMessage(role="tool", content=item.output,
+                                            tool_call_id=item.call_id))
+        return messages
+
+    def to_chat(self, history: list[ChatMessage]) -> ChatCompletionRequest:
+        """The chat completion request that answers this response."""
+        system = [ChatMessage(role="system", content=self.instructions)] if self.instructions \
+            else []
+        fields: dict = {
+            "model": self.model,
+            "messages": system + history + self.input_messages(),
+            "max_tokens": self.max_output_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "parallel_tool_calls": self.parallel_tool_calls,
+            "response_format": self._response_format(),
+        }
+        if self.tools:
+            fields["tools"] = [
+                ToolDefinition(type="function", function=FunctionDefinition(
+                    name=t.name, description=t.description, parameters=t.parameters,
+                    strict=t.strict))
+                for t in self.tools
+            ]
+        if isinstance(self.tool_choice, NamedToolChoiceR):
+            fields["tool_choice"] = NamedToolChoice(
+                type="function", function=NamedFunction(name=self.tool_choice.name))
+        elif self.tool_choice is not None:
+            fields["tool_choice"] = self.tool_choice
+        return ChatCompletionRequest.model_validate(
+            {k: v for k, v in fields.items() if v is not None})
+
+    def _response_format(
+        self,
+    ) -> TextResponseFormat | JSONObjectResponseFormat | JSONSchemaResponseFormat | None:
+        found = self.text.format if self.text else None
+        if isinstance(found, TextFormatJSONSchema):
+            return JSONSchemaResponseFormat(type="json_schema", json_schema=JSONSchemaSpec(
+                name=found.name, description=found.description, schema=found.json_schema,
+                strict=found.strict))
+        if isinstance(found, TextFormatJSONObject):
+            return JSONObjectResponseFormat(type="json_object")
+        return None
+
+
+# ------------------------------------------------------------------------------- response
+
+
+class OutputText(BaseModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list = Field(default_factory=list)
+
+
+class OutputMessage(BaseModel):
+    type: Literal["message"] = "message"
+    id: str = Field(default_factory=lambda: _id("msg"))
+    status: Literal["completed", "in_progress", "incomplete"] = "completed"
+    role: Literal["assistant"] = "assistant"
+    content: list[OutputText]
+
+
+class OutputFunctionCall(BaseModel):
+    type: Literal["function_call"] = "function_call"
+    id: str = Field(default_factory=lambda: _id("fc"))
+    call_id: str
+    name: str
+    arguments: str
+    status: Literal["completed", "in_progress"] = "completed"
+
+
+OutputItem = OutputMessage | OutputFunctionCall
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int
+
+
+class IncompleteDetails(BaseModel):
+    reason: Literal["max_output_tokens"]
+
+
+class Response(BaseModel):
+    id: str = Field(default_factory=lambda: _id("resp"))
+    object: Literal["response"] = "response"
+    created_at: int = Field(default_factory=lambda: int(time.time()))
+    status: Literal["completed", "incomplete", "in_progress", "failed"] = "completed"
+    error: dict | None = None
+    incomplete_details: IncompleteDetails | None = None
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    model: str
+    output: list[OutputItem] = Field(default_factory=list)
+    parallel_tool_calls: bool = True
+    previous_response_id: str | None = None
+    store: bool = True
+    temperature: float | None = None
+    top_p: float | None = None
+    text: dict = Field(default_factory=lambda: {"format": {"type": "text"}})
+    tool_choice: object = "auto"
+    tools: list[FunctionTool] = Field(default_factory=list)
+    usage: ResponseUsage | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)

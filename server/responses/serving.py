@@ -1,0 +1,188 @@
+"""Creating a response: the request through the chat pipeline, the reply as output items.
+
+Streaming sends the Responses API's typed events in order: response.created and
+.in_progress; per output item its .added, the text deltas (or a function call's arguments)
+and .done events; then response.completed with the whole response. Tool calls are parsed
+from the whole reply before any of their events go out, so a client never sees raw call
+text; plain text streams as it is generated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from hearth.server.engine.base import Finished
+from hearth.server.errors import to_openai
+from hearth.server.generation import PreparedGeneration, collect, prepare_chat
+from hearth.server.protocol import AssistantMessage, ChatMessage, FinishReason
+from hearth.server.registry import ModelRegistry
+from hearth.server.responses.protocol import (
+    IncompleteDetails,
+    InputTokensDetails,
+    OutputFunctionCall,
+    OutputItem,
+    OutputMessage,
+    OutputText,
+    Response,
+    ResponseRequest,
+    ResponseUsage,
+)
+from hearth.server.responses.store import ResponseStore
+from hearth.server.tools.reply import assistant_reply
+
+
+async def start(
+    registry: ModelRegistry, store: ResponseStore, body: ResponseRequest
+) -> tuple[PreparedGeneration, list[ChatMessage]]:
+    """Admit the generation; returns it with the conversation it continues."""
+    history = []
+    if body.previous_response_id:
+        history = store.get(body.previous_response_id, "previous_response_id").conversation
+    chat = body.to_chat(history)
+    async with registry.acquire(body.model) as handle:
+        return prepare_chat(handle, chat), history + body.input_messages()
+
+
+def finish(
+    body: ResponseRequest,
+    prepared: PreparedGeneration,
+    store: ResponseStore,
+    conversation: list[ChatMessage],
+    text: str,
+    finished: Finished,
+) -> Response:
+    message, reason = assistant_reply(prepared.tools, text, finished.reason)
+    response = Response(
+        status="incomplete" if reason == "length" else "completed",
+        incomplete_details=IncompleteDetails(reason="max_output_tokens")
+        if reason == "length" else None,
+        instructions=body.instructions,
+        max_output_tokens=body.max_output_tokens,
+        model=prepared.model_id,
+        output=output_items(message, reason),
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+        previous_response_id=body.previous_response_id,
+        store=body.store,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        text={"format": body.text.format.model_dump(by_alias=True)}
+        if body.text and body.text.format else {"format": {"type": "text"}},
+        tool_choice=body.tool_choice.model_dump()
+        if hasattr(body.tool_choice, "model_dump") else (body.tool_choice or "auto"),
+        tools=body.tools or [],
+        usage=ResponseUsage(
+            input_tokens=finished.prompt_tokens,
+            input_tokens_details=InputTokensDetails(cached_tokens=finished.cached_tokens),
+            output_tokens=finished.completion_tokens,
+            total_tokens=finished.prompt_tokens + finished.completion_tokens,
+        ),
+        metadata=body.metadata or {},
+    )
+    if body.store:
+        reply = ChatMessage(role="assistant", content=message.content,
+                            tool_calls=message.tool_calls)
+        store.put(response, [*conversation, reply])
+    return response
+
+
+def output_items(message: AssistantMessage, reason: FinishReason) -> list[OutputItem]:
+    items: list[OutputItem] = []
+    if message.content:
+        items.append(OutputMessage(
+            status="incomplete" if reason == "length" else "completed",
+            content=[OutputText(text=message.content)]))
+    for call in message.tool_calls or []:
+        items.append(OutputFunctionCall(call_id=call.id, name=call.function.name,
+                                        arguments=call.function.arguments))
+    return items
+
+
+async def create(registry: ModelRegistry, store: ResponseStore, body: ResponseRequest) -> Response:
+    prepared, conversation = await start(registry, store, body)
+    text, finished = await collect(prepared)
+    return finish(body, prepared, store, conversation, text, finished)
+
+
+class EventWriter:
+    """Numbers the events of one stream, as the Responses API does."""
+
+    def __init__(self) -> None:
+        self.sequence = 0
+
+    def __call__(self, kind: str, **fields: object) -> dict[str, str]:
+        payload = {"type": kind, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        return {"event": kind, "data": json.dumps(payload, ensure_ascii=False)}
+
+
+async def events(
+    body: ResponseRequest,
+    prepared: PreparedGeneration,
+    store: ResponseStore,
+    conversation: list[ChatMessage],
+) -> AsyncIterator[dict[str, str]]:
+    event = EventWriter()
+    pending = Response(status="in_progress", model=prepared.model_id,
+                       previous_response_id=body.previous_response_id, store=body.store,
+                       instructions=body.instructions).model_dump()
+    yield event("response.created", response=pending)
+    yield event("response.in_progress", response=pending)
+    live = prepared.tools is None or not prepared.tools.active
+    message = OutputMessage(status="in_progress", content=[])
+    parts: list[str] = []
+    try:
+        async for item in prepared.events():
+            if isinstance(item, Finished):
+                finished = item
+                break
+            parts.append(item.text)
+            if live:
+                if len(parts) == 1:
+                    yield event("response.output_item.added", output_index=0,
+                                item=message.model_dump())
+                    yield event("response.content_part.added", item_id=message.id,
+                                output_index=0, content_index=0,
+                                part=OutputText(text="").model_dump())
+                yield event("response.output_text.delta", item_id=message.id, output_index=0,
+                            content_index=0, delta=item.text)
+        else:
+            raise RuntimeError("the generation ended without finishing")
+    except Exception as error:  # noqa: BLE001 - a started stream can only report it
+        detail = to_openai(error).body.error
+        yield event("error", code=detail.code, message=detail.message, param=detail.param)
+        return
+    response = finish(body, prepared, store, conversation, "".join(parts), finished)
+    for index, output in enumerate(response.output):
+        async for done in _item_events(event, index, output, live, message.id):
+            yield done
+    yield event("response.completed", response=response.model_dump())
+
+
+async def _item_events(
+    event: EventWriter, index: int, item: OutputItem, streamed: bool, live_id: str
+) -> AsyncIterator[dict[str, str]]:
+    if isinstance(item, OutputMessage):
+        if streamed:
+            item.id = live_id  # the id its deltas went out under
+        else:
+            added = item.model_copy(update={"status": "in_progress", "content": []})
+            yield event("response.output_item.added", output_index=index, item=added.model_dump())
+            yield event("response.content_part.added", item_id=item.id, output_index=index,
+                        content_index=0, part=OutputText(text="").model_dump())
+            yield event("response.output_text.delta", item_id=item.id, output_index=index,
+                        content_index=0, delta=item.content[0].text)
+        text = item.content[0].text
+        yield event("response.output_text.done", item_id=item.id, output_index=index,
+                    content_index=0, text=text)
+        yield event("response.content_part.done", item_id=item.id, output_index=index,
+                    content_index=0, part=item.content[0].model_dump())
+    else:
+        added = item.model_copy(update={"status": "in_progress", "arguments": ""})
+        yield event("response.output_item.added", output_index=index, item=added.model_dump())
+        yield event("response.function_call_arguments.delta", item_id=item.id,
+                    output_index=index, delta=item.arguments)
+        yield event("response.function_call_arguments.done", item_id=item.id,
+                    output_index=index, arguments=item.arguments)
+    yield event("response.output_item.done", output_index=index, item=item.model_dump())
+
