@@ -69,6 +69,16 @@ class NotFound(HearthError):
     code = "not_found"
 
 
+class MethodNotAllowed(HearthError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
 class PayloadTooLarge(HearthError):
     status = 413
     type = "invalid_request_error"
@@ -124,6 +134,8 @@ def to_openai(error: Exception) -> OpenAIError:
     headers: dict[str, str] = {}
     if isinstance(error, Overloaded):
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allow)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     detail = ErrorDetail(message=error.message, type=error.type, param=error.param, code=error.code)

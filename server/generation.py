@@ -132,14 +132,18 @@ def prepare_completion(
     request: CompletionRequest,
 ) -> PreparedGeneration:
     served = catalog.resolve(request.model)
-    generation = engine.submit(
-        GenerationRequest(
-            prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
-            max_tokens=request.max_tokens,
-            stop=request.stop_sequences(),
-            sampling=request.sampling_params(defaults),
+    try:
+        generation = engine.submit(
+            GenerationRequest(
+                prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
+                max_tokens=request.max_tokens,
+                stop=request.stop_sequences(),
+                sampling=request.sampling_params(defaults),
+            )
         )
-    )
+    except ContextOverflow as overflow:
+        overflow.param = "prompt"  # the engine cannot know which field held the text
+        raise
     return PreparedGeneration(generation=generation, model_id=served.id)
 
 

@@ -9,12 +9,21 @@ type, and turning a request into engine parameters is a method on the request mo
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import uuid
 from typing import Annotated, Literal
 
 from hearth.server.engine.base import SamplingParams
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 # Response header: how many of the oldest messages were left out to fit the context.
 DROPPED_MESSAGES_HEADER = "X-Hearth-Dropped-Messages"
@@ -32,10 +41,38 @@ def _now() -> int:
     return int(time.time())
 
 
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether any string in `value` holds a lone UTF-16 surrogate such as "\\ud800".
+
+    JSON may spell one (`"\\ud800"` is valid JSON) but no UTF-8 text can hold it, so it
+    would fail later, in the tokenizer or while writing the error body, as a 500.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
 class _Request(BaseModel):
     # Unknown fields are ignored: clients and SDKs add new optional fields faster than any
     # server can follow, and refusing them would break clients that merely send defaults.
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*")
+    @classmethod
+    def _utf8_only(cls, value: object) -> object:
+        if _has_lone_surrogate(value):
+            raise ValueError("text must be valid Unicode (it holds a lone UTF-16 surrogate)")
+        return value
 
 
 # ---------------------------------------------------------------------------- messages
@@ -54,9 +91,7 @@ class ImageContentPart(BaseModel):
 ContentPart = Annotated[TextContentPart | ImageContentPart, Field(discriminator="type")]
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -104,12 +139,18 @@ def _check_stop(stop: Stop) -> Stop:
     return stop
 
 
+# A token id as OpenAI sends it: plain ASCII digits. str.isdigit() also admits "²" and
+# other Unicode digits that int() refuses, and nine digits keep int() and llama.cpp's
+# 32-bit token ids out of trouble (no vocabulary comes near a billion tokens).
+_TOKEN_ID = re.compile(r"[0-9]{1,9}")
+
+
 def _check_logit_bias(bias: dict[str, float] | None) -> dict[str, float] | None:
     if bias is None:
         return None
     for key, value in bias.items():
-        if not key.lstrip("-").isdigit():
-            raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
+        if not _TOKEN_ID.fullmatch(key):
+            raise ValueError(f"logit_bias keys must be token ids, got {key[:20]!r}")
         if not -100 <= value <= 100:
             raise ValueError(f"logit_bias values must be between -100 and 100, got {value}")
     return bias
@@ -254,8 +295,16 @@ class ChatCompletion(BaseModel):
 
 
 class ChatDelta(BaseModel):
+    """One chunk's change to the message. Keys not set are left out, as OpenAI does: only
+    the first chunk carries `role` and the finishing chunk's delta is `{}`. Clients that
+    append every `content` they see (or check `"role" in delta`) go wrong on nulls."""
+
     role: Literal["assistant"] | None = None
     content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class ChatChunkChoice(BaseModel):
