@@ -78,7 +78,13 @@ class LocalChat:
         await engine.start()
         info = engine.info
         template = (
-            ModelTemplate(info.chat_template, info.bos_token, info.eos_token, info.add_bos)
+            ModelTemplate(
+                info.chat_template,
+                info.bos_token,
+                info.eos_token,
+                info.add_bos,
+                special_tokens_in_content=settings.special_tokens_in_content,
+            )
             if info.chat_template
             else None
         )
@@ -140,7 +146,8 @@ class LocalChat:
 
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:
-    return Prompt(rendered.text, rendered.add_special, rendered.parse_special)
+    pieces = tuple((piece.text, piece.special) for piece in rendered.pieces)
+    return Prompt(rendered.text, rendered.add_special, rendered.parse_special, pieces)
 
 
 class RemoteChat:

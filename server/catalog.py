@@ -36,7 +36,13 @@ class ModelCatalog:
     def build(cls, settings: ModelSettings, info: ModelInfo) -> ModelCatalog:
         """Load every chat format now, so a broken prompt file fails start-up, not a request."""
         template = (
-            ModelTemplate(info.chat_template, info.bos_token, info.eos_token, info.add_bos)
+            ModelTemplate(
+                info.chat_template,
+                info.bos_token,
+                info.eos_token,
+                info.add_bos,
+                special_tokens_in_content=settings.special_tokens_in_content,
+            )
             if info.chat_template
             else None
         )

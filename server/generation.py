@@ -149,7 +149,10 @@ def prepare_completion(
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:
     return Prompt(
-        rendered.text, add_special=rendered.add_special, parse_special=rendered.parse_special
+        rendered.text,
+        add_special=rendered.add_special,
+        parse_special=rendered.parse_special,
+        pieces=tuple((piece.text, piece.special) for piece in rendered.pieces),
     )
 
 

@@ -78,6 +78,12 @@ class ModelSettings(HearthSettings):
         "prompt in prompts/ (e.g. chat-with-bob) or a path to one. Default ('auto'): the "
         "model's template when it has one, else chat-with-bob.",
     )
+    special_tokens_in_content: bool = Field(
+        default=False,
+        description="Let special-token text in messages (e.g. '<|im_start|>') become control "
+        "tokens, as before. Off: message text is always tokenized as text, so a user cannot "
+        "forge a system turn.",
+    )
     user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
     ai_name: str | None = Field(
         default=None, description="Assistant's label in a transcript prompt."

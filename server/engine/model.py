@@ -162,6 +162,24 @@ class LlamaModel:
             )
         return list(tokens[:n])
 
+    def tokenize_prompt(
+        self, text: str, pieces: tuple[tuple[str, bool], ...], *, add_special: bool, parse_special: bool
+    ) -> list[int]:
+        """A prompt's tokens; with `pieces`, each stretch by its own parse_special flag.
+
+        Only the first stretch may get the BOS. Tokenizing stretches apart means a token
+        never spans markup and message text, which is the point: the message's text cannot
+        merge into, or spell, a control token.
+        """
+        if not pieces:
+            return self.tokenize(text, add_special=add_special, parse_special=parse_special)
+        tokens: list[int] = []
+        for piece_text, special in pieces:
+            if piece_text:
+                first = add_special and not tokens
+                tokens += self.tokenize(piece_text, add_special=first, parse_special=special)
+        return tokens
+
     def piece(self, token: int) -> bytes:
         """The bytes a token stands for. Control tokens render as nothing."""
         piece = self._pieces.get(token)
