@@ -26,13 +26,16 @@ def run(args: argparse.Namespace) -> int:
     from hearth.server.app import create_app
     from hearth.server.engine.llama import LlamaEngine
     from hearth.server.engine.model import ModelLoadError, check_gguf
+    from hearth.server.preflight import StartupCheckFailed, check_before_loading
 
     settings = settings_from_args(ServerSettings, args)
     logging.getLogger().setLevel(settings.log_level.upper())
     try:
+        # Cheapest first: reading the GGUF's tensor table takes seconds on a large file.
+        check_before_loading(settings)
         engine = LlamaEngine(settings, max_queue=settings.max_queue)
         check_gguf(engine.options.path)
-    except (FileNotFoundError, ModelLoadError) as unusable:
+    except (FileNotFoundError, ModelLoadError, StartupCheckFailed) as unusable:
         print(f"hearth: {unusable}", file=sys.stderr)
         return 1
     failure: list[str] = []

@@ -100,3 +100,29 @@ def test_banner_says_where_it_listens_and_what_it_runs(server):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_port_in_use_fails_before_the_model_loads(tmp_path):
+    """With the port taken, serve loaded the model first and failed only after 13 s."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve("--port", str(port), cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("hearth: cannot listen on"), result.stderr
+    assert str(port) in lines[0]
+
+
+def test_unusable_prompt_file_is_named_never_quoted(tmp_path):
+    """`--prompt /etc/shadow` printed a line of that file in its error."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-salt$secret-hash:19000:0:99999:7:::\n")
+    result = serve("--prompt", str(secret), "--port", "0", cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert len(lines) == 1 and str(secret) in lines[0], result.stderr
+    assert "secret" not in lines[0].replace(str(secret), "")
