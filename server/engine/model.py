@@ -51,10 +51,28 @@ def check_gguf(path: Path) -> None:
         reader = gguf.GGUFReader(path)
         end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
     except Exception as error:  # noqa: BLE001 - any parse failure means "not a usable GGUF"
+        if _sane_gguf_header(path):
+            # gguf-py reads a cut file through numpy and fails with its internals ("cannot
+            # reshape array..."); a header that makes sense means the rest is missing.
+            size = path.stat().st_size
+            raise ModelLoadError(
+                f"{path} is truncated: it ends after {size} bytes, before all its data"
+            ) from None
         raise ModelLoadError(f"{path} is not a valid GGUF file ({error})") from None
     size = path.stat().st_size
     if end > size:
         raise ModelLoadError(f"{path} is truncated: {size} bytes, its tensors need {end}")
+
+
+def _sane_gguf_header(path: Path) -> bool:
+    """Magic, a known version, and tensor and key counts no real file exceeds."""
+    with path.open("rb") as file:
+        header = file.read(24)
+    if len(header) < 24 or header[:4] != b"GGUF":
+        return False
+    version = int.from_bytes(header[4:8], "little")
+    tensors, keys = (int.from_bytes(header[i : i + 8], "little") for i in (8, 16))
+    return version in (2, 3) and tensors < 1_000_000 and keys < 1_000_000
 
 
 def _init_backend(verbose: bool) -> None:

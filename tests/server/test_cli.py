@@ -68,9 +68,13 @@ def test_default_model_is_the_first_gguf_in_models_else_the_bundled_one(tmp_path
     [
         (lambda d: d / "missing.gguf", "model not found"),
         (lambda d: _write(d / "junk.gguf", b"GGUF" + b"\x07" * 4000), "not a valid GGUF"),
-        (lambda d: _write(d / "cut.gguf", bundled_model_path().read_bytes()[:30_000_000]), ""),
+        (lambda d: _write(d / "cut.gguf", bundled_model_path().read_bytes()[:30_000_000]),
+         "truncated"),
+        # Cut inside the tensor table: gguf-py used to fail with "cannot reshape array".
+        (lambda d: _write(d / "cut-early.gguf", bundled_model_path().read_bytes()[:2_000_000]),
+         "truncated"),
     ],
-    ids=["missing", "corrupt", "truncated"],
+    ids=["missing", "corrupt", "truncated", "truncated-in-table"],
 )
 def test_unusable_model_stops_start_up_with_one_line(tmp_path, make, expected):
     path = make(tmp_path)
