@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from hearth.server.catalog import ModelCatalog
 from hearth.server.engine.base import Engine
 from hearth.server.http_errors import install_error_handlers
+from hearth.server.origins import install_origin_guards
 from hearth.server.routes import chat, completions, health, models
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.settings import ServerSettings
@@ -89,6 +90,7 @@ def create_app(
     if settings.web and web is not None:
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_origin_guards(app, settings)
     return app
 
 

@@ -51,6 +51,12 @@ class Unauthorized(HearthError):
     code = "invalid_api_key"
 
 
+class HostNotAllowed(HearthError):
+    status = 403
+    type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
 class ModelNotFound(HearthError):
     status = 404
     type = "invalid_request_error"

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 from hearth.server.engine.base import SamplingParams
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -179,5 +179,39 @@ class ServerSettings(ModelSettings):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
+    cors_origins: str | None = Field(
+        default=None,
+        description="Web origins (comma-separated, e.g. 'https://chat.example') whose pages "
+        "may call the API from a browser; '*' for any. Default: none.",
+    )
+    cors_any_origin_with_api_key: bool = Field(
+        default=False,
+        description="Allow --cors-origins '*' together with --api-key (any web page may then "
+        "try the key).",
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description="Host names (comma-separated) accepted in the Host header besides "
+        "localhost and loopback addresses, when bound to loopback (DNS-rebinding guard).",
+    )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+
+    @model_validator(mode="after")
+    def _no_open_cors_with_a_key(self) -> ServerSettings:
+        if "*" in self.cors_origin_list() and self.api_key and not self.cors_any_origin_with_api_key:
+            raise ValueError(
+                "--cors-origins '*' with --api-key lets every web page try the key; list the "
+                "origins, or pass --cors-any-origin-with-api-key"
+            )
+        return self
+
+    def cors_origin_list(self) -> list[str]:
+        return _comma_list(self.cors_origins)
+
+    def allowed_host_list(self) -> list[str]:
+        return [host.lower() for host in _comma_list(self.allowed_hosts)]
+
+
+def _comma_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]

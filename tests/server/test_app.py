@@ -30,7 +30,7 @@ async def client_for(engine: ScriptedEngine, **settings: object) -> AsyncIterato
                 break
             await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hearth") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
 
 
@@ -184,7 +184,7 @@ async def test_health_is_503_until_the_model_is_loaded():
     engine = ScriptedEngine()
     app = create_app(ServerSettings.load({"web": False}), engine)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hearth") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         assert (await client.get("/health")).status_code == 503
         assert_openai_error(await client.post("/v1/chat/completions", json=chat()), 503)
 

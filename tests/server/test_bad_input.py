@@ -35,7 +35,7 @@ class InProcessApp:
         self._lifespan = self.app.router.lifespan_context(self.app)
         self.loop.run_until_complete(self._start())
         transport = httpx.ASGITransport(app=self.app)
-        self.client = httpx.AsyncClient(transport=transport, base_url="http://hearth")
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
     async def _start(self) -> None:
         await self._lifespan.__aenter__()
