@@ -24,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
     from hearth.server.app import create_app
+    from hearth.server.drain import DrainingServer, install_drain
     from hearth.server.engine.llama import LlamaEngine
     from hearth.server.engine.model import ModelLoadError, check_gguf
     from hearth.server.preflight import StartupCheckFailed, check_before_loading
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(_banner(settings, state), flush=True)
 
     app = create_app(settings, engine, on_ready=on_ready, on_fatal=on_fatal)
+    drain = install_drain(app, settings.drain_timeout)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, drain)
     server.run()
     if failure:
         print(f"hearth: {failure[0]}", file=sys.stderr)

@@ -103,6 +103,12 @@ class Overloaded(HearthError):
         self.retry_after = retry_after
 
 
+class Draining(Overloaded):
+    """The server is shutting down: it finishes running requests and takes no new ones."""
+
+    code = "server_shutting_down"
+
+
 class EngineNotReady(HearthError):
     status = 503
     type = "server_error"
@@ -115,6 +121,14 @@ class PromptRenderError(HearthError):
     status = 400
     type = "invalid_request_error"
     code = "chat_template_error"
+
+
+class DrainTimeout(HearthError):
+    """The drain timeout ended a stream that was still running."""
+
+    status = 503
+    type = "server_error"
+    code = "server_shutting_down"
 
 
 class EngineFailure(HearthError):

@@ -194,6 +194,12 @@ class ServerSettings(ModelSettings):
         description="Host names (comma-separated) accepted in the Host header besides "
         "localhost and loopback addresses, when bound to loopback (DNS-rebinding guard).",
     )
+    drain_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM/SIGINT, seconds running requests may take to finish before "
+        "they are ended; a second signal exits at once.",
+    )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
