@@ -68,3 +68,25 @@ def test_sigterm_drains_running_streams_and_exits_0(tmp_path, cut):
             assert json.loads(events[-1])["error"]["code"] == "server_shutting_down"
         else:
             assert events[-1] == "[DONE]"
+
+
+def test_second_signal_exits_at_once(tmp_path):
+    server = start_server(tmp_path, "--parallel", "1", "--drain-timeout", "120")
+    model = httpx.get(f"{server.api}/models").json()["data"][0]["id"]
+    started, results = threading.Event(), []
+
+    def cut_stream() -> None:
+        # The second signal does not wait for the stream: its connection is simply closed.
+        with pytest.raises(httpx.RemoteProtocolError):
+            stream(server.url, model, 4000, results, started)
+
+    thread = threading.Thread(target=cut_stream)
+    thread.start()
+    assert started.wait(timeout=60)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert server.process.poll() is None  # draining, not gone
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=20)  # well inside the 120 s drain
+    thread.join(timeout=20)
+    assert not results  # the stream never completed
