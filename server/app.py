@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from hearth.server.catalog import ModelCatalog
 from hearth.server.engine.base import Engine
 from hearth.server.http_errors import install_error_handlers
+from hearth.server.metrics import install_metrics
 from hearth.server.origins import install_origin_guards
 from hearth.server.routes import chat, completions, health, models
 from hearth.server.security import BodyLimit, require_api_key
@@ -82,6 +83,7 @@ def create_app(
     )
     app.state.hearth = state
     install_error_handlers(app)
+    install_metrics(app)
     app.include_router(health.router)
     api = [Depends(require_api_key)]
     for module in (models, chat, completions):

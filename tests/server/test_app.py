@@ -270,3 +270,17 @@ async def test_chunked_body_too_large_is_413_without_a_declared_length():
             "/v1/chat/completions", content=body(), headers={"content-type": "application/json"}
         )
         assert_openai_error(response, 413)
+
+
+async def test_metrics_count_requests_by_route_and_status(client):
+    await client.post("/v1/chat/completions", json=chat())
+    await client.post("/v1/chat/completions", json=chat(model="nope"))
+    await client.post("/v1/no-such-route/12345", json={})
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert 'hearth_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in text
+    assert 'route="/v1/chat/completions",status="404"} 1.0' in text
+    assert "/v1/no-such-route" not in text  # unknown paths share one label
+    assert 'route="unmatched"' in text
+    assert "hearth_slots 1.0" in text and "hearth_waiting 0.0" in text
