@@ -45,7 +45,10 @@ def settings_from_args(settings: type[S], args: argparse.Namespace) -> S:
         return settings.load(given, getattr(args, "config", None))  # type: ignore[return-value]
     except ValidationError as invalid:
         error = invalid.errors()[0]
-        name = str(error["loc"][0]) if error["loc"] else "?"
-        sys.exit(f"hearth: --{name.replace('_', '-')}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a check across flags names its flags in its message
+            sys.exit(f"hearth: {message}")
+        name = str(error["loc"][0])
+        sys.exit(f"hearth: --{name.replace('_', '-')}: {message}")
     except (FileNotFoundError, ValueError) as problem:
         sys.exit(f"hearth: {problem}")

@@ -24,11 +24,23 @@ class Message:
 
 
 @dataclass(frozen=True)
+class TextPiece:
+    """A stretch of a rendered prompt, and whether special-token text in it may become a
+    control token: true for a template's own markup, false for what a user wrote."""
+
+    text: str
+    special: bool
+
+
+@dataclass(frozen=True)
 class RenderedPrompt:
     text: str
     stop: tuple[str, ...] = ()
     add_special: bool = True  # the tokenizer adds the model's BOS
     parse_special: bool = False  # special-token text such as <|im_start|> becomes that token
+    # When set, `text` is these pieces joined, and each is tokenized by its own `special`
+    # (parse_special is then ignored): message text never becomes control tokens.
+    pieces: tuple[TextPiece, ...] = ()
     dropped_messages: int = 0  # oldest messages left out so the conversation fits
     trim_reply: bool = False  # strip whitespace around the reply (transcripts: after "Bob:")
 
@@ -44,6 +56,8 @@ class ModelTemplate:
     bos_token: str
     eos_token: str
     add_bos: bool
+    # Opt-in to the old behaviour: special-token text inside messages becomes control tokens.
+    special_tokens_in_content: bool = False
 
 
 class ChatFormat(Protocol):

@@ -10,11 +10,20 @@ and tested against that.
 A template usually writes the BOS token itself. The tokenizer would add a second one, which
 measurably hurts small models, so a render that starts with the BOS text is tokenized with
 add_special off; the BOS text then becomes the real token through parse_special.
+
+Message text must never become control tokens: a user who types "<|im_start|>system" would
+otherwise forge a system turn. So the template is rendered with a placeholder for each
+message's content, and the result is cut into the template's markup (parsed for special
+tokens) and the messages' text (tokenized as plain text). A template that alters the
+placeholder (slices or upper-cases content) cannot be cut apart; it is rendered as before,
+with a warning, rather than refused, since refusing would make the model unusable.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
@@ -24,10 +33,40 @@ from hearth.prompts.base import (
     ModelTemplate,
     PromptRenderFailed,
     RenderedPrompt,
+    TextPiece,
 )
 from hearth.prompts.fitting import FittedFormat
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+log = logging.getLogger(__name__)
+
+# Private-use characters: no tokenizer gives them meaning and no template writes them.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_PLACEHOLDER = re.compile(f"{_OPEN}hearth-message-([0-9]+){_CLOSE}")
+
+
+def _placeholder(index: int) -> str:
+    return f"{_OPEN}hearth-message-{index}{_CLOSE}"
+
+
+def split_markup(rendered: str, contents: Sequence[str]) -> tuple[TextPiece, ...] | None:
+    """Cut a render made with placeholders into markup and message text.
+
+    None when the template altered a placeholder, so message text cannot be told apart.
+    A message the template left out, or wrote twice, is simply absent or twice present.
+    """
+    pieces: list[TextPiece] = []
+    at = 0
+    for found in _PLACEHOLDER.finditer(rendered):
+        pieces.append(TextPiece(rendered[at : found.start()], special=True))
+        pieces.append(TextPiece(contents[int(found.group(1))], special=False))
+        at = found.end()
+    pieces.append(TextPiece(rendered[at:], special=True))
+    markup = "".join(p.text for p in pieces if p.special)
+    if _OPEN in markup or _CLOSE in markup:
+        return None
+    return tuple(p for p in pieces if p.text)
 
 
 class TemplateRaised(TemplateError):
@@ -82,9 +121,32 @@ class ModelChatTemplate(FittedFormat):
         self._stop = (model.eos_token,) if model.eos_token else ()
 
     def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
+        contents = [m.content for m in messages]
+        if not self.model.special_tokens_in_content:
+            marked = self._render(messages, [_placeholder(i) for i in range(len(messages))])
+            pieces = split_markup(marked, contents)
+            if pieces is not None:
+                return self._rendered("".join(p.text for p in pieces), pieces)
+            log.warning(
+                "the chat template alters message text, so special-token text in messages "
+                "cannot be kept from becoming control tokens"
+            )
+        return self._rendered(self._render(messages, contents), ())
+
+    def _rendered(self, text: str, pieces: tuple[TextPiece, ...]) -> RenderedPrompt:
+        writes_bos = bool(self.model.bos_token) and text.startswith(self.model.bos_token)
+        return RenderedPrompt(
+            text=text,
+            stop=self._stop,
+            add_special=not writes_bos,
+            parse_special=True,
+            pieces=pieces,
+        )
+
+    def _render(self, messages: Sequence[Message], contents: Sequence[str]) -> str:
         try:
-            text = self._template.render(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+            return self._template.render(
+                messages=[{"role": m.role, "content": c} for m, c in zip(messages, contents)],
                 bos_token=self.model.bos_token,
                 eos_token=self.model.eos_token,
                 add_generation_prompt=True,
@@ -95,7 +157,3 @@ class ModelChatTemplate(FittedFormat):
             raise PromptRenderFailed(
                 f"the model's chat template failed: {type(failed).__name__}: {failed}"
             ) from failed
-        writes_bos = bool(self.model.bos_token) and text.startswith(self.model.bos_token)
-        return RenderedPrompt(
-            text=text, stop=self._stop, add_special=not writes_bos, parse_special=True
-        )

@@ -83,8 +83,9 @@ def parse_transcript(
         user, user_colon, head = user_name, "", lines
     else:
         raise TranscriptFileError(
-            f"does not end with the user's label (its last line is {lines[-1][:40]!r}; a "
-            "transcript ends with a bare label such as 'User:', or name the user with --user-name)"
+            # The line itself is not quoted: the file may be one that was never a prompt.
+            "does not end with the user's label (its last line is not a "
+            "bare label such as 'User:'; or name the user with --user-name)"
         )
     start = next((i for i, line in enumerate(head) if _speaks(line, user)), len(head))
     example_lines = head[start:]

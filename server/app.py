@@ -20,6 +20,8 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from hearth.server.http_errors import install_error_handlers
+from hearth.server.metrics import install_metrics
+from hearth.server.origins import install_origin_guards
 from hearth.server.registry import ModelRegistry
 from hearth.server.routes import (
     chat,
@@ -91,6 +93,7 @@ def create_app(
     )
     app.state.hearth = state
     install_error_handlers(app)
+    install_metrics(app)
     app.include_router(health.router)
     api = [Depends(require_api_key)]
     for module in API_ROUTES:
@@ -99,6 +102,7 @@ def create_app(
     if settings.web and web is not None:
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_origin_guards(app, settings)
     return app
 
 

@@ -25,17 +25,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
     from hearth.server.app import create_app
+    from hearth.server.drain import DrainingServer, install_drain
     from hearth.server.engine.errors import ModelLoadError
     from hearth.server.engine.model import check_gguf
+    from hearth.server.preflight import StartupCheckFailed, check_before_loading
 
     settings = settings_from_args(ServerSettings, args)
     logging.getLogger().setLevel(settings.log_level.upper())
     try:
+        # Cheapest first: reading a GGUF takes seconds on a large file.
+        check_before_loading(settings)
         registry = build_registry(settings)
         default = registry.spec(registry.default_id)
         if default.path is not None:
             check_gguf(default.path)
-    except (FileNotFoundError, ModelLoadError) as unusable:
+    except (FileNotFoundError, ModelLoadError, StartupCheckFailed) as unusable:
         print(f"hearth: {unusable}", file=sys.stderr)
         return 1
     failure: list[str] = []
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(_banner(settings, state), flush=True)
 
     app = create_app(settings, registry, on_ready=on_ready, on_fatal=on_fatal)
+    drain = install_drain(app, settings.drain_timeout)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, drain)
     server.run()
     if failure:
         print(f"hearth: {failure[0]}", file=sys.stderr)

@@ -53,6 +53,12 @@ class Unauthorized(HearthError):
     code = "invalid_api_key"
 
 
+class HostNotAllowed(HearthError):
+    status = 403
+    type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
 class ModelNotFound(HearthError):
     status = 404
     type = "invalid_request_error"
@@ -71,6 +77,16 @@ class NotFound(HearthError):
     code = "not_found"
 
 
+class MethodNotAllowed(HearthError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
 class PayloadTooLarge(HearthError):
     status = 413
     type = "invalid_request_error"
@@ -87,6 +103,12 @@ class Overloaded(HearthError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Draining(Overloaded):
+    """The server is shutting down: it finishes running requests and takes no new ones."""
+
+    code = "server_shutting_down"
 
 
 class EngineNotReady(HearthError):
@@ -112,6 +134,14 @@ class PromptRenderError(HearthError):
     status = 400
     type = "invalid_request_error"
     code = "chat_template_error"
+
+
+class DrainTimeout(HearthError):
+    """The drain timeout ended a stream that was still running."""
+
+    status = 503
+    type = "server_error"
+    code = "server_shutting_down"
 
 
 class EngineFailure(HearthError):
@@ -167,6 +197,8 @@ def to_openai(error: Exception) -> OpenAIError:
     headers: dict[str, str] = {}
     if isinstance(error, Overloaded):
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allow)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     detail = ErrorDetail(message=error.message, type=error.type, param=error.param, code=error.code)

@@ -26,7 +26,8 @@ from hearth.server.engine.base import (
     SamplingParams,
     TextDelta,
 )
-from hearth.server.errors import ContextOverflow, PromptRenderError
+from hearth.server.engine.errors import ContextExceeded
+from hearth.server.errors import ContextOverflow, PromptRenderError, from_engine
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
 from hearth.server.registry import ModelHandle
 from hearth.server.structured.grammar import chat_grammar, completion_grammar
@@ -153,21 +154,29 @@ def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> Prepare
 
 
 def prepare_completion(handle: ModelHandle, request: CompletionRequest) -> PreparedGeneration:
-    generation = handle.engine.submit(
-        GenerationRequest(
-            prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
-            max_tokens=request.max_tokens,
-            stop=request.stop_sequences(),
-            sampling=request.sampling_params(handle.sampling),
-            grammar=completion_grammar(request),
+    try:
+        generation = handle.engine.submit(
+            GenerationRequest(
+                prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
+                max_tokens=request.max_tokens,
+                stop=request.stop_sequences(),
+                sampling=request.sampling_params(handle.sampling),
+                grammar=completion_grammar(request),
+            )
         )
-    )
+    except ContextExceeded as overflow:
+        error = from_engine(overflow)
+        error.param = "prompt"  # the engine cannot know which field held the text
+        raise error from None
     return PreparedGeneration(generation=generation, model_id=handle.id)
 
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:
     return Prompt(
-        rendered.text, add_special=rendered.add_special, parse_special=rendered.parse_special
+        rendered.text,
+        add_special=rendered.add_special,
+        parse_special=rendered.parse_special,
+        pieces=tuple((piece.text, piece.special) for piece in rendered.pieces),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -11,18 +12,29 @@ from hearth.server.engine.errors import EngineError
 from hearth.server.errors import (
     HearthError,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     to_openai,
 )
 from hearth.server.routes.disconnect import ClientGone
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 log = logging.getLogger(__name__)
 
 
+class _ErrorJSON(JSONResponse):
+    # ASCII escapes: an error body must go out even when a message quotes text that UTF-8
+    # cannot hold (a lone surrogate), where the default UTF-8 rendering would raise.
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def error_response(error: Exception) -> JSONResponse:
     mapped = to_openai(error)
-    return JSONResponse(
+    return _ErrorJSON(
         mapped.body.model_dump(), status_code=mapped.status, headers=mapped.headers
     )
 
@@ -39,6 +51,31 @@ def validation_error(error: RequestValidationError) -> InvalidRequest:
     # Our own validators raise ValueError, which pydantic reports as "Value error, ...".
     message = first.get("msg", "invalid value").removeprefix("Value error, ")
     return InvalidRequest(f"Invalid value for '{param or 'body'}': {message}", param=param or None)
+
+
+def _no_route(request: Request) -> HearthError:
+    """404 for a path no route serves, 405 with Allow for a route asked with the wrong method.
+
+    The router's own answer cannot be trusted here: the chat page's static mount at "/"
+    matches every path, so it answered 405 to `POST /v1/responses` and 404 to
+    `GET /v1/chat/completions`. The API routes' own paths decide instead.
+    """
+    path = request.url.path
+    # Ask each route (FastAPI wraps included routers) whether it takes the path by method.
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            not isinstance(route, Mount)
+            and route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    if allowed and request.method not in allowed:
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed for {path}.", allow=allowed
+        )
+    return NotFound(f"No route for {request.method} {path}.")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -61,8 +98,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        if error.status_code == 404:
-            return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+        if error.status_code in (404, 405):
+            return error_response(_no_route(request))
         wrapped = HearthError(str(error.detail))
         wrapped.status = error.status_code
         wrapped.type = "invalid_request_error"

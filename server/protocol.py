@@ -9,6 +9,7 @@ type, and turning a request into engine parameters is a method on the request mo
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 import uuid
 from typing import Annotated, Literal
@@ -40,10 +41,40 @@ def _now() -> int:
     return int(time.time())
 
 
-class _Request(BaseModel):
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether any string in `value` holds a lone UTF-16 surrogate such as "\\ud800".
+
+    JSON may spell one (`"\\ud800"` is valid JSON) but no UTF-8 text can hold it, so it
+    would fail later, in the tokenizer or while writing the error body, as a 500.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
+class RequestBody(BaseModel):
+    """A request's body: unknown fields ignored, text checked to be real Unicode."""
+
     # Unknown fields are ignored: clients and SDKs add new optional fields faster than any
     # server can follow, and refusing them would break clients that merely send defaults.
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*")
+    @classmethod
+    def _utf8_only(cls, value: object) -> object:
+        if _has_lone_surrogate(value):
+            raise ValueError("text must be valid Unicode (it holds a lone UTF-16 surrogate)")
+        return value
 
 
 # ---------------------------------------------------------------------------- messages
@@ -77,9 +108,7 @@ class ToolCall(BaseModel):
     function: FunctionCall
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ChatMessage(RequestBody):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -178,18 +207,24 @@ def _check_stop(stop: Stop) -> Stop:
     return stop
 
 
+# A token id as OpenAI sends it: plain ASCII digits. str.isdigit() also admits "²" and
+# other Unicode digits that int() refuses, and nine digits keep int() and llama.cpp's
+# 32-bit token ids out of trouble (no vocabulary comes near a billion tokens).
+_TOKEN_ID = re.compile(r"[0-9]{1,9}")
+
+
 def _check_logit_bias(bias: dict[str, float] | None) -> dict[str, float] | None:
     if bias is None:
         return None
     for key, value in bias.items():
-        if not key.lstrip("-").isdigit():
-            raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
+        if not _TOKEN_ID.fullmatch(key):
+            raise ValueError(f"logit_bias keys must be token ids, got {key[:20]!r}")
         if not -100 <= value <= 100:
             raise ValueError(f"logit_bias values must be between -100 and 100, got {value}")
     return bias
 
 
-class _SamplingFields(_Request):
+class _SamplingFields(RequestBody):
     """Sampling fields shared by chat and text completions (OpenAI names and ranges)."""
 
     # A sampling field left out (or null) takes the server's default from its settings,
@@ -374,6 +409,10 @@ class ToolCallDelta(BaseModel):
 
 
 class ChatDelta(BaseModel):
+    """One chunk's change to the message. Keys not set are left out, as OpenAI does: only
+    the first chunk carries `role` and the finishing chunk's delta is `{}`. Clients that
+    append every `content` they see (or check `"role" in delta`) go wrong on nulls."""
+
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
@@ -381,6 +420,10 @@ class ChatDelta(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_absent_calls(self, handler: SerializerFunctionWrapHandler) -> dict:
         return _without_absent_calls(handler(self))
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class ChatChunkChoice(BaseModel):
@@ -453,7 +496,7 @@ class Completion(BaseModel):
 # -------------------------------------------------------------------------- embeddings
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(RequestBody):
     input: str | list[str] | list[int] | list[list[int]]
     model: str
     encoding_format: Literal["float", "base64"] = "float"
@@ -518,7 +561,7 @@ class EmbeddingList(BaseModel):
 # build prompts by hand (llama.cpp's own web UI, some agent frameworks) call them.
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(RequestBody):
     model: str | None = Field(default=None, description="Default: the default model.")
     content: str
     add_special: bool = Field(default=False, description="Add BOS (and whatever else).")
@@ -537,7 +580,7 @@ class TokenizeResponse(BaseModel):
     tokens: list[int] | list[TokenPiece]
 
 
-class DetokenizeRequest(BaseModel):
+class DetokenizeRequest(RequestBody):
     model: str | None = None
     tokens: list[int] = Field(max_length=1_000_000)
 

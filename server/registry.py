@@ -34,6 +34,7 @@ from hearth.server.engine.base import Engine, EngineOptions, ModelInfo, Sampling
 from hearth.server.errors import HearthError, ModelLoadFailed, ModelNotFound, Overloaded
 from hearth.server.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
 from hearth.server.protocol import ModelCard
+from hearth.server.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class ModelRegistry:
     def _chat_format(entry: _Entry, variant: str | None) -> ChatFormat:
         assert entry.engine is not None
         settings = entry.spec.settings
-        template = _model_template(entry.engine.info)
+        template = _model_template(entry.engine.info, settings)
         if variant == TEMPLATE:
             return load_chat_format(TEMPLATE, model_template=template)
         return load_chat_format(
@@ -358,10 +359,16 @@ class ModelRegistry:
                 "models": models}
 
 
-def _model_template(info: ModelInfo) -> ModelTemplate | None:
+def _model_template(info: ModelInfo, settings: ModelSettings) -> ModelTemplate | None:
     if not info.chat_template:
         return None
-    return ModelTemplate(info.chat_template, info.bos_token, info.eos_token, info.add_bos)
+    return ModelTemplate(
+        info.chat_template,
+        info.bos_token,
+        info.eos_token,
+        info.add_bos,
+        special_tokens_in_content=settings.special_tokens_in_content,
+    )
 
 
 def _variant_prompt(model_id: str, entry: _Entry) -> str | None:

@@ -161,6 +161,12 @@ class ModelSettings(HearthSettings):
         "prompt in prompts/ (e.g. chat-with-bob) or a path to one. Default ('auto'): the "
         "model's template when it has one, else chat-with-bob.",
     )
+    special_tokens_in_content: bool = Field(
+        default=False,
+        description="Let special-token text in messages (e.g. '<|im_start|>') become control "
+        "tokens, as before. Off: message text is always tokenized as text, so a user cannot "
+        "forge a system turn.",
+    )
     user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
     ai_name: str | None = Field(
         default=None, description="Assistant's label in a transcript prompt."
@@ -278,6 +284,27 @@ class ServerSettings(ModelSettings):
         default="5m",
         description="Unload a model idle this long (30s, 5m, 1h; 0 = never).",
     )
+    cors_origins: str | None = Field(
+        default=None,
+        description="Web origins (comma-separated, e.g. 'https://chat.example') whose pages "
+        "may call the API from a browser; '*' for any. Default: none.",
+    )
+    cors_any_origin_with_api_key: bool = Field(
+        default=False,
+        description="Allow --cors-origins '*' together with --api-key (any web page may then "
+        "try the key).",
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description="Host names (comma-separated) accepted in the Host header besides "
+        "localhost and loopback addresses, when bound to loopback (DNS-rebinding guard).",
+    )
+    drain_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM/SIGINT, seconds running requests may take to finish before "
+        "they are ended; a second signal exits at once.",
+    )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
@@ -290,3 +317,21 @@ class ServerSettings(ModelSettings):
     @property
     def keep_alive_seconds(self) -> float:
         return parse_duration(self.keep_alive)
+    @model_validator(mode="after")
+    def _no_open_cors_with_a_key(self) -> ServerSettings:
+        if "*" in self.cors_origin_list() and self.api_key and not self.cors_any_origin_with_api_key:
+            raise ValueError(
+                "--cors-origins '*' with --api-key lets every web page try the key; list the "
+                "origins, or pass --cors-any-origin-with-api-key"
+            )
+        return self
+
+    def cors_origin_list(self) -> list[str]:
+        return _comma_list(self.cors_origins)
+
+    def allowed_host_list(self) -> list[str]:
+        return [host.lower() for host in _comma_list(self.allowed_hosts)]
+
+
+def _comma_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]

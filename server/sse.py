@@ -14,8 +14,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+from hearth.server.drain import current_drain
 from hearth.server.engine.base import Finished, TextDelta
-from hearth.server.errors import to_openai
+from hearth.server.errors import DrainTimeout, to_openai
 from hearth.server.generation import PreparedGeneration
 from hearth.server.protocol import (
     ChatChunkChoice,
@@ -100,6 +101,12 @@ class TextChunks:
         return b"data: " + self(text).encode() + SSE_END
 
 
+def _cut_by_drain() -> DrainTimeout:
+    # finish_reason "length": the reply was cut by a limit (the drain's), as OpenAI's
+    # clients already understand; the error event after it says which limit.
+    return DrainTimeout("The server is shutting down and ended this stream.")
+
+
 async def chat_chunks(
     prepared: PreparedGeneration, include_usage: bool
 ) -> AsyncIterator[Chunk]:
@@ -115,8 +122,12 @@ async def chat_chunks(
 
     content = TextChunks(lambda text: chunk(ChatDelta(content=text)))
     watcher = CallWatcher(prepared.tools.call_format) if prepared.tools and prepared.tools.active else None
+    drain = current_drain.get()
     yield chunk(ChatDelta(role="assistant", content="")).model_dump_json()
     async for event in prepared.events():
+        if drain is not None and drain.expired:
+            yield chunk(ChatDelta(), finish="length").model_dump_json()
+            raise _cut_by_drain()
         if isinstance(event, TextDelta):
             text = watcher.feed(event.text) if watcher else event.text
             if text:
@@ -147,9 +158,13 @@ async def completion_chunks(
         )
 
     content = TextChunks(chunk)
+    drain = current_drain.get()
     if echo:
         yield content.event(echo)
     async for event in prepared.events():
+        if drain is not None and drain.expired:
+            yield chunk("", finish="length").model_dump_json()
+            raise _cut_by_drain()
         if isinstance(event, TextDelta):
             yield content.event(event.text)
         elif isinstance(event, Finished):

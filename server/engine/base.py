@@ -48,6 +48,10 @@ class Prompt:
     text: str
     add_special: bool = True
     parse_special: bool = False
+    # (text, parse_special) stretches whose join is `text`, tokenized one by one so that a
+    # user's "<|im_start|>" stays text while the template's own markup is parsed. Empty:
+    # `text` is tokenized whole by `parse_special`.
+    pieces: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True)

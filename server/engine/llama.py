@@ -189,8 +189,11 @@ class LlamaEngine:
         tokens = self._recent_prompts.pop(prompt, None)
         if tokens is None:
             tokens = tuple(
-                self._model.tokenize(
-                    prompt.text, add_special=prompt.add_special, parse_special=prompt.parse_special
+                self._model.tokenize_prompt(
+                    prompt.text,
+                    prompt.pieces,
+                    add_special=prompt.add_special,
+                    parse_special=prompt.parse_special,
                 )
             )
         self._recent_prompts[prompt] = tokens

@@ -36,10 +36,28 @@ def check_gguf(path: Path) -> None:
         reader = gguf.GGUFReader(path)
         end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
     except Exception as error:  # noqa: BLE001 - any parse failure means "not a usable GGUF"
+        if _sane_gguf_header(path):
+            # gguf-py reads a cut file through numpy and fails with its internals ("cannot
+            # reshape array..."); a header that makes sense means the rest is missing.
+            size = path.stat().st_size
+            raise ModelLoadError(
+                f"{path} is truncated: it ends after {size} bytes, before all its data"
+            ) from None
         raise ModelLoadError(f"{path} is not a valid GGUF file ({error})") from None
     size = path.stat().st_size
     if end > size:
         raise ModelLoadError(f"{path} is truncated: {size} bytes, its tensors need {end}")
+
+
+def _sane_gguf_header(path: Path) -> bool:
+    """Magic, a known version, and tensor and key counts no real file exceeds."""
+    with path.open("rb") as file:
+        header = file.read(24)
+    if len(header) < 24 or header[:4] != b"GGUF":
+        return False
+    version = int.from_bytes(header[4:8], "little")
+    tensors, keys = (int.from_bytes(header[i : i + 8], "little") for i in (8, 16))
+    return version in (2, 3) and tensors < 1_000_000 and keys < 1_000_000
 
 
 def _init_backend(verbose: bool) -> None:
@@ -146,6 +164,24 @@ class LlamaModel:
                 self.vocab, data, len(data), tokens, capacity, add_special, parse_special
             )
         return list(tokens[:n])
+
+    def tokenize_prompt(
+        self, text: str, pieces: tuple[tuple[str, bool], ...], *, add_special: bool, parse_special: bool
+    ) -> list[int]:
+        """A prompt's tokens; with `pieces`, each stretch by its own parse_special flag.
+
+        Only the first stretch may get the BOS. Tokenizing stretches apart means a token
+        never spans markup and message text, which is the point: the message's text cannot
+        merge into, or spell, a control token.
+        """
+        if not pieces:
+            return self.tokenize(text, add_special=add_special, parse_special=parse_special)
+        tokens: list[int] = []
+        for piece_text, special in pieces:
+            if piece_text:
+                first = add_special and not tokens
+                tokens += self.tokenize(piece_text, add_special=first, parse_special=special)
+        return tokens
 
     def piece(self, token: int) -> bytes:
         """The bytes a token stands for. Control tokens render as nothing."""

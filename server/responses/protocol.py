@@ -20,6 +20,7 @@ from hearth.server.protocol import (
     JSONSchemaSpec,
     NamedFunction,
     NamedToolChoice,
+    RequestBody,
     TextResponseFormat,
     ToolCall,
     ToolDefinition,
@@ -119,9 +120,7 @@ class TextConfig(BaseModel):
     format: TextFormat | None = None
 
 
-class ResponseRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ResponseRequest(RequestBody):
     model: str
     input: str | list[Annotated[InputItem, Field()]]
     instructions: str | None = None

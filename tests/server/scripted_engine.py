@@ -20,7 +20,7 @@ from hearth.server.engine.base import (
     Prompt,
     TextDelta,
 )
-from hearth.server.engine.errors import ContextExceeded
+from hearth.server.engine.errors import ContextExceeded, InvalidTokens
 from hearth.server.library import ModelLibrary, ModelSpec
 from hearth.server.registry import ModelRegistry
 from hearth.server.settings import ModelSettings
@@ -94,7 +94,13 @@ class ScriptedEngine:
         return [len(word) for word in prompt.text.split()]
 
     def detokenize(self, tokens: list[int]) -> str:
+        if any(not 0 <= token < 1000 for token in tokens):
+            raise InvalidTokens("token id outside the vocabulary (0 to 999)")
         return " ".join("x" * token for token in tokens)
+
+    async def embed(self, inputs: list[Prompt | list[int]]) -> tuple[list[list[float]], int]:
+        counts = [self.count_tokens(i) if isinstance(i, Prompt) else len(i) for i in inputs]
+        return [[1.0, 0.0] for _ in inputs], sum(counts)
 
     def token_piece(self, token: int) -> str:
         return "x" * token

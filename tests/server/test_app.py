@@ -36,7 +36,7 @@ async def client_for(engine: ScriptedEngine, **settings: object) -> AsyncIterato
                 break
             await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hearth") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
 
 
@@ -95,6 +95,18 @@ async def test_stream_has_role_first_finish_once_usage_then_done(client):
     assert len({c["id"] for c in chunks}) == 1
 
 
+async def test_stream_deltas_leave_out_null_role_and_content(client):
+    """Deltas after the first carried "role": null and the last "content": null; OpenAI
+    leaves such keys out, and clients that test `"role" in delta` misread the nulls."""
+    response = await client.post("/v1/chat/completions", json=chat(stream=True))
+    chunks = [json.loads(e) for e in sse_data(response.text)[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert all(set(d) == {"content"} for d in deltas[1:-1])
+    assert deltas[-1] == {}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
 async def test_error_after_the_stream_began_is_an_sse_error_event():
     async for client in client_for(ScriptedEngine(fail_after=GenerationFailed("decode failed"))):
         response = await client.post("/v1/chat/completions", json=chat(stream=True))
@@ -148,7 +160,7 @@ async def test_prompt_longer_than_context_is_400_with_both_numbers():
         response = await client.post(
             "/v1/completions", json={"model": "scripted", "prompt": long, "max_tokens": 4}
         )
-        error = assert_openai_error(response, 400)
+        error = assert_openai_error(response, 400, "prompt")
         assert error["code"] == "context_length_exceeded"
         assert "16" in error["message"] and "40" in error["message"]
 
@@ -179,7 +191,7 @@ async def test_health_is_503_until_the_model_is_loaded():
     engine = ScriptedEngine()
     app = app_for(engine)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hearth") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         assert (await client.get("/health")).status_code == 503
         assert_openai_error(await client.post("/v1/chat/completions", json=chat()), 503)
 
@@ -194,6 +206,23 @@ async def test_models_lists_the_model_and_its_chat_formats(client):
 
 async def test_unknown_route_is_an_openai_shaped_404(client):
     assert_openai_error(await client.get("/v1/nothing-here"), 404)
+
+
+@pytest.mark.parametrize("web", [False, True])
+async def test_unknown_post_route_is_404_even_beside_the_chat_page(web):
+    """The chat page's static mount at "/" answered 405 to a POST on an unknown API route."""
+    async for client in client_for(ScriptedEngine(), web=web):
+        error = assert_openai_error(await client.post("/v1/audio/speech", json={}), 404)
+        assert error["code"] == "not_found"
+
+
+@pytest.mark.parametrize("web", [False, True])
+async def test_get_on_a_post_route_is_405_with_allow(web):
+    """GET /v1/chat/completions answered 404 when the static mount took it."""
+    async for client in client_for(ScriptedEngine(), web=web):
+        response = await client.get("/v1/chat/completions")
+        assert_openai_error(response, 405)
+        assert response.headers["allow"] == "POST"
 
 
 async def test_request_fields_reach_the_engine():
@@ -283,3 +312,17 @@ async def test_grammar_and_json_response_format_together_are_400(client):
         json=chat(grammar='root ::= "a"', response_format={"type": "json_object"}),
     )
     assert_openai_error(response, 400)
+async def test_metrics_count_requests_by_route_and_status(client):
+    await client.post("/v1/chat/completions", json=chat())
+    await client.post("/v1/chat/completions", json=chat(model="nope"))
+    await client.post("/v1/no-such-route/12345", json={})
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert 'hearth_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in text
+    assert 'route="/v1/chat/completions",status="404"} 1.0' in text
+    assert "/v1/no-such-route" not in text  # unknown paths share one label
+    assert 'route="unmatched"' in text
+    assert 'hearth_slots{model="scripted"} 1.0' in text
+    assert 'hearth_waiting{model="scripted"} 0.0' in text
+    assert 'hearth_model_loaded{model="scripted"} 1.0' in text

@@ -75,9 +75,13 @@ def test_default_model_is_the_first_gguf_in_models_else_the_bundled_one(tmp_path
     [
         (lambda d: d / "missing.gguf", "model not found"),
         (lambda d: _write(d / "junk.gguf", b"GGUF" + b"\x07" * 4000), "not a valid GGUF"),
-        (lambda d: _write(d / "cut.gguf", bundled_model_path().read_bytes()[:30_000_000]), ""),
+        (lambda d: _write(d / "cut.gguf", bundled_model_path().read_bytes()[:30_000_000]),
+         "truncated"),
+        # Cut inside the tensor table: gguf-py used to fail with "cannot reshape array".
+        (lambda d: _write(d / "cut-early.gguf", bundled_model_path().read_bytes()[:2_000_000]),
+         "truncated"),
     ],
-    ids=["missing", "corrupt", "truncated"],
+    ids=["missing", "corrupt", "truncated", "truncated-in-table"],
 )
 def test_unusable_model_stops_start_up_with_one_line(tmp_path, make, expected):
     path = make(tmp_path)
@@ -107,3 +111,29 @@ def test_banner_says_where_it_listens_and_what_it_runs(server):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_port_in_use_fails_before_the_model_loads(tmp_path):
+    """With the port taken, serve loaded the model first and failed only after 13 s."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve("--port", str(port), cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("hearth: cannot listen on"), result.stderr
+    assert str(port) in lines[0]
+
+
+def test_unusable_prompt_file_is_named_never_quoted(tmp_path):
+    """`--prompt /etc/shadow` printed a line of that file in its error."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-salt$secret-hash:19000:0:99999:7:::\n")
+    result = serve("--prompt", str(secret), "--port", "0", cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert len(lines) == 1 and str(secret) in lines[0], result.stderr
+    assert "secret" not in lines[0].replace(str(secret), "")

@@ -1,0 +1,131 @@
+"""Graceful drain on SIGTERM/SIGINT: finish what runs, refuse what comes, then exit 0.
+
+uvicorn on its own stops at once, and sse-starlette ends every stream as soon as uvicorn
+wants to exit, so clients saw bodies cut mid-chunk with no finish_reason. Here the first
+signal only starts a drain: new requests get 503 with Retry-After (/health says
+"draining", so a load balancer moves on), running requests go on up to --drain-timeout,
+and streams still running then end with a finish_reason and an error event rather than a
+torn connection. Only then is uvicorn told to exit. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from hearth.server.errors import Draining
+from hearth.server.http_errors import error_response
+from sse_starlette.sse import AppStatus
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+# The drain of the server a request came through; the stream writers read it per chunk.
+current_drain: contextvars.ContextVar[Drain | None] = contextvars.ContextVar(
+    "hearth_drain", default=None
+)
+
+
+class Drain:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.draining = False
+        self.expired = False  # streams still running end at their next chunk
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def run(self) -> None:
+        """Refuse new requests, wait for the running ones up to the timeout, then cut."""
+        self.draining = True
+        log.info("draining: %d requests running, up to %.0f s", self.in_flight, self.timeout)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.timeout)
+        except TimeoutError:
+            log.warning("drain timeout: ending %d requests", self.in_flight)
+            self.expired = True
+            # A stream ends at its next token; give those a moment to write their last event.
+            try:
+                await asyncio.wait_for(self._idle.wait(), 5)
+            except TimeoutError:
+                pass
+        log.info("drained in %.1f s", time.monotonic() - started)
+
+
+class DrainGuard:
+    """Counts requests in flight and answers 503 to new ones once the drain began."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.drain.draining:
+            if scope["path"] == "/health":
+                response = JSONResponse({"status": "draining"}, status_code=503)
+            else:
+                response = error_response(Draining("The server is shutting down.", retry_after=5))
+            await response(scope, receive, send)
+            return
+        self.drain.enter()
+        token = current_drain.set(self.drain)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_drain.reset(token)
+            self.drain.leave()
+
+
+def install_drain(app: FastAPI, timeout: float) -> Drain:
+    drain = Drain(timeout)
+    app.add_middleware(DrainGuard, drain=drain)
+    return drain
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn whose first exit signal drains before exiting, and whose second exits now."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self._draining: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # sse-starlette would end every stream at the first signal; this class decides when.
+        AppStatus.disable_automatic_graceful_drain()
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        # Unlike uvicorn's own handler the signal is not recorded: uvicorn would raise it
+        # again after shutting down, and the process would die by it instead of exiting 0.
+        if self._loop is not None:
+            self.force_exit = True
+            self.should_exit = True
+            return
+        # A signal handler runs between bytecodes; the loop is told through its self-pipe.
+        self._loop = asyncio.get_running_loop()
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._draining = asyncio.get_running_loop().create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        await self.drain.run()
+        AppStatus.should_exit = True
+        self.should_exit = True

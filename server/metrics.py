@@ -1,0 +1,108 @@
+"""GET /metrics in the Prometheus text format, counted at the HTTP edge, never per token.
+
+Each app has its own CollectorRegistry (no module globals: two apps in one test process
+must not share counts). Request counts and durations come from a middleware; slot and
+queue figures are read from each resident model's snapshot (`Engine.load()`, labelled by
+model) when scraped, so
+nothing is added to the decode loop. The route label is the route's template
+(`/v1/chat/completions`), or "unmatched": raw paths would let any client grow the label
+set without bound.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Engine snapshot keys exported as gauges, with their help text.
+ENGINE_GAUGES = {
+    "slots": "Generation slots.",
+    "slots_busy": "Slots generating now.",
+    "waiting": "Requests waiting for a slot.",
+    "host_cache_entries": "Prompt states kept in host memory.",
+    "host_cache_bytes": "Bytes of prompt states kept in host memory.",
+}
+
+
+class EngineCollector(Collector):
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.app.state.hearth
+        if not state.ready:
+            return
+        gauges = {
+            key: GaugeMetricFamily(f"hearth_{key}", help_text, labels=["model"])
+            for key, help_text in ENGINE_GAUGES.items()
+        }
+        loaded = GaugeMetricFamily("hearth_model_loaded", "1 while the model is resident.",
+                                   labels=["model"])
+        load_time = GaugeMetricFamily("hearth_model_load_seconds",
+                                      "How long the model's last load took.", labels=["model"])
+        models = state.registry.health()["models"]
+        for model, report in models.items():
+            loaded.add_metric([model], 1.0 if report["state"] == "loaded" else 0.0)
+            if isinstance(report.get("load_seconds"), int | float):
+                load_time.add_metric([model], report["load_seconds"])
+            for key, gauge in gauges.items():
+                if isinstance(report.get(key), int | float):
+                    gauge.add_metric([model], report[key])
+        yield from gauges.values()
+        yield loaded
+        yield load_time
+
+
+class HttpMetrics:
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter(
+            "hearth_http_requests", "HTTP requests answered.", ["route", "method", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "hearth_http_request_duration_seconds",
+            "Time from request to the end of the response body (whole streams included).",
+            ["route"],
+            registry=registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.requests.labels(label, scope["method"], str(status)).inc()
+            self.duration.labels(label).observe(time.monotonic() - started)
+
+
+def install_metrics(app: FastAPI) -> None:
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(app))
+    app.add_middleware(HttpMetrics, registry=registry)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

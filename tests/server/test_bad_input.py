@@ -1,0 +1,151 @@
+"""No input a client can send gets a 5xx: named bad inputs, then generated bodies (hypothesis).
+
+The app runs in-process around the scripted engine, so the property test exercises parsing,
+validation and the error mapping, the layers where a 500 from bad input comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hearth.server.app import create_app
+from hearth.server.settings import ServerSettings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .scripted_engine import ScriptedEngine, scripted_registry
+
+LONE_SURROGATE = "\ud800"
+
+
+class InProcessApp:
+    """The app with its lifespan entered, driven from sync code on one private event loop.
+
+    Hypothesis calls the test body synchronously for each example; entering the lifespan
+    once and reusing the loop keeps an example in the milliseconds.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        settings = ServerSettings.load({"web": False})
+        self.app = create_app(settings, scripted_registry({"scripted": ScriptedEngine()}, settings))
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        self.loop.run_until_complete(self._start())
+        transport = httpx.ASGITransport(app=self.app)
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
+
+    async def _start(self) -> None:
+        await self._lifespan.__aenter__()
+        for _ in range(100):
+            if self.app.state.hearth.ready:
+                return
+            await asyncio.sleep(0.01)
+
+    def post(self, path: str, body: object) -> httpx.Response:
+        # ensure_ascii writes a lone surrogate as the JSON escape "\ud800", as a client may.
+        content = json.dumps(body, ensure_ascii=True).encode()
+        headers = {"content-type": "application/json"}
+        return self.loop.run_until_complete(self.client.post(path, content=content, headers=headers))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.run_until_complete(self._lifespan.__aexit__(None, None, None))
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[InProcessApp]:
+    running = InProcessApp()
+    yield running
+    running.close()
+
+
+def assert_openai_error(response: httpx.Response, status: int, param: str | None) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param
+
+
+def chat(**overrides: object) -> dict:
+    return {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}], **overrides}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", chat(messages=[{"role": "user", "content": LONE_SURROGATE}]),
+         "messages[0].content"),
+        ("/v1/chat/completions",
+         chat(messages=[{"role": "user", "content": [{"type": "text", "text": LONE_SURROGATE}]}]),
+         "messages[0].content"),
+        ("/v1/chat/completions", chat(model=LONE_SURROGATE), "model"),
+        ("/v1/chat/completions", chat(stop=["ok", "a" + LONE_SURROGATE]), "stop"),
+        ("/v1/completions", {"model": "scripted", "prompt": LONE_SURROGATE}, "prompt"),
+        ("/v1/completions", {"model": LONE_SURROGATE, "prompt": "Hi"}, "model"),
+    ],
+)
+def test_lone_surrogate_is_400_naming_the_param_not_500(app, path, body, param):
+    """A lone surrogate is valid JSON but not UTF-8; it used to fail as a 500 downstream."""
+    assert_openai_error(app.post(path, body), 400, param)
+
+
+@pytest.mark.parametrize("key", ["²", "٣", "1" * 5000, "-1", "1e3", " 7", "12345678901"])
+def test_logit_bias_key_that_is_not_a_plain_token_id_is_400_not_500(app, key):
+    """str.isdigit() let "²" and 5,000-digit keys through to int(), which raised: a 500."""
+    assert_openai_error(app.post("/v1/chat/completions", chat(logit_bias={key: 1})), 400, "logit_bias")
+
+
+# ------------------------------------------------------------------ generated bodies
+
+# Any character, lone surrogates included (hypothesis leaves them out by default).
+_text = st.text(st.characters(exclude_categories=()), max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool"]) | _json},
+    optional={"content": _json | _text, "name": _json},
+)
+_FIELDS = [
+    "model", "prompt", "messages", "max_tokens", "max_completion_tokens", "temperature",
+    "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty",
+    "seed", "stop", "stream", "stream_options", "logit_bias", "n", "logprobs", "echo",
+    "suffix", "user", "response_format", "tools", "input", "instructions", "text",
+    "tool_choice", "max_output_tokens", "previous_response_id", "store", "encoding_format",
+    "dimensions", "content", "tokens", "with_pieces", "add_special",
+]
+# Every route that takes a JSON body.
+_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings",
+           "/tokenize", "/detokenize"]
+_overrides = st.fixed_dictionaries(
+    {},
+    optional={
+        **{name: _json for name in _FIELDS},
+        "messages": st.lists(_message, max_size=3) | _json,
+        "logit_bias": st.dictionaries(_text | st.integers().map(str), _json, max_size=2),
+    },
+)
+_VALID = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}], "prompt": "Hi",
+          "input": "Hi", "content": "Hi", "tokens": [1]}
+_bodies = st.tuples(st.sampled_from(_ROUTES), st.just(_VALID), _overrides) | st.tuples(
+    st.sampled_from(_ROUTES), _json, st.just({}))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_bodies)
+def test_generated_bodies_never_get_a_5xx_and_errors_have_openai_shape(app, case):
+    path, base, overrides = case
+    body = {**base, **overrides} if isinstance(base, dict) else base
+    response = app.post(path, body)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert isinstance(error["message"], str) and error["message"]
