@@ -116,7 +116,8 @@ async def main(args: argparse.Namespace) -> None:
     overrides: dict[str, Any] = {"threads": args.threads, "parallel": 1}
     if args.model:
         overrides["model"] = str(args.model)
-    engine = LlamaEngine(ModelSettings.load(overrides))
+    settings = ModelSettings.load(overrides)
+    engine = LlamaEngine(settings.engine_options(settings.model_path(), "bench"))
     await engine.start()
     gbnf = structured.schema_grammar(SCHEMA, param="bench")
     kinds = {"unconstrained": None, "json_schema": gbnf}
