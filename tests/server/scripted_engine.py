@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+from hearth.server.app import create_app
 from hearth.server.engine.base import (
     Finished,
     GenerationEvent,
@@ -23,7 +25,7 @@ from hearth.server.engine.base import (
 from hearth.server.engine.errors import ContextExceeded, InvalidTokens
 from hearth.server.library import ModelLibrary, ModelSpec
 from hearth.server.registry import ModelRegistry
-from hearth.server.settings import ModelSettings
+from hearth.server.settings import ModelSettings, ServerSettings
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -135,3 +137,19 @@ def scripted_registry(
     return ModelRegistry(
         ModelLibrary(specs), lambda opts: engines[opts.name], **options  # type: ignore[arg-type]
     )
+
+
+async def scripted_client(
+    engine: ScriptedEngine, base_url: str = "http://localhost", **settings: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of an app serving `engine` as model "scripted", once it is ready."""
+    loaded = ServerSettings.load({"web": False, **settings})
+    app = create_app(loaded, scripted_registry({"scripted": engine}, loaded))
+    async with app.router.lifespan_context(app):
+        for _ in range(100):
+            if app.state.hearth.ready:
+                break
+            await asyncio.sleep(0.01)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client

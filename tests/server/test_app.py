@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -13,7 +12,7 @@ from hearth.server.app import create_app
 from hearth.server.engine.errors import GenerationFailed
 from hearth.server.settings import ServerSettings
 
-from .scripted_engine import ScriptedEngine, scripted_registry
+from .scripted_engine import ScriptedEngine, scripted_client, scripted_registry
 
 pytestmark = pytest.mark.anyio
 
@@ -28,16 +27,8 @@ def app_for(engine: ScriptedEngine, **settings: object) -> FastAPI:
     return create_app(loaded, scripted_registry({"scripted": engine}, loaded))
 
 
-async def client_for(engine: ScriptedEngine, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_for(engine, **settings)
-    async with app.router.lifespan_context(app):
-        for _ in range(100):
-            if app.state.hearth.ready:
-                break
-            await asyncio.sleep(0.01)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            yield client
+def client_for(engine: ScriptedEngine, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    return scripted_client(engine, **settings)
 
 
 @pytest.fixture

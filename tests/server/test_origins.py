@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from hearth.server.app import create_app
 from hearth.server.settings import ServerSettings
 
-from .scripted_engine import ScriptedEngine, scripted_registry
+from .scripted_engine import ScriptedEngine, scripted_client
 
 pytestmark = pytest.mark.anyio
 
@@ -20,17 +18,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def client_for(base_url: str, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
-    loaded = ServerSettings.load({"web": False, **settings})
-    app = create_app(loaded, scripted_registry({"scripted": ScriptedEngine()}, loaded))
-    async with app.router.lifespan_context(app):
-        for _ in range(100):
-            if app.state.hearth.ready:
-                break
-            await asyncio.sleep(0.01)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-            yield client
+def client_for(base_url: str, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    return scripted_client(ScriptedEngine(), base_url, **settings)
 
 
 PREFLIGHT = {
