@@ -71,6 +71,7 @@ def test_grammar_constrains_the_draw_and_never_sees_the_prompt(model, params):
     """Fed the prompt's tokens (as the penalties are), a grammar would reject them and abort."""
     grammar = 'root ::= "[" [0-9]{1,3} ("," [0-9]{1,3}){0,4} "]"'
     chain = SamplerChain(params, model.n_vocab, grammar, model.vocab)
+    llama_cpp.llama_memory_seq_rm(model.memory, 0, -1, -1)  # what earlier tests left in seq 0
     tokens = model.tokenize("Write some words about autumn:", add_special=True, parse_special=False)
     for token in tokens:
         chain.accept(token)
