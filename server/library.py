@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hearth.server.gguf_header import read_metadata
@@ -195,13 +195,10 @@ def _chosen(settings: ModelSettings, others: list[ModelSpec]) -> ModelSpec | Non
     if not settings.model:
         if not settings.alias or not others:
             return None
-        first = others[0]  # --alias alone names the default model
-        return ModelSpec(settings.alias, first.source, first.path, first.settings, first.hf)
+        return replace(others[0], id=settings.alias)  # --alias alone names the default model
     known = next((spec for spec in others if spec.id == settings.model), None)
     if known is not None:
-        if not settings.alias:
-            return known
-        return ModelSpec(settings.alias, known.source, known.path, known.settings, known.hf)
+        return replace(known, id=settings.alias) if settings.alias else known
     path = settings.model_path()  # FileNotFoundError with a one-line reason
     bundled = [spec for spec in others if spec.source == "bundled" and spec.path == path]
     name = settings.alias or (bundled[0].id if bundled else model_id_of(path))

@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hearth.server.library import ModelSpec, PulledManifest, PulledModel, model_id_of
@@ -96,13 +96,8 @@ def pull_for_config(spec: ModelSpec, settings: ModelSettings) -> str:
     assert spec.hf is not None
     entry = pull(spec.hf, settings)
     if entry.id != spec.id:  # the config names it; record it under that id too
-        PulledManifest(settings.library_dir).add(_renamed(entry, spec.id))
+        PulledManifest(settings.library_dir).add(replace(entry, id=spec.id))
     return entry.path
-
-
-def _renamed(entry: PulledModel, new_id: str) -> PulledModel:
-    return PulledModel(new_id, entry.repo, entry.quant, entry.revision, entry.path,
-                       entry.files, entry.converted)
 
 
 def _pull(ref: ModelRef, settings: ModelSettings) -> PulledModel:

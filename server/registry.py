@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -294,7 +294,7 @@ class ModelRegistry:
         if spec.hf is None or self._puller is None:
             raise FileNotFoundError(f"model {spec.id} has no file to load")
         path = await asyncio.to_thread(self._puller, spec)
-        entry.spec = ModelSpec(spec.id, spec.source, Path(path), spec.settings, spec.hf)
+        entry.spec = replace(spec, path=Path(path))
         return entry.spec
 
     async def _unload(self, entry: _Entry) -> None:
