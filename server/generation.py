@@ -8,8 +8,9 @@ so admission errors (context overflow, a full queue) are ordinary HTTP errors.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hearth.prompts.base import (
     Message,
@@ -25,6 +26,7 @@ from hearth.server.engine.base import (
     Prompt,
     SamplingParams,
     TextDelta,
+    TokenLogprob,
 )
 from hearth.server.engine.errors import ContextExceeded
 from hearth.server.errors import ContextOverflow, PromptRenderError, from_engine
@@ -40,22 +42,59 @@ DEFAULT_REPLY_ROOM = 512
 
 @dataclass
 class PreparedGeneration:
-    generation: Generation
+    generations: list[Generation]  # one per choice (OpenAI's `n`), all admitted
     model_id: str
     trim_reply: bool = False
     dropped_messages: int = 0
     tools: ToolPlan | None = None  # how to read tool calls out of the reply
+    logprobs: int | None = field(default=None)  # the alternatives asked for per token
 
-    async def events(self) -> AsyncIterator[GenerationEvent]:
-        """The engine's events, with surrounding whitespace trimmed where the format asks."""
+    @property
+    def generation(self) -> Generation:
+        return self.generations[0]
+
+    def cancel(self) -> None:
+        for generation in self.generations:
+            generation.cancel()
+
+    async def events(self, choice: int = 0) -> AsyncIterator[GenerationEvent]:
+        """One choice's events, with surrounding whitespace trimmed where the format asks."""
         trimmer = ReplyTrimmer() if self.trim_reply else None
-        async for event in self.generation:
+        async for event in self.generations[choice]:
             if trimmer is not None and isinstance(event, TextDelta):
                 text = trimmer.feed(event.text)
-                if text:
-                    yield TextDelta(text)
+                if text or event.logprobs:
+                    yield TextDelta(text, event.logprobs)
                 continue
             yield event
+
+    async def all_events(self) -> AsyncIterator[tuple[int, GenerationEvent]]:
+        """Every choice's events as they come, each with its choice index."""
+        if len(self.generations) == 1:
+            async for event in self.events(0):
+                yield 0, event
+            return
+        queue: asyncio.Queue[tuple[int, GenerationEvent | Exception]] = asyncio.Queue()
+
+        async def pump(choice: int) -> None:
+            try:
+                async for event in self.events(choice):
+                    queue.put_nowait((choice, event))
+            except Exception as error:  # noqa: BLE001 - handed to the consumer, raised there
+                queue.put_nowait((choice, error))
+
+        pumps = [asyncio.create_task(pump(i)) for i in range(len(self.generations))]
+        try:
+            running = len(pumps)
+            while running:
+                choice, event = await queue.get()
+                if isinstance(event, Exception):
+                    raise event
+                yield choice, event
+                running -= isinstance(event, Finished)
+        finally:
+            for task in pumps:
+                task.cancel()  # a consumer gone early frees every choice's slot
 
 
 class ReplyTrimmer:
@@ -102,7 +141,10 @@ def submit_chat(
     sampling: SamplingParams,
     stop: tuple[str, ...] = (),
     grammar: str | None = None,
+    grammar_trigger: str | None = None,
     tools: ToolPlan | None = None,
+    n: int = 1,
+    logprobs: int | None = None,
 ) -> PreparedGeneration:
     """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
     the handle's chat format, dropping its oldest turns to fit, and submit it."""
@@ -122,21 +164,25 @@ def submit_chat(
         ) from None
     except PromptRenderFailed as failed:
         raise PromptRenderError(f"The model's chat template failed: {failed}") from None
-    generation = engine.submit(
+    generations = engine.submit_choices(
         GenerationRequest(
             prompt=_engine_prompt(rendered),
             max_tokens=max_tokens,
             stop=rendered.stop + stop,
             sampling=sampling,
             grammar=grammar,
-        )
+            grammar_trigger=grammar_trigger,
+            logprobs=logprobs,
+        ),
+        n,
     )
     return PreparedGeneration(
-        generation=generation,
+        generations=generations,
         model_id=handle.id,
         trim_reply=rendered.trim_reply,
         dropped_messages=rendered.dropped_messages,
         tools=tools,
+        logprobs=logprobs,
     )
 
 
@@ -149,26 +195,33 @@ def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> Prepare
         sampling=request.sampling_params(handle.sampling),
         stop=request.stop_sequences(),
         grammar=tools.grammar if tools else chat_grammar(request),
+        grammar_trigger=tools.grammar_trigger if tools else None,
         tools=tools,
+        n=request.n or 1,
+        logprobs=request.token_logprobs(),
     )
 
 
 def prepare_completion(handle: ModelHandle, request: CompletionRequest) -> PreparedGeneration:
     try:
-        generation = handle.engine.submit(
+        generations = handle.engine.submit_choices(
             GenerationRequest(
                 prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
                 max_tokens=request.max_tokens,
                 stop=request.stop_sequences(),
                 sampling=request.sampling_params(handle.sampling),
                 grammar=completion_grammar(request),
-            )
+                logprobs=request.logprobs,
+            ),
+            request.n or 1,
         )
     except ContextExceeded as overflow:
         error = from_engine(overflow)
         error.param = "prompt"  # the engine cannot know which field held the text
         raise error from None
-    return PreparedGeneration(generation=generation, model_id=handle.id)
+    return PreparedGeneration(
+        generations=generations, model_id=handle.id, logprobs=request.logprobs
+    )
 
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:
@@ -180,11 +233,40 @@ def _engine_prompt(rendered: RenderedPrompt) -> Prompt:
     )
 
 
-async def collect(prepared: PreparedGeneration) -> tuple[str, Finished]:
+@dataclass(frozen=True)
+class Collected:
+    """One choice, whole."""
+
+    text: str
+    finished: Finished
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+async def collect_choice(prepared: PreparedGeneration, choice: int = 0) -> Collected:
     parts: list[str] = []
-    async for event in prepared.events():
+    logprobs: list[TokenLogprob] = []
+    async for event in prepared.events(choice):
         if isinstance(event, TextDelta):
             parts.append(event.text)
+            logprobs.extend(event.logprobs)
         else:
-            return "".join(parts), event
+            return Collected("".join(parts), event, tuple(logprobs))
     raise RuntimeError("generation ended without a Finished event")
+
+
+async def collect_all(prepared: PreparedGeneration) -> list[Collected]:
+    """Every choice, whole; a failure of one cancels the others."""
+    tasks = [
+        asyncio.ensure_future(collect_choice(prepared, i)) for i in range(len(prepared.generations))
+    ]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def collect(prepared: PreparedGeneration) -> tuple[str, Finished]:
+    """The first choice's text and its end (the Responses API and `hearth chat`)."""
+    whole = await collect_choice(prepared)
+    return whole.text, whole.finished

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -288,10 +289,14 @@ _SAMPLING_FIELDS = (
 )
 
 
-def _only_one_choice(n: int | None) -> int | None:
-    if n not in (None, 1):
-        raise ValueError("only n=1 is supported")
-    return n
+# Choices per request (`n`): each takes a slot, so a few are decoded side by side and the
+# rest wait their turn; more than this would let one request fill the queue.
+MAX_CHOICES = 8
+# Alternatives reported per token: OpenAI's limit for chat (the legacy completions API
+# stops at 5; llama.cpp's server, like Hearth, allows the chat limit on both).
+MAX_TOP_LOGPROBS = 20
+
+Choices = Annotated[int | None, Field(ge=1, le=MAX_CHOICES)]
 
 
 # ------------------------------------------------------------------- chat completions
@@ -303,20 +308,23 @@ class ChatCompletionRequest(_SamplingFields):
     logprobs: bool | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = 1
+    n: Choices = 1
     parallel_tool_calls: bool | None = True
     response_format: ResponseFormat | None = None
     tool_choice: ToolChoice | None = None
     tools: list[ToolDefinition] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
-    _n = field_validator("n")(_only_one_choice)
-
-    @field_validator("logprobs")
+    @field_validator("top_logprobs")
     @classmethod
-    def _no_logprobs(cls, logprobs: bool | None) -> bool | None:
-        if logprobs:
-            raise ValueError("logprobs are not supported")
-        return logprobs
+    def _top_logprobs_need_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return top
+
+    def token_logprobs(self) -> int | None:
+        """How many alternatives to report per token, or None for no logprobs."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @model_validator(mode="after")
     def _one_constraint(self) -> ChatCompletionRequest:
@@ -379,10 +387,27 @@ class AssistantMessage(BaseModel):
         return _without_absent_calls(handler(self))
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobOut(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    """A chat choice's logprobs: one entry per generated token of its content."""
+
+    content: list[TokenLogprobOut] | None
+    refusal: list[TokenLogprobOut] | None = None
+
+
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -429,7 +454,7 @@ class ChatDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int = 0
     delta: ChatDelta
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason | None = None
 
 
@@ -450,12 +475,10 @@ class CompletionRequest(_SamplingFields):
     model: str
     prompt: str | list[str]
     echo: bool | None = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     max_tokens: int | None = Field(default=16, ge=1)
-    n: int | None = 1
+    n: Choices = 1
     suffix: str | None = None
-
-    _n = field_validator("n")(_only_one_choice)
 
     @field_validator("prompt")
     @classmethod
@@ -466,8 +489,9 @@ class CompletionRequest(_SamplingFields):
 
     @model_validator(mode="after")
     def _unsupported(self) -> CompletionRequest:
-        if self.logprobs:
-            raise ValueError("logprobs are not supported")
+        if self.logprobs is not None and self.echo:
+            # The prompt's own logprobs would need logits for every prompt token.
+            raise ValueError("logprobs with echo is not supported")
         if self.suffix:
             raise ValueError("suffix (insertion) is not supported")
         return self
@@ -476,10 +500,19 @@ class CompletionRequest(_SamplingFields):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+class CompletionLogprobs(BaseModel):
+    """The legacy completions shape: parallel lists, one entry per generated token."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
 class CompletionChoice(BaseModel):
     text: str
     index: int = 0
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: FinishReason | None = None
 
 

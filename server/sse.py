@@ -2,7 +2,8 @@
 
 A stream opens with a chunk carrying the assistant role, sends content deltas, and closes
 with exactly one chunk carrying finish_reason, then the usage chunk when the client asked
-for it, then `[DONE]`. An error after the stream began cannot change the status code any
+for it, then `[DONE]`. With n > 1 every choice does so under its own `index`, their chunks
+interleaved as the choices are decoded, and the usage chunk comes once, after all of them. An error after the stream began cannot change the status code any
 more, so it goes out as an event in OpenAI's error shape and the stream ends there.
 """
 
@@ -18,12 +19,15 @@ from hearth.server.drain import current_drain
 from hearth.server.engine.base import Finished, TextDelta
 from hearth.server.errors import DrainTimeout, to_openai
 from hearth.server.generation import PreparedGeneration
+from hearth.server.logprobs import chat_logprobs, completion_logprobs
 from hearth.server.protocol import (
     ChatChunkChoice,
     ChatCompletionChunk,
     ChatDelta,
+    ChoiceLogprobs,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     PromptTokensDetails,
     Usage,
 )
@@ -41,12 +45,15 @@ SSE_END = (SEP * 2).encode()
 Chunk = str | bytes
 
 
-def usage_of(finished: Finished) -> Usage:
+def usage_of(*finished: Finished) -> Usage:
+    """A request's usage: its prompt (read once, whatever n) and all choices' tokens."""
+    first = finished[0]
+    completion = sum(f.completion_tokens for f in finished)
     return Usage(
-        prompt_tokens=finished.prompt_tokens,
-        completion_tokens=finished.completion_tokens,
-        total_tokens=finished.prompt_tokens + finished.completion_tokens,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=finished.cached_tokens),
+        prompt_tokens=first.prompt_tokens,
+        completion_tokens=completion,
+        total_tokens=first.prompt_tokens + completion,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=first.cached_tokens),
     )
 
 
@@ -113,37 +120,62 @@ async def chat_chunks(
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(
-        delta: ChatDelta, finish: str | None = None, usage: Usage | None = None
+        choice: int,
+        delta: ChatDelta,
+        finish: str | None = None,
+        usage: Usage | None = None,
+        logprobs: ChoiceLogprobs | None = None,
     ) -> ChatCompletionChunk:
-        choices = [] if usage else [ChatChunkChoice(delta=delta, finish_reason=finish)]
+        choices = [] if usage else [
+            ChatChunkChoice(index=choice, delta=delta, finish_reason=finish, logprobs=logprobs)
+        ]
         return ChatCompletionChunk(
             id=chunk_id, created=created, model=prepared.model_id, choices=choices, usage=usage
         )
 
-    content = TextChunks(lambda text: chunk(ChatDelta(content=text)))
-    watcher = CallWatcher(prepared.tools.call_format) if prepared.tools and prepared.tools.active else None
+    n = len(prepared.generations)
+    content = [TextChunks(lambda text, i=i: chunk(i, ChatDelta(content=text))) for i in range(n)]
+    tools = prepared.tools if prepared.tools and prepared.tools.active else None
+    watchers = [CallWatcher(tools.call_format) for _ in range(n)] if tools else None
+    # Logprobs of tokens whose text a call watcher holds back, sent with what it releases.
+    held: list[list] = [[] for _ in range(n)]
+    finished: list[Finished] = []
+    done: set[int] = set()
     drain = current_drain.get()
-    yield chunk(ChatDelta(role="assistant", content="")).model_dump_json()
-    async for event in prepared.events():
+
+    def text_chunk(choice: int, text: str, logprobs: list) -> Chunk:
+        if not logprobs:
+            return content[choice].event(text)
+        delta = ChatDelta(content=text)
+        return chunk(choice, delta, logprobs=chat_logprobs(logprobs)).model_dump_json()
+
+    for choice in range(n):
+        yield chunk(choice, ChatDelta(role="assistant", content="")).model_dump_json()
+    async for choice, event in prepared.all_events():
         if drain is not None and drain.expired:
-            yield chunk(ChatDelta(), finish="length").model_dump_json()
+            for open_choice in (i for i in range(n) if i not in done):
+                yield chunk(open_choice, ChatDelta(), finish="length").model_dump_json()
             raise _cut_by_drain()
         if isinstance(event, TextDelta):
-            text = watcher.feed(event.text) if watcher else event.text
+            held[choice].extend(event.logprobs)
+            text = watchers[choice].feed(event.text) if watchers else event.text
             if text:
-                yield content.event(text)
+                yield text_chunk(choice, text, held[choice])
+                held[choice] = []
         elif isinstance(event, Finished):
+            finished.append(event)
+            done.add(choice)
             reason = event.reason
-            if watcher is not None:
-                rest, calls = watcher.finish()
+            if watchers is not None:
+                rest, calls = watchers[choice].finish()
                 if rest:
-                    yield content.event(rest)
+                    yield text_chunk(choice, rest, held[choice])
                 for delta in call_deltas(calls):
-                    yield chunk(ChatDelta(tool_calls=delta)).model_dump_json()
+                    yield chunk(choice, ChatDelta(tool_calls=delta)).model_dump_json()
                 reason = "tool_calls" if calls else reason
-            yield chunk(ChatDelta(), finish=reason).model_dump_json()
-            if include_usage:
-                yield chunk(ChatDelta(), usage=usage_of(event)).model_dump_json()
+            yield chunk(choice, ChatDelta(), finish=reason).model_dump_json()
+    if include_usage and finished:
+        yield chunk(0, ChatDelta(), usage=usage_of(*finished)).model_dump_json()
 
 
 async def completion_chunks(
@@ -151,23 +183,44 @@ async def completion_chunks(
 ) -> AsyncIterator[Chunk]:
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(text: str, finish: str | None = None, usage: Usage | None = None) -> Completion:
-        choices = [] if usage else [CompletionChoice(text=text, finish_reason=finish)]
+    def chunk(
+        choice: int,
+        text: str,
+        finish: str | None = None,
+        usage: Usage | None = None,
+        logprobs: CompletionLogprobs | None = None,
+    ) -> Completion:
+        choices = [] if usage else [
+            CompletionChoice(index=choice, text=text, finish_reason=finish, logprobs=logprobs)
+        ]
         return Completion(
             id=completion_id, created=created, model=prepared.model_id, choices=choices, usage=usage
         )
 
-    content = TextChunks(chunk)
+    n = len(prepared.generations)
+    content = [TextChunks(lambda text, i=i: chunk(i, text)) for i in range(n)]
+    offsets = [len(echo)] * n  # where each choice's next token starts in its text
+    finished: list[Finished] = []
+    done: set[int] = set()
     drain = current_drain.get()
     if echo:
-        yield content.event(echo)
-    async for event in prepared.events():
+        for choice in range(n):
+            yield content[choice].event(echo)
+    async for choice, event in prepared.all_events():
         if drain is not None and drain.expired:
-            yield chunk("", finish="length").model_dump_json()
+            for open_choice in (i for i in range(n) if i not in done):
+                yield chunk(open_choice, "", finish="length").model_dump_json()
             raise _cut_by_drain()
         if isinstance(event, TextDelta):
-            yield content.event(event.text)
+            if prepared.logprobs is None:
+                yield content[choice].event(event.text)
+            else:
+                logprobs = completion_logprobs(event.logprobs, prepared.logprobs, offsets[choice])
+                yield chunk(choice, event.text, logprobs=logprobs).model_dump_json()
+            offsets[choice] += len(event.text)
         elif isinstance(event, Finished):
-            yield chunk("", finish=event.reason).model_dump_json()
-            if include_usage:
-                yield chunk("", usage=usage_of(event)).model_dump_json()
+            finished.append(event)
+            done.add(choice)
+            yield chunk(choice, "", finish=event.reason).model_dump_json()
+    if include_usage and finished:
+        yield chunk(0, "", usage=usage_of(*finished)).model_dump_json()

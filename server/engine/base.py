@@ -62,13 +62,33 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # GBNF (root rule `root`) every generated token must fit; None leaves output free.
     grammar: str | None = None
+    # With a trigger the grammar is lazy: output is free until it contains this text, and
+    # from the trigger's first character on it must fit the grammar.
+    grammar_trigger: str | None = None
+    # Report each generated token's log probability and this many of the likeliest
+    # alternatives (0: the token's own only); None reports nothing and costs nothing.
+    logprobs: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token as the model saw it: its bytes and log probability, and the
+    likeliest tokens at that position (from the model's distribution, before sampling)."""
+
+    piece: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class TextDelta:
-    """Newly generated text: whole UTF-8 characters, never part of a stop sequence."""
+    """Newly generated text: whole UTF-8 characters, never part of a stop sequence.
+
+    With logprobs asked for, the tokens whose text this delta completes (a token whose
+    bytes end mid-character is reported with the delta that finishes the character)."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,6 +177,11 @@ class Engine(Protocol):
 
     def submit(self, request: GenerationRequest) -> Generation:
         """Admit a request, or raise ContextExceeded / QueueFull / NotStarted."""
+        ...
+
+    def submit_choices(self, request: GenerationRequest, n: int) -> list[Generation]:
+        """Admit n generations of one request (OpenAI's `n`), all or none, decoded side by
+        side. With a seed, choice i samples with seed + i so that the choices differ."""
         ...
 
     async def start(self) -> None: ...

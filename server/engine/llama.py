@@ -15,6 +15,7 @@ llama_decode releases the GIL, so the event loop keeps serving while a step runs
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ from hearth.server.engine.errors import (
     NotStarted,
     QueueFull,
 )
+from hearth.server.engine.logprobs import LogprobReader
 from hearth.server.engine.model import LlamaModel
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.engine.slots import HostCache, Job, Slot, common_prefix
@@ -94,8 +96,13 @@ class LlamaEngine:
 
     @property
     def active(self) -> int:
-        busy = sum(slot.busy for slot in self._slots) + len(self._waiting)
+        busy = sum(slot.busy for slot in self._slots) + self._queued()
         return busy + self._embedding_requests
+
+    def _queued(self) -> int:
+        """Jobs waiting for a slot, the choices held behind their first one included."""
+        jobs = [*self._waiting, *(slot.job for slot in self._slots if slot.job is not None)]
+        return len(self._waiting) + sum(len(job.followers) for job in jobs)
 
     @property
     def info(self) -> ModelInfo:
@@ -113,6 +120,7 @@ class LlamaEngine:
         self._info = self._model.info()
         self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
         self._batch = TokenBatch(self._options.n_batch)
+        self._logprobs = LogprobReader(self._model.n_vocab, self._model.piece)
         self._thread = threading.Thread(target=self._run, name="hearth-scheduler", daemon=True)
         self._thread.start()
 
@@ -202,6 +210,9 @@ class LlamaEngine:
         return list(tokens)
 
     def submit(self, request: GenerationRequest) -> GenerationStream:
+        return self.submit_choices(request, 1)[0]
+
+    def submit_choices(self, request: GenerationRequest, n: int) -> list[GenerationStream]:
         if not self.ready:
             raise NotStarted("The model is still loading.")
         tokens = self._tokenize(request.prompt)
@@ -211,15 +222,18 @@ class LlamaEngine:
             raise ContextExceeded(
                 limit=limit, prompt_tokens=len(tokens), max_tokens=request.max_tokens
             )
-        stream = GenerationStream(
-            asyncio.get_running_loop(), self._outbox, len(tokens), self._notify
-        )
-        job = Job(
-            request=request,
-            prompt=tokens,
-            stream=stream,
-            max_new_tokens=min(request.max_tokens or room, room),
-        )
+        loop = asyncio.get_running_loop()
+        jobs = [
+            Job(
+                request=_choice(request, index),
+                prompt=tokens,
+                stream=GenerationStream(loop, self._outbox, len(tokens), self._notify),
+                max_new_tokens=min(request.max_tokens or room, room),
+            )
+            for index in range(n)
+        ]
+        leader = jobs[0]
+        leader.followers = jobs[1:]
         with self._wake:
             if len(self._waiting) >= self._max_queue and not self._free_slot_exists():
                 raise QueueFull(
@@ -227,9 +241,9 @@ class LlamaEngine:
                     "Try again shortly.",
                     retry_after=2,
                 )
-            self._waiting.append(job)
+            self._waiting.append(leader)
             self._wake.notify()
-        return stream
+        return [job.stream for job in jobs]
 
     def _free_slot_exists(self) -> bool:
         busy = sum(slot.busy for slot in self._slots)
@@ -244,7 +258,7 @@ class LlamaEngine:
         return {
             "slots": len(self._slots),
             "slots_busy": sum(slot.busy for slot in self._slots),
-            "waiting": len(self._waiting),
+            "waiting": self._queued(),
             "host_cache_entries": len(self._host_cache),
             "host_cache_bytes": self._host_cache.used,
             "engine": self.stats.as_dict(),
@@ -285,7 +299,7 @@ class LlamaEngine:
         admitted = []
         while self._waiting:
             if self._waiting[0].stream.cancelled:
-                self._waiting.popleft()
+                self._release_followers(self._waiting.popleft())
                 continue
             free = [slot for slot in self._slots if not slot.busy]
             if not free:
@@ -334,9 +348,14 @@ class LlamaEngine:
         slot.pending = job.prompt[reuse:]
         slot.next_token = None
         job.cached_tokens = reuse
+        lazy = job.request.grammar_trigger is not None
         job.sampler = SamplerChain(
-            job.request.sampling, self._model.n_vocab, job.request.grammar, self._model.vocab
+            job.request.sampling,
+            self._model.n_vocab,
+            None if lazy else job.request.grammar,
+            self._model.vocab,
         )
+        job.trigger_tail = "" if lazy else None
         job.stops = StopMatcher(job.request.stop)
         for token in job.prompt[-job.request.sampling.repeat_last_n :]:
             job.sampler.accept(token)
@@ -432,15 +451,24 @@ class LlamaEngine:
         job = slot.job
         assert job is not None and job.sampler is not None and job.stops is not None
         assert self._model is not None
+        # This job's prompt is read: the other choices of its request can start from it.
+        self._release_followers(job)
         token = job.sampler.sample(self._model.ctx, slot.output_index)
         if self._model.is_end_of_generation(token):
             self._flush(job)
             self._finish(slot, "stop")
             return
         job.generated += 1
-        text, stopped = job.stops.feed(job.utf8.feed(self._model.piece(token)))
+        if job.request.logprobs is not None:
+            job.logprobs.append(
+                self._logprobs.read(self._model.ctx, slot.output_index, token, job.request.logprobs)
+            )
+        written = job.utf8.feed(self._model.piece(token))
+        if job.trigger_tail is not None and written:
+            self._watch_trigger(job, written)
+        text, stopped = job.stops.feed(written)
         if text:
-            job.stream.push(TextDelta(text))
+            job.stream.push(_delta(job, text))
         if stopped:
             self._finish(slot, "stop")
         elif job.generated >= job.max_new_tokens:
@@ -449,6 +477,22 @@ class LlamaEngine:
         else:
             slot.next_token = token
 
+    def _watch_trigger(self, job: Job, written: str) -> None:
+        """Hand the reply to its lazy grammar once the trigger appears in what was written."""
+        assert job.trigger_tail is not None and job.sampler is not None and self._model
+        trigger, grammar = job.request.grammar_trigger, job.request.grammar
+        assert trigger and grammar
+        tail = job.trigger_tail + written
+        start = tail.find(trigger)
+        if start < 0:
+            # Keep what could be the trigger's beginning: its length less one character.
+            job.trigger_tail = tail[max(0, len(tail) - len(trigger) + 1) :]
+            return
+        job.trigger_tail = None
+        replay = self._model.tokenize(tail[start:], add_special=False, parse_special=False)
+        if not job.sampler.constrain(grammar, self._model.vocab, replay):
+            log.info("the lazy grammar does not fit the reply's start; it stays free")
+
     @staticmethod
     def _flush(job: Job) -> None:
         """The generation ends without a stop sequence: release held-back text."""
@@ -456,7 +500,7 @@ class LlamaEngine:
         tail, _ = job.stops.feed(job.utf8.flush())
         tail += job.stops.flush()
         if tail:
-            job.stream.push(TextDelta(tail))
+            job.stream.push(_delta(job, tail))
 
     def _finish(self, slot: Slot, outcome: Literal["stop", "length"] | Exception) -> None:
         job = slot.job
@@ -474,8 +518,19 @@ class LlamaEngine:
             )
         self._release(slot)
 
+    def _release_followers(self, job: Job) -> None:
+        """Queue the other choices of job's request first in line (they keep its turn)."""
+        if job.followers:
+            with self._wake:
+                self._waiting.extendleft(reversed(job.followers))
+            job.followers = []
+
     def _release(self, slot: Slot) -> None:
         job = slot.job
+        if job is not None:
+            # A first choice that ended before its prompt was read (cancelled, failed) still
+            # lets the others run: each reads the prompt itself then.
+            self._release_followers(job)
         if job is not None and job.sampler is not None:
             job.sampler.close()
         # A prompt cut short by a cancel: the KV holds only what was evaluated.
@@ -497,6 +552,24 @@ class LlamaEngine:
             slot.tokens = []
             if slot.job is not None:
                 self._finish(slot, GenerationFailed(reason))
+
+
+def _choice(request: GenerationRequest, index: int) -> GenerationRequest:
+    """Choice `index` of a request: with a seed, seed + index, else the request itself."""
+    seed = request.sampling.seed
+    if index == 0 or seed is None:
+        return request
+    sampling = dataclasses.replace(request.sampling, seed=(seed + index) % (1 << 32))
+    return dataclasses.replace(request, sampling=sampling)
+
+
+def _delta(job: Job, text: str) -> TextDelta:
+    """A text delta carrying the log probabilities of the tokens that made its text."""
+    if not job.logprobs:
+        return TextDelta(text)
+    delta = TextDelta(text, tuple(job.logprobs))
+    job.logprobs.clear()
+    return delta
 
 
 def _by_share(candidate: tuple[int, Slot]) -> tuple[int, float]:

@@ -19,6 +19,11 @@ token its grammar cannot accept). And a grammar is costly over the whole vocabul
 decodes and matches every candidate. So, as llama.cpp's own common sampler does, the token
 is first drawn without the grammar and only checked against it; the grammar filters the
 whole vocabulary only when it rejects that token.
+
+A grammar may also start late (`constrain`): a tool call under `tool_choice: "auto"` is
+free text until the model writes the call's opener, and grammar-bound from there on. The
+text already written from the opener is replayed into the grammar token by token, each one
+checked first, because llama.cpp aborts the process on a token its grammar cannot accept.
 """
 
 from __future__ import annotations
@@ -66,13 +71,36 @@ class SamplerChain:
             params.greedy and not params.logit_bias and not _penalties_active(params)
         )
         self._logits_row = ctypes.POINTER(ctypes.c_float * n_vocab)
+        self._n_vocab = n_vocab
         self.grammar = None
-        if grammar is not None:
-            self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not self.grammar:
-                raise ValueError("llama.cpp could not parse the grammar")
-            self._candidates = _Candidates(n_vocab)
-            self._probe = _Candidates(1)
+        if grammar is not None and not self._attach(grammar, vocab):
+            raise ValueError("llama.cpp could not parse the grammar")
+
+    def _attach(self, grammar: str, vocab: llama_cpp.llama_vocab_p | None) -> bool:
+        self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if not self.grammar:
+            return False
+        self._candidates = _Candidates(self._n_vocab)
+        self._probe = _Candidates(1)
+        return True
+
+    def constrain(
+        self, grammar: str, vocab: llama_cpp.llama_vocab_p, written: list[int]
+    ) -> bool:
+        """Apply `grammar` from now on, to a text that starts with `written` (its tokens).
+
+        False, and the output stays free, when the grammar does not parse or does not take
+        what was written: the caller then reads the reply as it comes.
+        """
+        if self.grammar is not None or not self._attach(grammar, vocab):
+            return False
+        for token in written:
+            if not self._allows(token):
+                llama_cpp.llama_sampler_free(self.grammar)
+                self.grammar = None
+                return False
+            llama_cpp.llama_sampler_accept(self.grammar, token)
+        return True
 
     def sample(self, ctx: llama_cpp.llama_context_p, output_index: int) -> int:
         """Draw a token from the given output row and record it for the penalties."""

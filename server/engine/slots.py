@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hearth.server.engine.base import GenerationRequest
+from hearth.server.engine.base import GenerationRequest, TokenLogprob
 from hearth.server.engine.sampler import SamplerChain
 from hearth.server.engine.stream import GenerationStream
 from hearth.server.engine.text import StopMatcher, Utf8Assembler
@@ -45,6 +45,15 @@ class Job:
     stops: StopMatcher | None = None
     cached_tokens: int = 0
     generated: int = 0
+    # Log probabilities of tokens whose text has not gone out yet (see TextDelta).
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    # The other choices of an n > 1 request. They wait here, not in the queue, until this
+    # job has read the prompt; then they start from a copy of its KV (Slot donors), so the
+    # prompt is read once for all n.
+    followers: list[Job] = field(default_factory=list)
+    # A lazy grammar's watch: the text tail in which its trigger may be starting; None when
+    # nothing is watched (no trigger, or the grammar has taken over).
+    trigger_tail: str | None = None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import collect, prepare_chat
+from hearth.server.generation import collect_all, prepare_chat
+from hearth.server.logprobs import chat_logprobs
 from hearth.server.protocol import (
     DROPPED_MESSAGES_HEADER,
     ChatChoice,
@@ -27,12 +28,18 @@ async def create_chat_completion(
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
-    text, finished = await unless_disconnected(request, collect(prepared))
-    message, finish_reason = assistant_reply(prepared.tools, text, finished.reason)
+    collected = await unless_disconnected(request, collect_all(prepared))
+    choices = []
+    for index, whole in enumerate(collected):
+        message, finish_reason = assistant_reply(prepared.tools, whole.text, whole.finished.reason)
+        logprobs = chat_logprobs(whole.logprobs) if prepared.logprobs is not None else None
+        choices.append(
+            ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish_reason)
+        )
     completion = ChatCompletion(
         model=prepared.model_id,
-        choices=[ChatChoice(message=message, finish_reason=finish_reason)],
-        usage=usage_of(finished),
+        choices=choices,
+        usage=usage_of(*(whole.finished for whole in collected)),
     )
     response = Response(completion.model_dump_json(), media_type="application/json")
     response.headers.update(headers)

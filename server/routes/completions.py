@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import collect, prepare_completion
+from hearth.server.generation import collect_all, prepare_completion
+from hearth.server.logprobs import completion_logprobs
 from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import completion_chunks, event_stream, usage_of
@@ -21,9 +22,19 @@ async def create_completion(
     echo = body.prompt_text() if body.echo else ""
     if body.stream:
         return event_stream(completion_chunks(prepared, body.include_usage(), echo))
-    text, finished = await unless_disconnected(request, collect(prepared))
+    collected = await unless_disconnected(request, collect_all(prepared))
+    choices = [
+        CompletionChoice(
+            index=index,
+            text=echo + whole.text,
+            finish_reason=whole.finished.reason,
+            logprobs=None if body.logprobs is None
+            else completion_logprobs(whole.logprobs, body.logprobs),
+        )
+        for index, whole in enumerate(collected)
+    ]
     return Completion(
         model=prepared.model_id,
-        choices=[CompletionChoice(text=echo + text, finish_reason=finished.reason)],
-        usage=usage_of(finished),
+        choices=choices,
+        usage=usage_of(*(whole.finished for whole in collected)),
     )

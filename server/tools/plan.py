@@ -7,7 +7,10 @@ history are written back in that format, and tool results become user turns wrap
 `<tool_response>`, so every chat format, transcripts included, can carry a tool
 conversation. Under `required` or a named function a grammar forces a well-formed call to
 one of the allowed tools with arguments matching its parameters, so even a 135M model
-always calls validly; under `auto` the model chooses and its text is parsed for calls.
+always calls validly. Under `auto` the model chooses: its text is free until it writes the
+family's call opener, and from there the same grammar holds (a lazy grammar), so a call it
+starts is a valid call too. (Bare-JSON families have no opener to wait for: their calls
+under `auto` are parsed as written.)
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ CALL_RULE = "tool-call-json"
 class ToolPlan:
     messages: list[Message]
     call_format: CallFormat
-    grammar: str | None  # set when a call is forced
+    grammar: str | None  # set when a call is forced or may start (see grammar_trigger)
     active: bool  # whether the reply is parsed for calls
+    grammar_trigger: str | None = None  # under `auto`: the grammar starts at this text
 
 
 def plan_tools(request: ChatCompletionRequest, chat_template: str | None) -> ToolPlan | None:
@@ -58,8 +62,18 @@ def plan_tools(request: ChatCompletionRequest, chat_template: str | None) -> Too
     if messages and messages[0].role == "system":
         system = Message("system", f"{messages[0].content}\n\n{system.content}")
         messages = messages[1:]
-    grammar = _call_grammar(request, fmt, allowed) if forced else None
-    return ToolPlan([system, *messages], fmt, grammar=grammar, active=True)
+    if forced:
+        return ToolPlan(
+            [system, *messages], fmt, grammar=_call_grammar(request, fmt, allowed), active=True
+        )
+    trigger = fmt.opener.strip()
+    return ToolPlan(
+        [system, *messages],
+        fmt,
+        grammar=_call_grammar(request, fmt, allowed) if trigger else None,
+        active=True,
+        grammar_trigger=trigger or None,
+    )
 
 
 def _allowed(request: ChatCompletionRequest) -> list:

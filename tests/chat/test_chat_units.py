@@ -137,6 +137,9 @@ class ScriptedEngine:
         self.generations.append(ScriptedGeneration(self.pieces))
         return self.generations[-1]
 
+    def submit_choices(self, request: GenerationRequest, n: int) -> list[ScriptedGeneration]:
+        return [self.submit(request) for _ in range(n)]
+
 
 async def collect(chat: LocalChat, messages: list[Message]) -> list[object]:
     return [event async for event in chat.reply(messages)]

@@ -143,3 +143,57 @@ def test_a_prompt_counted_while_fitting_is_not_tokenized_again_on_admission(
         assert calls == [prompt.text, prompt.text]
 
     on_real_engine(engine_settings, scenario)
+
+
+# A few-shot transcript after which the model writes a Hermes-style call by itself.
+CALLS_PROMPT = (
+    'Q: What is the weather in Rome?\nA: <tool_call>\n{"name": "get_weather", "arguments": '
+    '{"city": "Rome"}}\n</tool_call>\nQ: What is the weather in Oslo?\nA: <tool_call>\n'
+    '{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
+    "Q: What is the weather in Paris?\nA:"
+)
+# The call grammar asks for a "unit" the examples never show, so only a grammar that has
+# taken over can make the model write it.
+KELVIN_CALL = (
+    'root ::= "<tool_call>\\n{\\"name\\": \\"get_weather\\", \\"arguments\\": '
+    '{\\"city\\": \\"" [A-Za-z]+ "\\", \\"unit\\": \\"kelvin\\"}}\\n</tool_call>"'
+)
+
+
+async def lazy_run(
+    engine: LlamaEngine, prompt: str, grammar: str | None, trigger: str | None
+) -> str:
+    request = GenerationRequest(
+        Prompt(prompt), max_tokens=48, sampling=GREEDY, stop=("\nQ:",),
+        grammar=grammar, grammar_trigger=trigger,
+    )
+    return "".join([e.text async for e in engine.submit(request) if isinstance(e, TextDelta)])
+
+
+def test_a_lazy_grammar_takes_over_at_its_trigger_and_not_before(engine_settings):
+    async def scenario(engine: LlamaEngine) -> None:
+        free = await lazy_run(engine, CALLS_PROMPT, None, None)
+        lazy = await lazy_run(engine, CALLS_PROMPT, KELVIN_CALL, "<tool_call>")
+        assert free.startswith(" <tool_call>") and "kelvin" not in free
+        # The space before the trigger was free; from the trigger on the grammar held.
+        assert lazy.startswith(" <tool_call>\n")
+        assert lazy.rstrip().endswith('"unit": "kelvin"}}\n</tool_call>')
+        # A reply that never writes the trigger is not constrained at all.
+        plain = "The capital of France is"
+        assert await lazy_run(engine, plain, KELVIN_CALL, "<tool_call>") == await lazy_run(
+            engine, plain, None, None
+        )
+
+    on_real_engine(engine_settings, scenario)
+
+
+def test_a_lazy_grammar_that_rejects_the_trigger_leaves_the_reply_free(engine_settings):
+    # llama.cpp aborts the process on a token its grammar refuses; the replay is checked
+    # token by token first, so this reply simply goes on unconstrained.
+    async def scenario(engine: LlamaEngine) -> None:
+        refusing = 'root ::= "[call]"'
+        free = await lazy_run(engine, CALLS_PROMPT, None, None)
+        assert await lazy_run(engine, CALLS_PROMPT, refusing, "<tool_call>") == free
+        assert (await run(engine, "The sky is"))[0]  # and the engine serves the next one
+
+    on_real_engine(engine_settings, scenario)

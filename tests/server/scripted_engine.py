@@ -121,6 +121,9 @@ class ScriptedEngine:
         self.generations.append(generation)
         return generation
 
+    def submit_choices(self, request: GenerationRequest, n: int) -> list[ScriptedGeneration]:
+        return [self.submit(request) for _ in range(n)]
+
     async def start(self) -> None:
         self.started = True
 
