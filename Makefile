@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test lint ci browser bench clean
+.PHONY: setup serve test lint ci browser node bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,17 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 
-test: setup browser
+# The openai-node client tests need Node.js (18 or newer) and the client pinned in
+# tests/node/package-lock.json; Debian's nodejs is installed when node is missing.
+node: tests/node/node_modules/.installed
+
+tests/node/node_modules/.installed: tests/node/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm; }
+	npm ci --prefix tests/node --no-audit --no-fund
+	touch $@
+
+test: setup browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -38,4 +48,4 @@ bench: setup
 	$(BIN)/python bench/serve_bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache tests/node/node_modules
