@@ -1,7 +1,11 @@
 """`hearth convert SRC [-o OUT.gguf] [--outtype TYPE] [--verify]`.
 
-Failures the user can fix (a missing shard, an unknown architecture, an existing output) end
-with one line on stderr and exit status 1; nothing is left at the output path.
+SRC is a folder, or a Hugging Face repository id (`owner/name`) when no such folder exists:
+then only the files the conversion reads are downloaded first (convert/hub.py).
+
+Failures the user can fix (a missing shard, an unknown architecture, an existing output, a
+repository that is not there) end with one line on stderr and exit status 1; nothing is left
+at the output path.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from hearth.convert.quantize import DEFAULT_OUT_TYPE, OUT_TYPES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path,
-                        help="a Hugging Face model folder or a Meta consolidated.*.pth folder")
+    parser.add_argument("source",
+                        help="a Hugging Face model folder, a Meta consolidated.*.pth folder, "
+                        "or a Hugging Face repository id (owner/name) to download from")
     parser.add_argument("-o", "--outfile", type=Path, default=None,
-                        help="the GGUF to write (default: <folder name>-<TYPE>.gguf here)")
+                        help="the GGUF to write (default: <folder or repository name>-<TYPE>.gguf "
+                        "here)")
+    parser.add_argument("--revision", default=None,
+                        help="with a repository id: the branch, tag or commit (default: main)")
     types = ", ".join(f"{t.name}: {t.about}" for t in OUT_TYPES.values())
     parser.add_argument("--outtype", choices=list(OUT_TYPES), default=DEFAULT_OUT_TYPE,
                         help=f"default {DEFAULT_OUT_TYPE}. {types}")
@@ -37,24 +45,43 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _local_or_fetched(source: str, revision: str | None) -> tuple[Path, str]:
+    """The folder to convert and the model's name: `source` itself when it is a path that
+    exists (or cannot be a repository id), else the repository's files, downloaded."""
+    from hearth.convert.hub import fetch_checkpoint, is_repo_id
+
+    folder = Path(source).expanduser()
+    if folder.exists() or not is_repo_id(source):
+        return folder, folder.resolve().name
+    fetched = fetch_checkpoint(source, revision)
+    return fetched.folder, fetched.name
+
+
 def run(args: argparse.Namespace) -> int:
     from hearth.convert.converter import convert_checkpoint, default_output
 
     out_type = OUT_TYPES[args.outtype]
-    output = args.outfile or default_output(args.source, out_type)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     started = time.perf_counter()
     try:
-        converted = convert_checkpoint(args.source, output, out_type, force=args.force,
-                                       threads=args.threads)
+        if args.outfile is not None and args.outfile.exists() and not args.force:
+            # Said before any download, not after it.
+            raise ConversionError(f"{args.outfile} exists; pass --force to overwrite it")
+        source, name = _local_or_fetched(args.source, args.revision)
+        output = args.outfile or default_output(name, out_type)
+        converted = convert_checkpoint(source, output, out_type, force=args.force,
+                                       threads=args.threads, name=name)
     except ConversionError as error:
         print(f"hearth convert: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("hearth convert: interrupted", file=sys.stderr)
+        return 130
     size_mib = converted.path.stat().st_size / 2**20
     print(f"wrote {converted.path} ({converted.architecture}, {converted.out_type}, "
           f"{size_mib:.1f} MiB) in {time.perf_counter() - started:.1f} s")
     if args.verify:
         from hearth.convert.verify_cli import report_verification
 
-        return report_verification(args.source, [converted.path], args.threads)
+        return report_verification(source, [converted.path], args.threads)
     return 0
