@@ -98,6 +98,20 @@ def fetch_checkpoint(repo: str, revision: str | None = None) -> FetchedCheckpoin
         raise ConversionError(message) from None
 
 
+def fetch_base_config(repo: str) -> Path:
+    """A LoRA adapter's base model, as far as converting the adapter needs it: the folder of
+    its config.json (no weights). ConversionError on failure."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, "config.json")).parent
+    except Exception as error:
+        message = hub_failure(error, repo)
+        if message is None:
+            raise
+        raise ConversionError(f"the adapter's base model: {message}") from None
+
+
 def _download(repo: str, revision: str | None) -> FetchedCheckpoint:
     from huggingface_hub import HfApi
 
