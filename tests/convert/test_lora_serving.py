@@ -71,6 +71,12 @@ def test_base_and_adapter_are_served_side_by_side(converted, tmp_path: Path) -> 
             return reply.choices[0].text.replace("\ufffd", ""), reply.usage.completion_tokens
 
         plain, adapted, configured = ask("tiny-base"), ask("my-lora-F16"), ask("tuned")
+
+        def embed(model: str) -> list[float]:
+            return client.embeddings.create(model=model, input=PROMPT).data[0].embedding
+
+        # The adapter model's embedding context runs with the adapter too.
+        assert embed("my-lora-F16") == embed("tuned") != embed("tiny-base")
     finally:
         server.stop()
     assert plain[0] and adapted[0]

@@ -7,6 +7,7 @@ exports, a model card. Only what the conversion reads may be fetched.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -21,13 +22,14 @@ from hearth.convert.hub import files_to_fetch
 from hearth.convert.quantize import OUT_TYPES
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "convert"))
-from checkpoint_builders import bin_copy, build_tiny, train_tokenizer
+from checkpoint_builders import bin_copy, build_lora_adapter, build_tiny, train_tokenizer
 from model_runs import tensor_bytes
 
 REPO = "test/tiny-llama"
 SHARDED_REPO = "test/tiny-llama-sharded"
 BIN_REPO = "test/tiny-llama-bin"
 GGUF_ONLY_REPO = "test/only-gguf"
+LORA_REPO = "test/tiny-lora"
 # Files a Hub repository has that a conversion must not download.
 DECOYS = ("flax_model.msgpack", "tf_model.h5", "model.onnx", "onnx/model.onnx",
           "tiny-llama-Q4_K_M.gguf", "consolidated.safetensors", "README.md", "original/params.json")
@@ -50,8 +52,12 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     sharded = build_tiny("llama", root / "sharded", spm, 320, max_shard_size="60KB")
     decoy = root / "decoy.bin"
     decoy.write_bytes(os.urandom(50_000))
+    lora = build_lora_adapter(single, root / "lora")
+    config = json.loads((lora / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = REPO  # as a fine-tune on the Hub names its base
+    (lora / "adapter_config.json").write_text(json.dumps(config))
     return {"single": single, "sharded": sharded, "bin": bin_copy(single, root / "bin"),
-            "decoy": decoy}
+            "decoy": decoy, "lora": lora}
 
 
 def files_of(folder: Path) -> dict[str, Path]:
@@ -67,6 +73,7 @@ def repos(hub, checkpoints: dict[str, Path]):
                     "pytorch_model.bin": checkpoints["bin"] / "pytorch_model.bin"})
     fake.add(SHARDED_REPO, {**files_of(checkpoints["sharded"]), **decoys})
     fake.add(BIN_REPO, {**files_of(checkpoints["bin"]), **decoys})
+    fake.add(LORA_REPO, {**files_of(checkpoints["lora"]), "README.md": checkpoints["decoy"]})
     fake.add(GGUF_ONLY_REPO, {"README.md": checkpoints["decoy"],
                               "model-Q4_K_M.gguf": checkpoints["decoy"]})
     return fake
@@ -96,6 +103,22 @@ def test_converting_a_repository_fetches_only_what_the_conversion_reads(
     assert field.contents() == name
     # Downloaded into huggingface-hub's own cache.
     assert any((library.root / "hf").rglob("config.json"))
+
+
+def test_an_adapter_repository_fetches_its_files_and_only_its_bases_config(
+    library: Library, repos, checkpoints: dict[str, Path], tmp_path: Path,
+) -> None:
+    from hearth.convert.lora import convert_adapter
+
+    result = library.hearth("convert", LORA_REPO)
+    assert result.returncode == 0, result.stderr
+    assert fetched(repos) == {"adapter_config.json", "adapter_model.safetensors", "config.json"}
+    output = library.root / "tiny-lora-F16.gguf"
+    local = tmp_path / "local.gguf"
+    convert_adapter(checkpoints["lora"], local, OUT_TYPES["f16"], base=checkpoints["single"],
+                    progress=False)
+    assert tensor_bytes(output) == tensor_bytes(local)
+    assert gguf.GGUFReader(output).fields["general.type"].contents() == "adapter"
 
 
 def test_offline_mode_converts_from_the_cache(library: Library, repos) -> None:
