@@ -113,6 +113,9 @@ def _pull(ref: ModelRef, settings: ModelSettings) -> PulledModel:
             id=model_id_of(Path(files[0])), repo=ref.repo, quant=quant, revision=revision,
             path=local[0], files=local,
         )
+    elif "adapter_config.json" in names:
+        raise PullError(f"{ref.repo} is a LoRA adapter, not a model: `hearth convert {ref.repo}` "
+                        "makes its GGUF, which `hearth serve --lora` serves on its base")
     elif any(name.endswith(".safetensors") for name in names):
         entry = _pull_and_convert(ref, revision, names, settings)
     else:

@@ -121,6 +121,12 @@ def test_an_adapter_repository_fetches_its_files_and_only_its_bases_config(
     assert gguf.GGUFReader(output).fields["general.type"].contents() == "adapter"
 
 
+def test_pulling_an_adapter_repository_says_to_convert_it(library: Library, repos) -> None:
+    result = library.hearth("pull", LORA_REPO)
+    assert_one_line_failure(result, "LoRA adapter", f"hearth convert {LORA_REPO}")
+    assert fetched(repos) == set()
+
+
 def test_offline_mode_converts_from_the_cache(library: Library, repos) -> None:
     assert library.hearth("convert", REPO, "-o", "first.gguf", "--outtype", "f16").returncode == 0
     again = library.hearth("convert", REPO, "-o", "second.gguf", "--outtype", "f16",
