@@ -21,7 +21,8 @@ from hearth.convert.errors import ConversionError
 from hearth.convert.hub import files_to_fetch
 from hearth.convert.quantize import OUT_TYPES
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "convert"))
+# Appended, not put first: tests/convert has a conftest.py of its own.
+sys.path.append(str(Path(__file__).parent.parent / "convert"))
 from checkpoint_builders import bin_copy, build_lora_adapter, build_tiny, train_tokenizer
 from model_runs import tensor_bytes
 
