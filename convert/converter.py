@@ -35,9 +35,9 @@ class ConvertedModel:
     out_type: str
 
 
-def default_output(source: Path, out_type: OutType) -> Path:
-    """`<folder name>-<TYPE>.gguf` in the current directory."""
-    return Path.cwd() / f"{source.resolve().name}-{out_type.name.upper()}.gguf"
+def default_output(name: str, out_type: OutType) -> Path:
+    """`<model name>-<TYPE>.gguf` in the current directory."""
+    return Path.cwd() / f"{name}-{out_type.name.upper()}.gguf"
 
 
 def storage_type(name: str, ndim: int, base: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
@@ -113,8 +113,13 @@ def _lossless_file_type(planned: list[PlannedTensor]) -> gguf.LlamaFileType:
 
 
 def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: bool = False,
-                       progress: bool = True, threads: int | None = None) -> ConvertedModel:
-    """Convert the checkpoint folder `source` into `output` (complete or not there at all)."""
+                       progress: bool = True, threads: int | None = None,
+                       name: str | None = None) -> ConvertedModel:
+    """Convert the checkpoint folder `source` into `output` (complete or not there at all).
+
+    `name` is the model's general.name; by default the folder's name (a Hub snapshot's
+    folder is a commit hash, so a downloaded checkpoint passes its repository's name).
+    """
     if output.exists() and not force:
         raise ConversionError(f"{output} exists; pass --force to overwrite it")
     if not output.parent.is_dir():
@@ -125,7 +130,7 @@ def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: 
     rows = next(t.shape[0] for t in planned if t.name == "token_embd.weight")
     vocab = load_vocabulary(checkpoint.tokenizer_files, rows)
     arch.adjust_vocabulary(vocab)
-    name = source.resolve().name
+    name = name or source.resolve().name
     logger.info("converting %s (%s, %d tensors) to %s", source, arch.arch_name, len(planned),
                 out_type.name)
     with staged_output(output) as staged:

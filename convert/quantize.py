@@ -55,6 +55,9 @@ OUT_TYPES: dict[str, OutType] = {t.name: t for t in (
             about="legacy 4-bit, about 4.5 bits a weight"),
 )}
 DEFAULT_OUT_TYPE = "q4_k_m"
+# A LoRA adapter is small and llama.cpp applies it in float; quantizing it saves nothing.
+ADAPTER_OUT_TYPES = ("f32", "f16", "bf16")
+DEFAULT_ADAPTER_OUT_TYPE = "f16"
 
 # A source dtype's own GGUF type: what the lossless intermediate holds.
 LOSSLESS: dict[str, gguf.GGMLQuantizationType] = {"F32": Q.F32, "F16": Q.F16, "BF16": Q.BF16}

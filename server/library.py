@@ -8,6 +8,16 @@ Models come from, in this order (the first is the default model):
   5. the SmolLM2-135M-Instruct that ships with Hearth.
 An id found twice keeps its first place. Each model carries its own settings: the server's,
 with whatever its config table sets, so the registry never merges settings itself.
+
+A model may carry a LoRA adapter (a config table's `lora`, or `--lora`, which adds base +
+adapter in front, as the default, under the adapter file's name). Base + adapter is a model of
+its own, with its own engine, never the base's engine with the adapter switched on: llama.cpp
+(0.3.36: llama_set_adapters_lora) applies adapters to a whole context, and all slots of a
+model share one context and are decoded together in one batch, so one context cannot run
+some sequences with the adapter and others without. Its own engine also keeps the two prompt
+caches apart (KV computed with the adapter is wrong for the base, and the other way round).
+The base GGUF is memory-mapped by both, so on CPU its weights' pages are shared by the OS; each
+has its own KV cache.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ class ModelSpec:
     path: Path | None  # None for a config model that is pulled on first use
     settings: ModelSettings
     hf: str | None = None  # "repo[:QUANT]" for such a model
+    lora: Path | None = None  # a GGUF LoRA adapter applied on top of `path`
+    lora_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -185,7 +197,9 @@ class ModelLibrary:
         others = [*_configured(settings), *_in_models_dir(settings), *_pulled(settings)]
         others += _bundled(settings)
         first = _chosen(settings, others)
-        for spec in ([first] if first else []) + others:
+        chosen = ([first] if first else []) + others
+        adapted = _with_lora(settings, chosen[0] if chosen else None)
+        for spec in ([adapted] if adapted else []) + chosen:
             add(spec)
         return cls(list(found.values()))
 
@@ -205,27 +219,56 @@ def _chosen(settings: ModelSettings, others: list[ModelSpec]) -> ModelSpec | Non
     return ModelSpec(name, "--model", path, settings)
 
 
+def _with_lora(settings: ModelSettings, base: ModelSpec | None) -> ModelSpec | None:
+    """--lora: the default model with the adapter, as a model of its own."""
+    if settings.lora is None:
+        return None
+    if base is None:
+        raise FileNotFoundError(f"--lora {settings.lora} needs a base model; none was found")
+    lora = settings.lora.expanduser()
+    if not lora.is_file():
+        raise FileNotFoundError(f"LoRA adapter not found: {settings.lora}")
+    return replace(base, id=model_id_of(lora), source=f"{base.id} + LoRA {lora.name}",
+                   lora=lora, lora_scale=settings.lora_scale)
+
+
 def _configured(settings: ModelSettings) -> list[ModelSpec]:
     return [_from_entry(settings, entry) for entry in settings.models]
 
 
 def _from_entry(settings: ModelSettings, entry: ModelEntry) -> ModelSpec:
     own = settings.model_copy(update=entry.overrides())
+    lora = _in_models_dir_or_as_is(settings, entry.lora) if entry.lora else None
+    scale = 1.0 if entry.lora_scale is None else entry.lora_scale
     if entry.hf is not None:
         pulled = PulledManifest(settings.library_dir).find(entry.id)
         path = Path(pulled.path) if pulled else None
-        return ModelSpec(entry.id, "config", path, own, hf=entry.hf)
-    path = Path(entry.path or "").expanduser()
+        return ModelSpec(entry.id, "config", path, own, hf=entry.hf, lora=lora, lora_scale=scale)
+    path = _in_models_dir_or_as_is(settings, entry.path or "")
+    return ModelSpec(entry.id, "config", path, own, lora=lora, lora_scale=scale)
+
+
+def _in_models_dir_or_as_is(settings: ModelSettings, name: str) -> Path:
+    path = Path(name).expanduser()
     if not path.is_absolute() and not path.is_file() and (settings.models_dir / path).is_file():
         path = settings.models_dir / path
-    return ModelSpec(entry.id, "config", path, own)
+    return path
 
 
 def _in_models_dir(settings: ModelSettings) -> list[ModelSpec]:
     return [
         ModelSpec(model_id_of(path), str(settings.models_dir), path, settings)
         for path in gguf_files(settings.models_dir)
+        if not _is_adapter(path)
     ]
+
+
+def _is_adapter(path: Path) -> bool:
+    """A GGUF LoRA adapter is no model by itself: it is served through `lora`."""
+    try:
+        return read_metadata(path).get("general.type") == "adapter"
+    except (OSError, ValueError):
+        return False  # a broken file is the engine's to report
 
 
 def _pulled(settings: ModelSettings) -> list[ModelSpec]:

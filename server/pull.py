@@ -14,7 +14,6 @@ default), once.
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 from collections.abc import Iterator
@@ -28,8 +27,6 @@ from hearth.server.settings import ModelSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_QUANT = "Q4_K_M"
-# What a conversion needs from a checkpoint repository (weights, config, tokenizer).
-CHECKPOINT_FILES = ["*.safetensors", "*.json", "tokenizer.model", "*.jinja", "*.tiktoken"]
 
 
 class PullError(Exception):
@@ -116,8 +113,11 @@ def _pull(ref: ModelRef, settings: ModelSettings) -> PulledModel:
             id=model_id_of(Path(files[0])), repo=ref.repo, quant=quant, revision=revision,
             path=local[0], files=local,
         )
+    elif "adapter_config.json" in names:
+        raise PullError(f"{ref.repo} is a LoRA adapter, not a model: `hearth convert {ref.repo}` "
+                        "makes its GGUF, which `hearth serve --lora` serves on its base")
     elif any(name.endswith(".safetensors") for name in names):
-        entry = _pull_and_convert(ref, revision, settings)
+        entry = _pull_and_convert(ref, revision, names, settings)
     else:
         raise PullError(f"{ref.repo} has neither GGUF nor safetensors files")
     PulledManifest(settings.library_dir).add(entry)
@@ -133,8 +133,10 @@ def _quant_of(name: str) -> str:
     return "?"
 
 
-def _pull_and_convert(ref: ModelRef, revision: str, settings: ModelSettings) -> PulledModel:
+def _pull_and_convert(ref: ModelRef, revision: str, names: list[str],
+                      settings: ModelSettings) -> PulledModel:
     from hearth.convert.converter import convert_checkpoint
+    from hearth.convert.hub import files_to_fetch
     from hearth.convert.quantize import OUT_TYPES
     from huggingface_hub import snapshot_download
 
@@ -143,13 +145,15 @@ def _pull_and_convert(ref: ModelRef, revision: str, settings: ModelSettings) -> 
     if out_type is None:
         raise PullError(f"cannot convert to {ref.quant}; choose one of: "
                         f"{', '.join(t.upper() for t in OUT_TYPES)}")
-    folder = Path(snapshot_download(ref.repo, revision=revision, allow_patterns=CHECKPOINT_FILES))
-    model_id = f"{ref.repo.split('/')[1]}-{quant.upper()}"
+    files = files_to_fetch(ref.repo, names)  # the weights once, not in every framework's format
+    folder = Path(snapshot_download(ref.repo, revision=revision, allow_patterns=files))
+    name = ref.repo.split("/")[1]
+    model_id = f"{name}-{quant.upper()}"
     output = settings.library_dir / "converted" / f"{model_id}.gguf"
     output.parent.mkdir(parents=True, exist_ok=True)
     if not output.is_file():  # converted once; convert_checkpoint writes it whole or not at all
         log.info("%s has no GGUF: converting its checkpoint to %s", ref.repo, quant.upper())
-        convert_checkpoint(folder, output, out_type)
+        convert_checkpoint(folder, output, out_type, name=name)
     return PulledModel(id=model_id, repo=ref.repo, quant=quant.upper(), revision=revision,
                        path=str(output), files=[str(output)], converted=True)
 
@@ -168,38 +172,7 @@ def hub_errors(ref: ModelRef) -> Iterator[None]:
         raise PullError(message) from None
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The connection errors of whichever HTTP client this huggingface-hub uses (httpx up to
-    1.x, its fork httpx2 since 2.0)."""
-    import importlib
-
-    found: list[type[BaseException]] = [ConnectionError]
-    for name in ("httpx", "httpx2"):
-        try:
-            found.append(importlib.import_module(name).TransportError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
-
-
 def _hub_message(ref: ModelRef, error: BaseException) -> str | None:
-    from huggingface_hub import constants
-    from huggingface_hub import errors as hub
+    from hearth.convert.hub import hub_failure
 
-    if isinstance(error, hub.GatedRepoError):
-        return f"{ref.repo} is gated: accept its terms on the Hub and set HF_TOKEN"
-    if isinstance(error, hub.RepositoryNotFoundError):
-        return f"repository not found: {ref.repo} (or it is private: set HF_TOKEN)"
-    if isinstance(error, hub.RevisionNotFoundError):
-        return f"{ref.repo} has no such revision"
-    if isinstance(error, hub.OfflineModeIsEnabled) or (
-        isinstance(error, hub.LocalEntryNotFoundError) and constants.HF_HUB_OFFLINE
-    ):
-        return f"offline mode (HF_HUB_OFFLINE) is on and {ref} is not in the local cache"
-    if isinstance(error, (*_transport_errors(), hub.LocalEntryNotFoundError)):
-        return f"cannot reach {constants.ENDPOINT} to fetch {ref.repo}: no network?"
-    if isinstance(error, hub.HfHubHTTPError):
-        return f"the Hub refused {ref.repo}: {str(error).splitlines()[0]}"
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return f"the disk is full while fetching {ref.repo} (its cache: {constants.HF_HUB_CACHE})"
-    return None
+    return hub_failure(error, ref.repo, str(ref))

@@ -270,7 +270,8 @@ class ModelRegistry:
         try:
             spec = await self._located(entry)
             assert spec.path is not None
-            engine = entry.engine = self._factory(spec.settings.engine_options(spec.path, spec.id))
+            options = spec.settings.engine_options(spec.path, spec.id, spec.lora, spec.lora_scale)
+            engine = entry.engine = self._factory(options)
             await engine.start()
             # The default format is made now, so a broken prompt file fails the load.
             entry.formats[spec.id] = self._chat_format(entry, None)

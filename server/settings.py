@@ -80,6 +80,11 @@ class ModelEntry(BaseModel):
     hf: str | None = Field(
         default=None, description="A Hugging Face repo[:QUANT], pulled on first use if absent."
     )
+    lora: str | None = Field(
+        default=None, description="A GGUF LoRA adapter applied to the model (hearth convert "
+        "makes one from a PEFT folder); the id then serves base + adapter."
+    )
+    lora_scale: float | None = Field(default=None, description="The adapter's strength (1.0).")
     n_ctx: int | None = Field(default=None, ge=256)
     parallel: int | None = Field(default=None, ge=1, le=64)
     n_batch: int | None = Field(default=None, ge=32)
@@ -155,6 +160,13 @@ class ModelSettings(HearthSettings):
     alias: str | None = Field(
         default=None, description="Model id in the API. Default: the file name without .gguf."
     )
+    lora: Path | None = Field(
+        default=None,
+        description="A GGUF LoRA adapter (hearth convert makes one from a PEFT folder): base "
+        "(--model, else the default model) + adapter is served as a model of its own, with the "
+        "adapter file's name as id, and is the default; the base keeps its own id.",
+    )
+    lora_scale: float = Field(default=1.0, description="Strength of the --lora adapter.")
     prompt: str | None = Field(
         default=None,
         description="Chat format: 'template' (the model's own chat template), a transcript "
@@ -210,7 +222,8 @@ class ModelSettings(HearthSettings):
             repeat_penalty=self.repeat_penalty,
         )
 
-    def engine_options(self, path: Path, name: str) -> EngineOptions:
+    def engine_options(self, path: Path, name: str, lora: Path | None = None,
+                       lora_scale: float = 1.0) -> EngineOptions:
         return EngineOptions(
             path=path,
             name=name,
@@ -221,6 +234,8 @@ class ModelSettings(HearthSettings):
             n_gpu_layers=self.n_gpu_layers,
             cache_ram_bytes=self.cache_ram_mib * 1024 * 1024,
             max_queue=getattr(self, "max_queue", 64),
+            lora=lora,
+            lora_scale=lora_scale,
         )
 
     def model_path(self) -> Path:

@@ -115,6 +115,10 @@ class EngineOptions:
     n_gpu_layers: int = 0
     cache_ram_bytes: int = 256 << 20
     max_queue: int = 64
+    # A GGUF LoRA adapter applied to every context of this engine (llama.cpp applies
+    # adapters per context, not per sequence), scaled by lora_scale.
+    lora: Path | None = None
+    lora_scale: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import llama_cpp
 import numpy as np
 from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.errors import ContextExceeded, GenerationFailed
+from hearth.server.engine.errors import ContextExceeded, GenerationFailed, ModelLoadError
 
 if TYPE_CHECKING:
     from hearth.server.engine.model import LlamaModel
@@ -43,6 +43,11 @@ class EmbeddingContext:
         self._ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not self._ctx:
             raise GenerationFailed(f"cannot create an embedding context of {n_ctx} tokens")
+        try:
+            model.apply_adapter(self._ctx)  # an adapter model embeds with its adapter too
+        except ModelLoadError as refused:
+            llama_cpp.llama_free(self._ctx)
+            raise GenerationFailed(str(refused)) from None
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._n_embd = llama_cpp.llama_model_n_embd(model.model)
         self._batch = TokenBatch(n_ctx)

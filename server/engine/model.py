@@ -94,6 +94,14 @@ class LlamaModel:
                 f"cannot create a context of {options.n_ctx} x {options.n_seq} tokens for "
                 f"{options.path.name}: lower --n-ctx or --parallel"
             )
+        self.adapter = None
+        if options.lora is not None:
+            try:
+                self.adapter = self._load_adapter(options.lora)
+                self.apply_adapter(self.ctx)
+            except ModelLoadError:
+                self.close()
+                raise
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(self.ctx)
         self._piece = ctypes.create_string_buffer(256)
@@ -103,6 +111,30 @@ class LlamaModel:
         # cost 15-20 us a token inside the scheduler's step.
         self._pieces: dict[int, bytes] = {}
         self._end_tokens: dict[int, bool] = {}
+
+    def _load_adapter(self, path: Path) -> llama_cpp.llama_adapter_lora_p:
+        if not path.is_file():
+            raise ModelLoadError(f"LoRA adapter not found: {path}")
+        adapter = llama_cpp.llama_adapter_lora_init(self.model, str(path).encode())
+        if not adapter:
+            raise ModelLoadError(
+                f"cannot apply {path.name} to {self.options.path.name}: not a GGUF LoRA "
+                "adapter of this model (hearth convert makes one from a PEFT folder)"
+            )
+        return adapter
+
+    def apply_adapter(self, ctx: llama_cpp.llama_context_p) -> None:
+        """Run `ctx` with this model's LoRA adapter, if it has one.
+
+        llama.cpp applies adapters to a context, to every sequence decoded in it; so each
+        context of an adapter model gets it (the chat context, and the embedding one).
+        """
+        if self.adapter is None:
+            return
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapter)
+        scales = (ctypes.c_float * 1)(self.options.lora_scale)
+        if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales) != 0:
+            raise ModelLoadError(f"llama.cpp refused the LoRA adapter {self.options.lora}")
 
     def _context_params(self) -> llama_cpp.llama_context_params:
         opts = self.options
@@ -239,6 +271,9 @@ class LlamaModel:
         if self.ctx:
             llama_cpp.llama_free(self.ctx)
             self.ctx = None
+        if getattr(self, "adapter", None):  # after the context that used it
+            llama_cpp.llama_adapter_lora_free(self.adapter)
+            self.adapter = None
         if self.model:
             llama_cpp.llama_model_free(self.model)
             self.model = None

@@ -212,3 +212,30 @@ def meta_copy(hf_folder: Path, dest: Path, n_shards: int = 2) -> Path:
     (dest / "params.json").write_text(json.dumps(params))
     shutil.copy(hf_folder / "tokenizer.model", dest / "tokenizer.model")
     return dest
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def build_lora_adapter(base: Path, dest: Path, seed: int = 0, rank: int = 8, alpha: int = 16,
+                       bin_format: bool = False) -> Path:
+    """A real PEFT LoRA adapter on the checkpoint `base`, saved by peft itself.
+
+    PEFT starts lora_B at zero, which would leave the model unchanged; both halves get random
+    weights here, so the adapter visibly changes what the model says.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(LORA_TARGETS),
+                        lora_dropout=0.0, init_lora_weights=False)
+    adapted = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.5)
+    adapted.save_pretrained(dest, safe_serialization=not bin_format)
+    return dest
