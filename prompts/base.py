@@ -14,13 +14,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCallTurn:
+    """A tool call an assistant message made, for templates that write calls themselves."""
+
+    id: str
+    name: str
+    arguments: dict
 
 
 @dataclass(frozen=True)
 class Message:
     role: Role
     content: str
+    # Only for chat templates that know tools (`ModelChatTemplate.knows_tools`); other
+    # formats receive tool turns already written out as text.
+    tool_calls: tuple[ToolCallTurn, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,9 @@ class ModelTemplate:
 
 class ChatFormat(Protocol):
     name: str
+    knows_tools: bool  # renders tools, tool calls and tool results itself
+
+    def with_tools(self, tools: list[dict]) -> ChatFormat: ...
 
     def render(
         self,

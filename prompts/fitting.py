@@ -27,6 +27,13 @@ class FittedFormat:
     exchanges to fit is the same for every format.
     """
 
+    # Whether the format writes tool definitions and calls itself (see ModelChatTemplate).
+    knows_tools = False
+
+    def with_tools(self, tools: list[dict]) -> FittedFormat:
+        """The format, describing `tools` itself; one that knows no tools is unchanged."""
+        return self
+
     def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
         raise NotImplementedError
 

@@ -21,6 +21,7 @@ with a warning, rather than refused, since refusing would make the model unusabl
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -36,7 +37,7 @@ from hearth.prompts.base import (
     TextPiece,
 )
 from hearth.prompts.fitting import FittedFormat
-from jinja2 import TemplateError
+from jinja2 import TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,27 @@ class ModelChatTemplate(FittedFormat):
     def __init__(self, model: ModelTemplate, name: str = "template") -> None:
         self.name = name
         self.model = model
+        environment = template_environment()
         try:
-            self._template = template_environment().from_string(model.source)
+            self._template = environment.from_string(model.source)
+            # A template that reads a `tools` variable was written to describe tools (and,
+            # in practice, to write calls and results) in the form its model was trained on.
+            variables = meta.find_undeclared_variables(environment.parse(model.source))
         except TemplateError as broken:
             raise PromptRenderFailed(
                 f"the model's chat template does not compile: {broken}"
             ) from broken
+        self.knows_tools = "tools" in variables
+        self._tools: list[dict] | None = None
         # Belt and braces: the engine stops on end-of-generation tokens and never emits their
         # text, but an engine that did would otherwise show "<|im_end|>" to the user.
         self._stop = (model.eos_token,) if model.eos_token else ()
+
+    def with_tools(self, tools: list[dict]) -> ModelChatTemplate:
+        """This format, rendering `tools` (OpenAI tool objects) through the template."""
+        bound = copy.copy(self)
+        bound._tools = tools
+        return bound
 
     def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
         contents = [m.content for m in messages]
@@ -146,10 +159,11 @@ class ModelChatTemplate(FittedFormat):
     def _render(self, messages: Sequence[Message], contents: Sequence[str]) -> str:
         try:
             return self._template.render(
-                messages=[{"role": m.role, "content": c} for m, c in zip(messages, contents)],
+                messages=[_message(m, c) for m, c in zip(messages, contents)],
                 bos_token=self.model.bos_token,
                 eos_token=self.model.eos_token,
                 add_generation_prompt=True,
+                **({"tools": self._tools} if self._tools else {}),
             )
         except TemplateRaised as refused:
             raise PromptRenderFailed(f"the model's chat template refused: {refused}") from refused
@@ -157,3 +171,17 @@ class ModelChatTemplate(FittedFormat):
             raise PromptRenderFailed(
                 f"the model's chat template failed: {type(failed).__name__}: {failed}"
             ) from failed
+
+
+def _message(message: Message, content: str) -> dict[str, Any]:
+    """A message as Hugging Face templates read it (OpenAI's shape, arguments as a dict)."""
+    rendered: dict[str, Any] = {"role": message.role, "content": content}
+    if message.tool_calls:
+        rendered["tool_calls"] = [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": call.arguments}}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        rendered["tool_call_id"] = message.tool_call_id
+    return rendered

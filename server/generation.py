@@ -154,8 +154,11 @@ def submit_chat(
     def count(candidate: RenderedPrompt) -> int:
         return engine.count_tokens(_engine_prompt(candidate))
 
+    fmt = handle.chat_format
+    if tools is not None and tools.template_tools is not None:
+        fmt = fmt.with_tools(tools.template_tools)
     try:
-        rendered = handle.chat_format.render(
+        rendered = fmt.render(
             messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
         )
     except PromptTooLong as too_long:
@@ -187,7 +190,8 @@ def submit_chat(
 
 
 def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> PreparedGeneration:
-    tools = plan_tools(request, handle.engine.info.chat_template)
+    fmt = handle.chat_format
+    tools = plan_tools(request, handle.engine.info.chat_template, native=fmt.knows_tools)
     return submit_chat(
         handle,
         tools.messages if tools else chat_messages(request),

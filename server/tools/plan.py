@@ -1,11 +1,12 @@
 """A chat request with tools, as a prompt, a grammar and a parser for the reply.
 
-Models whose template knows tools were trained on their family's call format; the bundled
-SmolLM2 and most small models know none. Either way the tools are described in a system
-message (the tool-use prompt below, written in the family's call format), tool calls in the
-history are written back in that format, and tool results become user turns wrapped in
-`<tool_response>`, so every chat format, transcripts included, can carry a tool
-conversation. Under `required` or a named function a grammar forces a well-formed call to
+Models whose template knows tools (it reads a `tools` variable) were trained on their
+family's call format, and their template writes the tool definitions, the calls in the
+history and the tool results the way the model saw them in training: such a chat format gets
+the tools and the tool turns as they are. Every other format (the bundled SmolLM2's
+template, transcripts) gets them written out: the tools described in a system message (the
+tool-use prompt below, in the family's call format), calls in the history in that format,
+and tool results as user turns wrapped in `<tool_response>`. Under `required` or a named function a grammar forces a well-formed call to
 one of the allowed tools with arguments matching its parameters, so even a 135M model
 always calls validly. Under `auto` the model chooses: its text is free until it writes the
 family's call opener, and from there the same grammar holds (a lazy grammar), so a call it
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from hearth.prompts.base import Message
+from hearth.prompts.base import Message, ToolCallTurn
 from hearth.server.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
 from hearth.server.structured.grammar import schema_grammar
 from hearth.server.tools.formats import CallFormat, ParsedCall, call_format_for
@@ -45,35 +46,43 @@ class ToolPlan:
     grammar: str | None  # set when a call is forced or may start (see grammar_trigger)
     active: bool  # whether the reply is parsed for calls
     grammar_trigger: str | None = None  # under `auto`: the grammar starts at this text
+    # The tools for a chat template that renders them itself (None: they are in `messages`).
+    template_tools: list[dict] | None = None
 
 
-def plan_tools(request: ChatCompletionRequest, chat_template: str | None) -> ToolPlan | None:
-    """The plan for a request that has tools or tool turns in its history; None otherwise."""
+def plan_tools(
+    request: ChatCompletionRequest, chat_template: str | None, native: bool = False
+) -> ToolPlan | None:
+    """The plan for a request that has tools or tool turns in its history; None otherwise.
+
+    `native`: the chat format renders tools and tool turns itself."""
     has_history = any(m.role == "tool" or m.tool_calls for m in request.messages)
     if not request.tools and not has_history:
         return None
     fmt = call_format_for(chat_template)
-    messages = [_message(m, fmt) for m in request.messages]
+    if native:
+        messages = [_native_message(m) for m in request.messages]
+    else:
+        messages = [_message(m, fmt) for m in request.messages]
     if not request.tools_active():
-        return ToolPlan(messages, fmt, grammar=None, active=False)
+        return ToolPlan(messages, fmt, grammar=None, active=False,
+                        template_tools=[] if native else None)
     allowed = _allowed(request)
     forced = request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice)
+    # Forced: the grammar holds from the first token. Under `auto` it waits for the opener
+    # (a lazy grammar); a family without one is parsed as written.
+    grammar = _call_grammar(request, fmt, allowed) if forced or fmt.opener else None
+    trigger = None if forced else fmt.opener.strip() or None
+    if native:
+        # As the client sent them: a template may print every key it is given.
+        described = [tool.model_dump(exclude_unset=True) for tool in allowed]
+        return ToolPlan(messages, fmt, grammar, active=True, grammar_trigger=trigger,
+                        template_tools=described)
     system = Message("system", _tool_prompt(request, fmt, allowed, forced))
     if messages and messages[0].role == "system":
         system = Message("system", f"{messages[0].content}\n\n{system.content}")
         messages = messages[1:]
-    if forced:
-        return ToolPlan(
-            [system, *messages], fmt, grammar=_call_grammar(request, fmt, allowed), active=True
-        )
-    trigger = fmt.opener.strip()
-    return ToolPlan(
-        [system, *messages],
-        fmt,
-        grammar=_call_grammar(request, fmt, allowed) if trigger else None,
-        active=True,
-        grammar_trigger=trigger or None,
-    )
+    return ToolPlan([system, *messages], fmt, grammar, active=True, grammar_trigger=trigger)
 
 
 def _allowed(request: ChatCompletionRequest) -> list:
@@ -134,6 +143,17 @@ def _message(message: ChatMessage, fmt: CallFormat) -> Message:
         text = "\n".join(part for part in (message.text(), fmt.render(calls)) if part)
         return Message("assistant", text)
     return Message(role, message.text())
+
+
+def _native_message(message: ChatMessage) -> Message:
+    if message.role == "tool":
+        return Message("tool", message.text(), tool_call_id=message.tool_call_id)
+    role = "system" if message.role == "developer" else message.role
+    calls = tuple(
+        ToolCallTurn(c.id, c.function.name, _arguments(c.function.arguments))
+        for c in message.tool_calls or ()
+    )
+    return Message(role, message.text(), tool_calls=calls)
 
 
 def _arguments(text: str) -> dict:
