@@ -1,9 +1,12 @@
 """From a validated OpenAI request (or a `hearth chat` turn) to an admitted generation.
 
-Chat requests go through the chosen chat format (template or transcript), which also fits
-long conversations into the context by dropping the oldest turns; text completions send
-the prompt as it is. Either way the engine admits the request before any response starts,
-so admission errors (context overflow, a full queue) are ordinary HTTP errors.
+Chat requests go through the chosen chat format (template or transcript); a conversation
+that does not fit the context is refused (400 context_length_exceeded, as OpenAI does)
+unless truncation was asked for, in which case its oldest turns are dropped. Dropping is
+opt-in because a reply to a silently shortened conversation looks right and is not. Text
+completions send the prompt as it is. Either way the engine admits the request before any
+response starts, so admission errors (context overflow, a full queue) are ordinary HTTP
+errors.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from hearth.server.engine.base import (
 )
 from hearth.server.engine.errors import ContextExceeded
 from hearth.server.errors import ContextOverflow, PromptRenderError, from_engine
-from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
+from hearth.server.protocol import ChatCompletionRequest, CompletionRequest, Truncation
 from hearth.server.registry import ModelHandle
 from hearth.server.structured.grammar import chat_grammar, completion_grammar
 from hearth.server.tools.plan import ToolPlan, plan_tools
@@ -103,9 +106,11 @@ def submit_chat(
     stop: tuple[str, ...] = (),
     grammar: str | None = None,
     tools: ToolPlan | None = None,
+    truncate: bool = False,
 ) -> PreparedGeneration:
     """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
-    the handle's chat format, dropping its oldest turns to fit, and submit it."""
+    the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
+    to fit; without, a conversation that does not fit raises ContextOverflow."""
     engine = handle.engine
     n_ctx = engine.info.n_ctx
 
@@ -113,24 +118,30 @@ def submit_chat(
         return engine.count_tokens(_engine_prompt(candidate))
 
     try:
-        rendered = handle.chat_format.render(
-            messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
-        )
+        if truncate:
+            rendered = handle.chat_format.render(
+                messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
+            )
+        else:
+            rendered = handle.chat_format.render(messages)
     except PromptTooLong as too_long:
         raise ContextOverflow(
             limit=n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
         ) from None
     except PromptRenderFailed as failed:
         raise PromptRenderError(f"The model's chat template failed: {failed}") from None
-    generation = engine.submit(
-        GenerationRequest(
-            prompt=_engine_prompt(rendered),
-            max_tokens=max_tokens,
-            stop=rendered.stop + stop,
-            sampling=sampling,
-            grammar=grammar,
+    try:
+        generation = engine.submit(
+            GenerationRequest(
+                prompt=_engine_prompt(rendered),
+                max_tokens=max_tokens,
+                stop=rendered.stop + stop,
+                sampling=sampling,
+                grammar=grammar,
+            )
         )
-    )
+    except ContextExceeded as overflow:
+        raise from_engine(overflow) from None  # param "messages"
     return PreparedGeneration(
         generation=generation,
         model_id=handle.id,
@@ -140,7 +151,10 @@ def submit_chat(
     )
 
 
-def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> PreparedGeneration:
+def prepare_chat(
+    handle: ModelHandle, request: ChatCompletionRequest, *, truncation: Truncation = "disabled"
+) -> PreparedGeneration:
+    """`truncation` is the server's default, for a request that does not say."""
     tools = plan_tools(request, handle.engine.info.chat_template)
     return submit_chat(
         handle,
@@ -150,6 +164,7 @@ def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> Prepare
         stop=request.stop_sequences(),
         grammar=tools.grammar if tools else chat_grammar(request),
         tools=tools,
+        truncate=request.truncates(truncation),
     )
 
 

@@ -288,6 +288,9 @@ _SAMPLING_FIELDS = (
 )
 
 
+Truncation = Literal["disabled", "auto"]
+
+
 def _only_one_choice(n: int | None) -> int | None:
     if n not in (None, 1):
         raise ValueError("only n=1 is supported")
@@ -308,6 +311,15 @@ class ChatCompletionRequest(_SamplingFields):
     response_format: ResponseFormat | None = None
     tool_choice: ToolChoice | None = None
     tools: list[ToolDefinition] | None = None
+
+    # ---- Hearth extensions (not in the OpenAI API) --------------------------------------
+    # The Responses API's name: "auto" drops the oldest turns when the conversation does not
+    # fit (the response says how many in X-Hearth-Dropped-Messages); "disabled" answers 400
+    # context_length_exceeded, as OpenAI does. Left out: the server's --truncation.
+    truncation: Truncation | None = Field(
+        default=None, description="'auto' drops the oldest turns to fit the context."
+    )
+    # ---- end of Hearth extensions --------------------------------------------------------
 
     _n = field_validator("n")(_only_one_choice)
 
@@ -341,6 +353,10 @@ class ChatCompletionRequest(_SamplingFields):
         if isinstance(self.response_format, TextResponseFormat):
             return None
         return self.response_format
+
+    def truncates(self, server_default: Truncation) -> bool:
+        """Whether old turns may be dropped to fit: the request's choice, else the server's."""
+        return (self.truncation or server_default) == "auto"
 
     def token_limit(self) -> int | None:
         """max_completion_tokens supersedes the deprecated max_tokens when both are sent."""

@@ -11,7 +11,7 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 from hearth.server.engine.base import EngineOptions, SamplingParams
@@ -304,6 +304,12 @@ class ServerSettings(ModelSettings):
         ge=0,
         description="On SIGTERM/SIGINT, seconds running requests may take to finish before "
         "they are ended; a second signal exits at once.",
+    )
+    truncation: Literal["disabled", "auto"] = Field(
+        default="disabled",
+        description="A chat that does not fit the context: 'disabled' answers 400 "
+        "context_length_exceeded, 'auto' drops its oldest turns (a request's own "
+        "'truncation' field overrides this).",
     )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")

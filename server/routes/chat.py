@@ -12,7 +12,7 @@ from hearth.server.protocol import (
 )
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import chat_chunks, event_stream, usage_of
-from hearth.server.state import Registry
+from hearth.server.state import Registry, server_state
 from hearth.server.tools.reply import assistant_reply
 
 router = APIRouter()
@@ -23,7 +23,9 @@ async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, registry: Registry
 ) -> ChatCompletion | Response:
     async with registry.acquire(body.model) as handle:
-        prepared = prepare_chat(handle, body)
+        prepared = prepare_chat(
+            handle, body, truncation=server_state(request).settings.truncation
+        )
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)

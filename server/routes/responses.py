@@ -23,11 +23,13 @@ async def create_response(
     body: ResponseRequest, request: Request, registry: Registry
 ) -> Response | EventSourceResponse:
     store = _store(request)
+    truncation = server_state(request).settings.truncation
     if body.stream:
-        prepared, conversation = await serving.start(registry, store, body)
+        prepared, conversation = await serving.start(registry, store, body, truncation)
         return EventSourceResponse(
             serving.events(body, prepared, store, conversation), sep="\n", ping=15)
-    return await unless_disconnected(request, serving.create(registry, store, body))
+    return await unless_disconnected(
+        request, serving.create(registry, store, body, truncation))
 
 
 @router.get("/v1/responses/{response_id}")
