@@ -80,7 +80,7 @@ class LocalChat:
                 # The reply may use half the context at most, so a huge --max-tokens still
                 # leaves room for the question.
                 room = min(self._max_tokens, handle.capabilities.context_length // 2)
-                prepared = submit_chat(
+                prepared = await submit_chat(
                     handle, messages, max_tokens=room, sampling=handle.sampling, truncate=True
                 )
         except ContextOverflow as too_long:

@@ -11,6 +11,7 @@ errors.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -30,9 +31,10 @@ from hearth.server.engine.base import (
     TextDelta,
 )
 from hearth.server.engine.errors import ContextExceeded
-from hearth.server.errors import ContextOverflow, PromptRenderError, from_engine
+from hearth.server.errors import ContextOverflow, InvalidRequest, PromptRenderError, from_engine
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest, Truncation
 from hearth.server.registry import ModelHandle
+from hearth.server.settings import ServerSettings
 from hearth.server.structured.grammar import chat_grammar, completion_grammar
 from hearth.server.tools.plan import ToolPlan, plan_tools
 
@@ -97,7 +99,19 @@ def prompt_budget(n_ctx: int, max_tokens: int | None) -> int:
     return n_ctx - (max_tokens or min(DEFAULT_REPLY_ROOM, n_ctx // 4))
 
 
-def submit_chat(
+@dataclass(frozen=True)
+class ChatPolicy:
+    """What the server allows a chat request, from its settings."""
+
+    truncation: Truncation = "disabled"  # for a request that does not say
+    max_messages: int = 2048
+
+    @classmethod
+    def of(cls, settings: ServerSettings) -> ChatPolicy:
+        return cls(truncation=settings.truncation, max_messages=settings.max_messages)
+
+
+async def submit_chat(
     handle: ModelHandle,
     messages: Sequence[Message],
     *,
@@ -110,28 +124,16 @@ def submit_chat(
 ) -> PreparedGeneration:
     """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
-    to fit; without, a conversation that does not fit raises ContextOverflow."""
-    engine = handle.engine
-    n_ctx = engine.info.n_ctx
+    to fit; without, a conversation that does not fit raises ContextOverflow.
 
-    def count(candidate: RenderedPrompt) -> int:
-        return engine.count_tokens(_engine_prompt(candidate))
-
+    Rendering and tokenizing run in a worker thread: for a 7.9 MB message or 10,000
+    messages they take seconds, which on the event loop stalled every other stream and
+    /health. (llama.cpp's tokenizer releases the GIL; the engine keeps the tokens, so its
+    submit on the loop does not tokenize again.)
+    """
+    rendered = await asyncio.to_thread(_render_chat, handle, messages, max_tokens, truncate)
     try:
-        if truncate:
-            rendered = handle.chat_format.render(
-                messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
-            )
-        else:
-            rendered = handle.chat_format.render(messages)
-    except PromptTooLong as too_long:
-        raise ContextOverflow(
-            limit=n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
-        ) from None
-    except PromptRenderFailed as failed:
-        raise PromptRenderError(f"The model's chat template failed: {failed}") from None
-    try:
-        generation = engine.submit(
+        generation = handle.engine.submit(
             GenerationRequest(
                 prompt=_engine_prompt(rendered),
                 max_tokens=max_tokens,
@@ -151,12 +153,45 @@ def submit_chat(
     )
 
 
-def prepare_chat(
-    handle: ModelHandle, request: ChatCompletionRequest, *, truncation: Truncation = "disabled"
+def _render_chat(
+    handle: ModelHandle, messages: Sequence[Message], max_tokens: int | None, truncate: bool
+) -> RenderedPrompt:
+    """The conversation rendered and tokenized, fitted when `truncate` (worker thread)."""
+    engine = handle.engine
+    n_ctx = engine.info.n_ctx
+
+    def count(candidate: RenderedPrompt) -> int:
+        return engine.count_tokens(_engine_prompt(candidate))
+
+    try:
+        if truncate:
+            return handle.chat_format.render(
+                messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
+            )
+        rendered = handle.chat_format.render(messages)
+    except PromptTooLong as too_long:
+        raise ContextOverflow(
+            limit=n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
+        ) from None
+    except PromptRenderFailed as failed:
+        raise PromptRenderError(f"The model's chat template failed: {failed}") from None
+    needed = count(rendered)
+    if needed + (max_tokens or 1) > n_ctx:
+        raise ContextOverflow(limit=n_ctx, prompt_tokens=needed, max_tokens=max_tokens)
+    return rendered
+
+
+async def prepare_chat(
+    handle: ModelHandle, request: ChatCompletionRequest, policy: ChatPolicy = ChatPolicy()
 ) -> PreparedGeneration:
-    """`truncation` is the server's default, for a request that does not say."""
+    if len(request.messages) > policy.max_messages:
+        raise InvalidRequest(
+            f"A conversation may have at most {policy.max_messages} messages; this one has "
+            f"{len(request.messages)}.",
+            param="messages",
+        )
     tools = plan_tools(request, handle.engine.info.chat_template)
-    return submit_chat(
+    return await submit_chat(
         handle,
         tools.messages if tools else chat_messages(request),
         max_tokens=request.token_limit(),
@@ -164,15 +199,20 @@ def prepare_chat(
         stop=request.stop_sequences(),
         grammar=tools.grammar if tools else chat_grammar(request),
         tools=tools,
-        truncate=request.truncates(truncation),
+        truncate=request.truncates(policy.truncation),
     )
 
 
-def prepare_completion(handle: ModelHandle, request: CompletionRequest) -> PreparedGeneration:
+async def prepare_completion(
+    handle: ModelHandle, request: CompletionRequest
+) -> PreparedGeneration:
+    prompt = Prompt(request.prompt_text(), add_special=True, parse_special=False)
+    # Tokenized in a worker thread first (see submit_chat); the engine keeps the tokens.
+    await asyncio.to_thread(handle.engine.count_tokens, prompt)
     try:
         generation = handle.engine.submit(
             GenerationRequest(
-                prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
+                prompt=prompt,
                 max_tokens=request.max_tokens,
                 stop=request.stop_sequences(),
                 sampling=request.sampling_params(handle.sampling),

@@ -271,6 +271,9 @@ class ServerSettings(ModelSettings):
     max_queue: int = Field(
         default=64, ge=0, description="Requests that may wait for a slot; beyond it, 503."
     )
+    max_messages: int = Field(
+        default=2048, ge=1, description="Most messages one chat request may carry (400)."
+    )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )

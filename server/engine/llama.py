@@ -81,6 +81,7 @@ class LlamaEngine:
         self._host_cache = HostCache(options.cache_ram_bytes)
         self._outbox = Outbox()
         self._recent_prompts: dict[Prompt, tuple[int, ...]] = {}
+        self._recent_lock = threading.Lock()
         self.stats = EngineStats()
         self._embedding: EmbeddingContext | None = None
         self._embedding_lock = threading.Lock()
@@ -180,13 +181,16 @@ class LlamaEngine:
     def _tokenize(self, prompt: Prompt) -> list[int]:
         """The prompt's tokens, from the few most recent prompts when it is one of them.
 
-        A chat prompt is tokenized while its conversation is fitted to the context and again
-        on admission a moment later; for a 1,500-token chat each costs about 5 ms on the
-        event loop, so the second comes from here. (Event loop only: no lock needed.)
+        The HTTP layer tokenizes a prompt in a worker thread (for a long conversation that
+        takes seconds) and submits it on the event loop a moment later; the submit takes
+        the tokens from here. Any thread may call this; the lock guards only the dict, never
+        the tokenizing. A prompt longer than the context is not kept: it is never admitted,
+        and eight of them would hold hundreds of megabytes.
         """
         if self._model is None:
             raise NotStarted("The model is still loading.")
-        tokens = self._recent_prompts.pop(prompt, None)
+        with self._recent_lock:
+            tokens = self._recent_prompts.pop(prompt, None)
         if tokens is None:
             tokens = tuple(
                 self._model.tokenize_prompt(
@@ -196,9 +200,11 @@ class LlamaEngine:
                     parse_special=prompt.parse_special,
                 )
             )
-        self._recent_prompts[prompt] = tokens
-        while len(self._recent_prompts) > RECENT_PROMPTS:
-            del self._recent_prompts[next(iter(self._recent_prompts))]
+        if len(tokens) < self._options.n_ctx:
+            with self._recent_lock:
+                self._recent_prompts[prompt] = tokens
+                while len(self._recent_prompts) > RECENT_PROMPTS:
+                    del self._recent_prompts[next(iter(self._recent_prompts))]
         return list(tokens)
 
     def submit(self, request: GenerationRequest) -> GenerationStream:

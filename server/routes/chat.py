@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import collect, prepare_chat
+from hearth.server.generation import ChatPolicy, collect, prepare_chat
 from hearth.server.protocol import (
     DROPPED_MESSAGES_HEADER,
     ChatChoice,
@@ -23,9 +23,7 @@ async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, registry: Registry
 ) -> ChatCompletion | Response:
     async with registry.acquire(body.model) as handle:
-        prepared = prepare_chat(
-            handle, body, truncation=server_state(request).settings.truncation
-        )
+        prepared = await prepare_chat(handle, body, ChatPolicy.of(server_state(request).settings))
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
