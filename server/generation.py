@@ -20,6 +20,7 @@ from hearth.prompts.base import (
     PromptRenderFailed,
     PromptTooLong,
     RenderedPrompt,
+    TemplateOverBudget,
 )
 from hearth.server.engine.base import (
     Finished,
@@ -31,7 +32,13 @@ from hearth.server.engine.base import (
     TextDelta,
 )
 from hearth.server.engine.errors import ContextExceeded
-from hearth.server.errors import ContextOverflow, InvalidRequest, PromptRenderError, from_engine
+from hearth.server.errors import (
+    ChatTemplateBroken,
+    ContextOverflow,
+    InvalidRequest,
+    PromptRenderError,
+    from_engine,
+)
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest, Truncation
 from hearth.server.registry import ModelHandle
 from hearth.server.settings import ServerSettings
@@ -172,6 +179,11 @@ def _render_chat(
     except PromptTooLong as too_long:
         raise ContextOverflow(
             limit=n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
+        ) from None
+    except TemplateOverBudget as broken:
+        raise ChatTemplateBroken(
+            f"The model's chat template is broken: {broken}. The server goes on serving; "
+            "choose another chat format with --prompt or fix the model's template."
         ) from None
     except PromptRenderFailed as failed:
         raise PromptRenderError(f"The model's chat template failed: {failed}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import jinja2
 import pytest
 from hearth.prompts import (
@@ -11,7 +13,9 @@ from hearth.prompts import (
     PromptFileError,
     PromptRenderFailed,
     load_chat_format,
+    model_template,
 )
+from hearth.prompts.base import TemplateOverBudget
 from llama_cpp import Llama
 
 CONVERSATION = [
@@ -186,3 +190,34 @@ def test_template_that_alters_message_text_falls_back_to_one_render() -> None:
     upper = ModelTemplate("{% for m in messages %}{{ m['content'] | upper }}{% endfor %}", "", "", False)
     rendered = ModelChatTemplate(upper).render([Message("user", "hi")])
     assert rendered.text == "HI" and rendered.pieces == ()
+
+
+@pytest.mark.parametrize(
+    ("source", "what"),
+    [
+        # A pure loop calls nothing the sandbox sees; only the render's deadline stops it.
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+         "to render"),
+        ("{{ 'a' * 20000000 }}", "builds a value"),
+        ("{% for i in range(100000) %}{{ 'a' * 1000 }}{% endfor %}", "wrote more than"),
+        ("{{ 'a' | center(20000000) }}", "wrote more than"),
+        ("{{ 10 ** 100000000 }}", "power"),
+    ],
+)
+def test_hostile_template_that_hangs_or_bloats_is_stopped_within_its_budget(
+    source: str, what: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nested range(100000) loops stalled the server for 70 s; 'a' * 20000000 took 2.4 GB."""
+    monkeypatch.setattr(model_template, "RENDER_SECONDS", 0.5)
+    fmt = ModelChatTemplate(ModelTemplate(source, "<s>", "</s>", add_bos=True))
+    with pytest.raises(TemplateOverBudget, match=what):
+        fmt.render([Message("user", "hi")])
+
+
+def test_budget_leaves_a_real_template_and_the_thread_alone(
+    smollm2_template: ModelTemplate,
+) -> None:
+    before = sys.gettrace()
+    rendered = ModelChatTemplate(smollm2_template).render(CONVERSATION)
+    assert rendered.text.endswith("<|im_start|>assistant\n")
+    assert sys.gettrace() is before
