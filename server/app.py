@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from hearth.server.access_log import AccessLog
 from hearth.server.http_errors import install_error_handlers
 from hearth.server.metrics import install_metrics
 from hearth.server.origins import install_origin_guards
@@ -93,7 +94,7 @@ def create_app(
     )
     app.state.hearth = state
     install_error_handlers(app)
-    install_metrics(app)
+    observe_generation = install_metrics(app)
     app.include_router(health.router)
     api = [Depends(require_api_key)]
     for module in API_ROUTES:
@@ -103,6 +104,8 @@ def create_app(
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_origin_guards(app, settings)
+    # Outermost, so every answer (a refused Host or body included) has an id and a line.
+    app.add_middleware(AccessLog, observers=[observe_generation])
     return app
 
 

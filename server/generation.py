@@ -22,6 +22,7 @@ from hearth.prompts.base import (
     RenderedPrompt,
     TemplateOverBudget,
 )
+from hearth.server.access_log import current_request
 from hearth.server.engine.base import (
     Finished,
     Generation,
@@ -59,14 +60,24 @@ class PreparedGeneration:
     tools: ToolPlan | None = None  # how to read tool calls out of the reply
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
-        """The engine's events, with surrounding whitespace trimmed where the format asks."""
+        """The engine's events, with surrounding whitespace trimmed where the format asks.
+
+        The request's access-log record learns when the first text came and the token
+        counts at the end: two updates per request, nothing per token.
+        """
         trimmer = ReplyTrimmer() if self.trim_reply else None
+        record = current_request.get()
         async for event in self.generation:
-            if trimmer is not None and isinstance(event, TextDelta):
-                text = trimmer.feed(event.text)
-                if text:
-                    yield TextDelta(text)
-                continue
+            if isinstance(event, TextDelta):
+                if record is not None and record.first_token_at is None:
+                    record.first_token()
+                if trimmer is not None:
+                    text = trimmer.feed(event.text)
+                    if text:
+                        yield TextDelta(text)
+                    continue
+            elif record is not None:
+                record.finished(event.prompt_tokens, event.completion_tokens)
             yield event
 
 
@@ -138,6 +149,7 @@ async def submit_chat(
     /health. (llama.cpp's tokenizer releases the GIL; the engine keeps the tokens, so its
     submit on the loop does not tokenize again.)
     """
+    _note_model(handle)
     rendered = await asyncio.to_thread(_render_chat, handle, messages, max_tokens, truncate)
     try:
         generation = handle.engine.submit(
@@ -218,6 +230,7 @@ async def prepare_chat(
 async def prepare_completion(
     handle: ModelHandle, request: CompletionRequest
 ) -> PreparedGeneration:
+    _note_model(handle)
     prompt = Prompt(request.prompt_text(), add_special=True, parse_special=False)
     # Tokenized in a worker thread first (see submit_chat); the engine keeps the tokens.
     await asyncio.to_thread(handle.engine.count_tokens, prompt)
@@ -236,6 +249,12 @@ async def prepare_completion(
         error.param = "prompt"  # the engine cannot know which field held the text
         raise error from None
     return PreparedGeneration(generation=generation, model_id=handle.id)
+
+
+def _note_model(handle: ModelHandle) -> None:
+    record = current_request.get()
+    if record is not None:
+        record.model = handle.id
 
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:

@@ -316,6 +316,11 @@ class ServerSettings(ModelSettings):
     )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="'json' writes each log line (the per-request access line included) as "
+        "one JSON object, for log shippers.",
+    )
 
     @field_validator("keep_alive")
     @classmethod
