@@ -80,7 +80,9 @@ class LocalChat:
                 # The reply may use half the context at most, so a huge --max-tokens still
                 # leaves room for the question.
                 room = min(self._max_tokens, handle.capabilities.context_length // 2)
-                prepared = submit_chat(handle, messages, max_tokens=room, sampling=handle.sampling)
+                prepared = await submit_chat(
+                    handle, messages, max_tokens=room, sampling=handle.sampling, truncate=True
+                )
         except ContextOverflow as too_long:
             raise ChatFailed(
                 f"that message is too long: it needs {too_long.prompt_tokens} tokens of the "
@@ -121,6 +123,8 @@ class RemoteChat:
             "top_k": settings.top_k,
             "min_p": settings.min_p,
             "repeat_penalty": settings.repeat_penalty,
+            # A long chat keeps going with its oldest turns left out; the user is told.
+            "truncation": "auto",
         }
         self.description = f"{model} at {client.base_url}"
 

@@ -111,5 +111,9 @@ class PromptRenderFailed(PromptError):
     """A model's chat template raised or refused this conversation."""
 
 
+class TemplateOverBudget(PromptRenderFailed):
+    """A model's chat template ran past its time or size budget: the template is broken."""
+
+
 class PromptFileError(PromptError):
     """A transcript file cannot be understood. The message names the file and the problem."""

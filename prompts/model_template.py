@@ -17,6 +17,13 @@ message's content, and the result is cut into the template's markup (parsed for 
 tokens) and the messages' text (tokenized as plain text). A template that alters the
 placeholder (slices or upper-cases content) cannot be cut apart; it is rendered as before,
 with a warning, rather than refused, since refusing would make the model unusable.
+
+The sandbox stops a template from reaching Python, not from running forever or filling
+memory: nested `range(100000)` loops stalled the server for 70 s and `'a' * 20000000` took
+2.4 GB. So each render has a deadline, checked by a line tracer on the template's own code
+only (a pure loop calls nothing, so no hook but the tracer sees it), and a size budget for
+its output and for `*` and `**`, checked before the result is built. A render past either
+raises TemplateOverBudget: the template, not the conversation, is at fault.
 """
 
 from __future__ import annotations
@@ -25,15 +32,20 @@ import copy
 import json
 import logging
 import re
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NoReturn
+from types import FrameType
+from typing import Any, NoReturn, Self
 
 from hearth.prompts.base import (
     Message,
     ModelTemplate,
     PromptRenderFailed,
     RenderedPrompt,
+    TemplateOverBudget,
     TextPiece,
 )
 from hearth.prompts.fitting import FittedFormat
@@ -96,8 +108,71 @@ def tojson(
     )
 
 
+# A render's limits. Real chat templates render in about a millisecond and write a few
+# hundred bytes of markup per message; these are thousands of times that.
+RENDER_SECONDS = 5.0
+MARKUP_BYTES = 1 << 20  # output allowed besides the messages' own text
+
+
+_rendering = threading.local()  # this thread's RenderBudget, while it renders
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with `*` and `**` refused when their result would pass the budget."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        budget = getattr(_rendering, "budget", None)
+        limit = budget.output_limit if budget is not None else MARKUP_BYTES
+        if operator == "*":
+            sized, count = (left, right) if isinstance(right, int) else (right, left)
+            sizable = isinstance(sized, str | list | tuple) and isinstance(count, int)
+            if sizable and len(sized) * count > limit:
+                raise TemplateOverBudget(
+                    f"the model's chat template builds a value of {len(sized) * count} "
+                    f"items (at most {limit})"
+                )
+        if operator == "**" and isinstance(right, int) and abs(right) > 1024:
+            raise TemplateOverBudget(f"the model's chat template raises to the power {right}")
+        return super().call_binop(context, operator, left, right)
+
+
+class RenderBudget:
+    """One render's limits: `seconds`, held by a tracer on the template's frames (in this
+    thread only) that raises TemplateOverBudget past the deadline, and `output_limit`
+    characters for the output and any value `*` builds."""
+
+    def __init__(self, seconds: float, output_limit: int) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
+        self.output_limit = output_limit
+
+    def __enter__(self) -> Self:
+        self._previous = sys.gettrace()
+        _rendering.budget = self
+        sys.settrace(self._calls)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        sys.settrace(self._previous)
+        _rendering.budget = None
+
+    def _calls(self, frame: FrameType, event: str, _: Any) -> Any:
+        # Only the compiled template's frames are traced line by line; Python's and
+        # Jinja's own code runs untraced, at full speed.
+        return self._lines if frame.f_code.co_filename == "<template>" else None
+
+    def _lines(self, frame: FrameType, event: str, _: Any) -> Any:
+        if time.monotonic() > self.deadline:
+            raise TemplateOverBudget(
+                f"the model's chat template took more than {self.seconds:g} s to render"
+            )
+        return self._lines
+
+
 def template_environment() -> ImmutableSandboxedEnvironment:
-    environment = ImmutableSandboxedEnvironment(
+    environment = BoundedSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
     environment.globals.update(raise_exception=raise_exception, strftime_now=strftime_now)
@@ -157,16 +232,23 @@ class ModelChatTemplate(FittedFormat):
         )
 
     def _render(self, messages: Sequence[Message], contents: Sequence[str]) -> str:
+        limit = MARKUP_BYTES + 4 * sum(len(c) for c in contents)
         try:
-            return self._template.render(
-                messages=[_message(m, c) for m, c in zip(messages, contents)],
-                bos_token=self.model.bos_token,
-                eos_token=self.model.eos_token,
-                add_generation_prompt=True,
-                **({"tools": self._tools} if self._tools else {}),
-            )
+            with RenderBudget(RENDER_SECONDS, limit):
+                return _joined(
+                    self._template.generate(
+                        messages=[_message(m, c) for m, c in zip(messages, contents)],
+                        bos_token=self.model.bos_token,
+                        eos_token=self.model.eos_token,
+                        add_generation_prompt=True,
+                        **({"tools": self._tools} if self._tools else {}),
+                    ),
+                    limit,
+                )
         except TemplateRaised as refused:
             raise PromptRenderFailed(f"the model's chat template refused: {refused}") from refused
+        except TemplateOverBudget:
+            raise
         except Exception as failed:
             raise PromptRenderFailed(
                 f"the model's chat template failed: {type(failed).__name__}: {failed}"
@@ -185,3 +267,16 @@ def _message(message: Message, content: str) -> dict[str, Any]:
     if message.tool_call_id is not None:
         rendered["tool_call_id"] = message.tool_call_id
     return rendered
+
+
+def _joined(chunks: Any, limit: int) -> str:
+    """A render's output, refused as soon as it passes `limit` characters."""
+    parts, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise TemplateOverBudget(
+                f"the model's chat template wrote more than {limit} characters"
+            )
+        parts.append(chunk)
+    return "".join(parts)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from hearth.server.access_log import AccessLog
 from hearth.server.http_errors import install_error_handlers
 from hearth.server.metrics import install_metrics
+from hearth.server.openapi import API_ERROR_RESPONSES, HEALTH_RESPONSES, install_openapi
 from hearth.server.origins import install_origin_guards
 from hearth.server.registry import ModelRegistry
 from hearth.server.routes import (
@@ -87,22 +89,27 @@ def create_app(
         title="Hearth",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load scripts from a CDN (see openapi.py)
+        redoc_url=None,
         # Private by default: FastAPI's OpenTelemetry hooks stay off, whatever the
         # environment says.
         telemetry=NO_TELEMETRY,
     )
     app.state.hearth = state
     install_error_handlers(app)
-    install_metrics(app)
-    app.include_router(health.router)
+    observe_generation = install_metrics(app)
+    app.include_router(health.router, responses=HEALTH_RESPONSES)
     api = [Depends(require_api_key)]
     for module in API_ROUTES:
-        app.include_router(module.router, dependencies=api)
+        app.include_router(module.router, dependencies=api, responses=API_ERROR_RESPONSES)
+    install_openapi(app)
     web = _web_root()
     if settings.web and web is not None:
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_origin_guards(app, settings)
+    # Outermost, so every answer (a refused Host or body included) has an id and a line.
+    app.add_middleware(AccessLog, observers=[observe_generation])
     return app
 
 

@@ -24,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+    from hearth.server.access_log import configure_logging
     from hearth.server.app import create_app
     from hearth.server.drain import DrainingServer, install_drain
     from hearth.server.engine.errors import ModelLoadError
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from hearth.server.preflight import StartupCheckFailed, check_before_loading
 
     settings = settings_from_args(ServerSettings, args)
-    logging.getLogger().setLevel(settings.log_level.upper())
+    log_config = configure_logging(settings.log_format, settings.log_level)
     try:
         # Cheapest first: reading a GGUF takes seconds on a large file.
         check_before_loading(settings)
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=log_config,
+        access_log=False,  # Hearth writes its own access line (server/access_log.py)
         timeout_graceful_shutdown=5,
     )
     server = DrainingServer(config, drain)

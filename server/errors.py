@@ -136,6 +136,15 @@ class PromptRenderError(HearthError):
     code = "chat_template_error"
 
 
+class ChatTemplateBroken(HearthError):
+    """The model's chat template ran past its time or size budget. The template, not the
+    request, is at fault (any conversation would do it), so this is a server error."""
+
+    status = 500
+    type = "server_error"
+    code = "chat_template_failed"
+
+
 class DrainTimeout(HearthError):
     """The drain timeout ended a stream that was still running."""
 

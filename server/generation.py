@@ -1,9 +1,12 @@
 """From a validated OpenAI request (or a `hearth chat` turn) to an admitted generation.
 
-Chat requests go through the chosen chat format (template or transcript), which also fits
-long conversations into the context by dropping the oldest turns; text completions send
-the prompt as it is. Either way the engine admits the request before any response starts,
-so admission errors (context overflow, a full queue) are ordinary HTTP errors.
+Chat requests go through the chosen chat format (template or transcript); a conversation
+that does not fit the context is refused (400 context_length_exceeded, as OpenAI does)
+unless truncation was asked for, in which case its oldest turns are dropped. Dropping is
+opt-in because a reply to a silently shortened conversation looks right and is not. Text
+completions send the prompt as it is. Either way the engine admits the request before any
+response starts, so admission errors (context overflow, a full queue) are ordinary HTTP
+errors.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from hearth.prompts.base import (
+    ChatFormat,
     Message,
     PromptRenderFailed,
     PromptTooLong,
     RenderedPrompt,
+    TemplateOverBudget,
 )
+from hearth.server.access_log import current_request
 from hearth.server.engine.base import (
     Finished,
     Generation,
@@ -29,9 +35,16 @@ from hearth.server.engine.base import (
     TokenLogprob,
 )
 from hearth.server.engine.errors import ContextExceeded
-from hearth.server.errors import ContextOverflow, PromptRenderError, from_engine
-from hearth.server.protocol import ChatCompletionRequest, CompletionRequest
+from hearth.server.errors import (
+    ChatTemplateBroken,
+    ContextOverflow,
+    InvalidRequest,
+    PromptRenderError,
+    from_engine,
+)
+from hearth.server.protocol import ChatCompletionRequest, CompletionRequest, Truncation
 from hearth.server.registry import ModelHandle
+from hearth.server.settings import ServerSettings
 from hearth.server.structured.grammar import chat_grammar, completion_grammar
 from hearth.server.tools.plan import ToolPlan, plan_tools
 
@@ -58,14 +71,24 @@ class PreparedGeneration:
             generation.cancel()
 
     async def events(self, choice: int = 0) -> AsyncIterator[GenerationEvent]:
-        """One choice's events, with surrounding whitespace trimmed where the format asks."""
+        """One choice's events, with surrounding whitespace trimmed where the format asks.
+
+        The request's access-log record learns when the first text came and the token
+        counts at the end: two updates per choice, nothing per token.
+        """
         trimmer = ReplyTrimmer() if self.trim_reply else None
+        record = current_request.get()
         async for event in self.generations[choice]:
-            if trimmer is not None and isinstance(event, TextDelta):
-                text = trimmer.feed(event.text)
-                if text or event.logprobs:
-                    yield TextDelta(text, event.logprobs)
-                continue
+            if isinstance(event, TextDelta):
+                if record is not None and record.first_token_at is None:
+                    record.first_token()
+                if trimmer is not None:
+                    text = trimmer.feed(event.text)
+                    if text or event.logprobs:
+                        yield TextDelta(text, event.logprobs)
+                    continue
+            elif record is not None:
+                record.finished(event.prompt_tokens, event.completion_tokens)
             yield event
 
     async def all_events(self) -> AsyncIterator[tuple[int, GenerationEvent]]:
@@ -133,7 +156,19 @@ def prompt_budget(n_ctx: int, max_tokens: int | None) -> int:
     return n_ctx - (max_tokens or min(DEFAULT_REPLY_ROOM, n_ctx // 4))
 
 
-def submit_chat(
+@dataclass(frozen=True)
+class ChatPolicy:
+    """What the server allows a chat request, from its settings."""
+
+    truncation: Truncation = "disabled"  # for a request that does not say
+    max_messages: int = 2048
+
+    @classmethod
+    def of(cls, settings: ServerSettings) -> ChatPolicy:
+        return cls(truncation=settings.truncation, max_messages=settings.max_messages)
+
+
+async def submit_chat(
     handle: ModelHandle,
     messages: Sequence[Message],
     *,
@@ -145,40 +180,37 @@ def submit_chat(
     tools: ToolPlan | None = None,
     n: int = 1,
     logprobs: int | None = None,
+    truncate: bool = False,
 ) -> PreparedGeneration:
     """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
-    the handle's chat format, dropping its oldest turns to fit, and submit it."""
-    engine = handle.engine
-    n_ctx = engine.info.n_ctx
+    the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
+    to fit; without, a conversation that does not fit raises ContextOverflow.
 
-    def count(candidate: RenderedPrompt) -> int:
-        return engine.count_tokens(_engine_prompt(candidate))
-
+    Rendering and tokenizing run in a worker thread: for a 7.9 MB message or 10,000
+    messages they take seconds, which on the event loop stalled every other stream and
+    /health. (llama.cpp's tokenizer releases the GIL; the engine keeps the tokens, so its
+    submit on the loop does not tokenize again.)
+    """
+    _note_model(handle)
     fmt = handle.chat_format
     if tools is not None and tools.template_tools is not None:
         fmt = fmt.with_tools(tools.template_tools)
+    rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, max_tokens, truncate)
     try:
-        rendered = fmt.render(
-            messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
+        generations = handle.engine.submit_choices(
+            GenerationRequest(
+                prompt=_engine_prompt(rendered),
+                max_tokens=max_tokens,
+                stop=rendered.stop + stop,
+                sampling=sampling,
+                grammar=grammar,
+                grammar_trigger=grammar_trigger,
+                logprobs=logprobs,
+            ),
+            n,
         )
-    except PromptTooLong as too_long:
-        raise ContextOverflow(
-            limit=n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
-        ) from None
-    except PromptRenderFailed as failed:
-        raise PromptRenderError(f"The model's chat template failed: {failed}") from None
-    generations = engine.submit_choices(
-        GenerationRequest(
-            prompt=_engine_prompt(rendered),
-            max_tokens=max_tokens,
-            stop=rendered.stop + stop,
-            sampling=sampling,
-            grammar=grammar,
-            grammar_trigger=grammar_trigger,
-            logprobs=logprobs,
-        ),
-        n,
-    )
+    except ContextExceeded as overflow:
+        raise from_engine(overflow) from None  # param "messages"
     return PreparedGeneration(
         generations=generations,
         model_id=handle.id,
@@ -189,10 +221,55 @@ def submit_chat(
     )
 
 
-def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> PreparedGeneration:
-    fmt = handle.chat_format
-    tools = plan_tools(request, handle.engine.info.chat_template, native=fmt.knows_tools)
-    return submit_chat(
+def _render_chat(
+    handle: ModelHandle,
+    fmt: ChatFormat,
+    messages: Sequence[Message],
+    max_tokens: int | None,
+    truncate: bool,
+) -> RenderedPrompt:
+    """The conversation rendered and tokenized, fitted when `truncate` (worker thread)."""
+    engine = handle.engine
+    n_ctx = engine.info.n_ctx
+
+    def count(candidate: RenderedPrompt) -> int:
+        return engine.count_tokens(_engine_prompt(candidate))
+
+    try:
+        if truncate:
+            return fmt.render(
+                messages, count_tokens=count, max_prompt_tokens=prompt_budget(n_ctx, max_tokens)
+            )
+        rendered = fmt.render(messages)
+    except PromptTooLong as too_long:
+        raise ContextOverflow(
+            limit=n_ctx, prompt_tokens=too_long.needed, max_tokens=max_tokens
+        ) from None
+    except TemplateOverBudget as broken:
+        raise ChatTemplateBroken(
+            f"The model's chat template is broken: {broken}. The server goes on serving; "
+            "choose another chat format with --prompt or fix the model's template."
+        ) from None
+    except PromptRenderFailed as failed:
+        raise PromptRenderError(f"The model's chat template failed: {failed}") from None
+    needed = count(rendered)
+    if needed + (max_tokens or 1) > n_ctx:
+        raise ContextOverflow(limit=n_ctx, prompt_tokens=needed, max_tokens=max_tokens)
+    return rendered
+
+
+async def prepare_chat(
+    handle: ModelHandle, request: ChatCompletionRequest, policy: ChatPolicy = ChatPolicy()
+) -> PreparedGeneration:
+    if len(request.messages) > policy.max_messages:
+        raise InvalidRequest(
+            f"A conversation may have at most {policy.max_messages} messages; this one has "
+            f"{len(request.messages)}.",
+            param="messages",
+        )
+    native = handle.chat_format.knows_tools
+    tools = plan_tools(request, handle.engine.info.chat_template, native=native)
+    return await submit_chat(
         handle,
         tools.messages if tools else chat_messages(request),
         max_tokens=request.token_limit(),
@@ -203,14 +280,21 @@ def prepare_chat(handle: ModelHandle, request: ChatCompletionRequest) -> Prepare
         tools=tools,
         n=request.n or 1,
         logprobs=request.token_logprobs(),
+        truncate=request.truncates(policy.truncation),
     )
 
 
-def prepare_completion(handle: ModelHandle, request: CompletionRequest) -> PreparedGeneration:
+async def prepare_completion(
+    handle: ModelHandle, request: CompletionRequest
+) -> PreparedGeneration:
+    _note_model(handle)
+    prompt = Prompt(request.prompt_text(), add_special=True, parse_special=False)
+    # Tokenized in a worker thread first (see submit_chat); the engine keeps the tokens.
+    await asyncio.to_thread(handle.engine.count_tokens, prompt)
     try:
         generations = handle.engine.submit_choices(
             GenerationRequest(
-                prompt=Prompt(request.prompt_text(), add_special=True, parse_special=False),
+                prompt=prompt,
                 max_tokens=request.max_tokens,
                 stop=request.stop_sequences(),
                 sampling=request.sampling_params(handle.sampling),
@@ -226,6 +310,12 @@ def prepare_completion(handle: ModelHandle, request: CompletionRequest) -> Prepa
     return PreparedGeneration(
         generations=generations, model_id=handle.id, logprobs=request.logprobs
     )
+
+
+def _note_model(handle: ModelHandle) -> None:
+    record = current_request.get()
+    if record is not None:
+        record.model = handle.id
 
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:

@@ -12,10 +12,11 @@ set without bound.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from hearth.server.access_log import RequestRecord
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -98,11 +99,56 @@ class HttpMetrics:
             self.duration.labels(label).observe(time.monotonic() - started)
 
 
-def install_metrics(app: FastAPI) -> None:
+class GenerationMetrics:
+    """Time to first token, inter-token latency and tokens, per model: observed once per
+    request when it ends (from its access-log record), never per token. The inter-token
+    latency is each request's mean gap between streamed tokens after the first."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ttft = Histogram(
+            "hearth_time_to_first_token_seconds",
+            "From request to the first generated text.",
+            ["model"],
+            registry=registry,
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.itl = Histogram(
+            "hearth_inter_token_latency_seconds",
+            "Each request's mean time between generated tokens after the first.",
+            ["model"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1),
+        )
+        self.prompt_tokens = Counter(
+            "hearth_prompt_tokens", "Prompt tokens of finished generations.", ["model"],
+            registry=registry,
+        )
+        self.generation_tokens = Counter(
+            "hearth_generation_tokens", "Tokens generated.", ["model"], registry=registry
+        )
+
+    def observe(self, record: RequestRecord) -> None:
+        if record.model is None:
+            return
+        if record.ttft_seconds is not None:
+            self.ttft.labels(record.model).observe(record.ttft_seconds)
+        if record.inter_token_seconds is not None:
+            self.itl.labels(record.model).observe(record.inter_token_seconds)
+        if record.prompt_tokens is not None:
+            self.prompt_tokens.labels(record.model).inc(record.prompt_tokens)
+        if record.completion_tokens is not None:
+            self.generation_tokens.labels(record.model).inc(record.completion_tokens)
+
+
+def install_metrics(app: FastAPI) -> Callable[[RequestRecord], None]:
+    """Adds /metrics and the HTTP counters; returns the observer of finished requests."""
     registry = CollectorRegistry()
     registry.register(EngineCollector(app))
     app.add_middleware(HttpMetrics, registry=registry)
+    generation = GenerationMetrics(registry)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return generation.observe

@@ -297,6 +297,7 @@ MAX_CHOICES = 8
 MAX_TOP_LOGPROBS = 20
 
 Choices = Annotated[int | None, Field(ge=1, le=MAX_CHOICES)]
+Truncation = Literal["disabled", "auto"]
 
 
 # ------------------------------------------------------------------- chat completions
@@ -314,6 +315,15 @@ class ChatCompletionRequest(_SamplingFields):
     tool_choice: ToolChoice | None = None
     tools: list[ToolDefinition] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    # ---- Hearth extensions (not in the OpenAI API) --------------------------------------
+    # The Responses API's name: "auto" drops the oldest turns when the conversation does not
+    # fit (the response says how many in X-Hearth-Dropped-Messages); "disabled" answers 400
+    # context_length_exceeded, as OpenAI does. Left out: the server's --truncation.
+    truncation: Truncation | None = Field(
+        default=None, description="'auto' drops the oldest turns to fit the context."
+    )
+    # ---- end of Hearth extensions --------------------------------------------------------
 
     @field_validator("top_logprobs")
     @classmethod
@@ -349,6 +359,10 @@ class ChatCompletionRequest(_SamplingFields):
         if isinstance(self.response_format, TextResponseFormat):
             return None
         return self.response_format
+
+    def truncates(self, server_default: Truncation) -> bool:
+        """Whether old turns may be dropped to fit: the request's choice, else the server's."""
+        return (self.truncation or server_default) == "auto"
 
     def token_limit(self) -> int | None:
         """max_completion_tokens supersedes the deprecated max_tokens when both are sent."""

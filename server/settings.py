@@ -11,7 +11,7 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 from hearth.server.engine.base import EngineOptions, SamplingParams
@@ -286,6 +286,9 @@ class ServerSettings(ModelSettings):
     max_queue: int = Field(
         default=64, ge=0, description="Requests that may wait for a slot; beyond it, 503."
     )
+    max_messages: int = Field(
+        default=2048, ge=1, description="Most messages one chat request may carry (400)."
+    )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
@@ -320,8 +323,19 @@ class ServerSettings(ModelSettings):
         description="On SIGTERM/SIGINT, seconds running requests may take to finish before "
         "they are ended; a second signal exits at once.",
     )
+    truncation: Literal["disabled", "auto"] = Field(
+        default="disabled",
+        description="A chat that does not fit the context: 'disabled' answers 400 "
+        "context_length_exceeded, 'auto' drops its oldest turns (a request's own "
+        "'truncation' field overrides this).",
+    )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="'json' writes each log line (the per-request access line included) as "
+        "one JSON object, for log shippers.",
+    )
 
     @field_validator("keep_alive")
     @classmethod

@@ -83,6 +83,7 @@ class LlamaEngine:
         self._host_cache = HostCache(options.cache_ram_bytes)
         self._outbox = Outbox()
         self._recent_prompts: dict[Prompt, tuple[int, ...]] = {}
+        self._recent_lock = threading.Lock()
         self.stats = EngineStats()
         self._embedding: EmbeddingContext | None = None
         self._embedding_lock = threading.Lock()
@@ -96,10 +97,10 @@ class LlamaEngine:
 
     @property
     def active(self) -> int:
-        busy = sum(slot.busy for slot in self._slots) + self._queued()
+        busy = sum(slot.busy for slot in self._slots) + self._pending()
         return busy + self._embedding_requests
 
-    def _queued(self) -> int:
+    def _pending(self) -> int:
         """Jobs waiting for a slot, the choices held behind their first one included."""
         jobs = [*self._waiting, *(slot.job for slot in self._slots if slot.job is not None)]
         return len(self._waiting) + sum(len(job.followers) for job in jobs)
@@ -188,13 +189,16 @@ class LlamaEngine:
     def _tokenize(self, prompt: Prompt) -> list[int]:
         """The prompt's tokens, from the few most recent prompts when it is one of them.
 
-        A chat prompt is tokenized while its conversation is fitted to the context and again
-        on admission a moment later; for a 1,500-token chat each costs about 5 ms on the
-        event loop, so the second comes from here. (Event loop only: no lock needed.)
+        The HTTP layer tokenizes a prompt in a worker thread (for a long conversation that
+        takes seconds) and submits it on the event loop a moment later; the submit takes
+        the tokens from here. Any thread may call this; the lock guards only the dict, never
+        the tokenizing. A prompt longer than the context is not kept: it is never admitted,
+        and eight of them would hold hundreds of megabytes.
         """
         if self._model is None:
             raise NotStarted("The model is still loading.")
-        tokens = self._recent_prompts.pop(prompt, None)
+        with self._recent_lock:
+            tokens = self._recent_prompts.pop(prompt, None)
         if tokens is None:
             tokens = tuple(
                 self._model.tokenize_prompt(
@@ -204,9 +208,11 @@ class LlamaEngine:
                     parse_special=prompt.parse_special,
                 )
             )
-        self._recent_prompts[prompt] = tokens
-        while len(self._recent_prompts) > RECENT_PROMPTS:
-            del self._recent_prompts[next(iter(self._recent_prompts))]
+        if len(tokens) < self._options.n_ctx:
+            with self._recent_lock:
+                self._recent_prompts[prompt] = tokens
+                while len(self._recent_prompts) > RECENT_PROMPTS:
+                    del self._recent_prompts[next(iter(self._recent_prompts))]
         return list(tokens)
 
     def submit(self, request: GenerationRequest) -> GenerationStream:
@@ -235,19 +241,25 @@ class LlamaEngine:
         leader = jobs[0]
         leader.followers = jobs[1:]
         with self._wake:
-            if len(self._waiting) >= self._max_queue and not self._free_slot_exists():
+            queued = self._queued()
+            if queued >= self._max_queue:
                 raise QueueFull(
-                    f"The server is busy: {len(self._waiting)} requests are waiting. "
-                    "Try again shortly.",
+                    f"The server is busy: {queued} requests are waiting. Try again shortly.",
                     retry_after=2,
                 )
             self._waiting.append(leader)
             self._wake.notify()
         return [job.stream for job in jobs]
 
-    def _free_slot_exists(self) -> bool:
-        busy = sum(slot.busy for slot in self._slots)
-        return busy + len(self._waiting) < len(self._slots)
+    def _queued(self) -> int:
+        """Waiting requests that no free slot will take at the next step (under the lock).
+
+        The first `free` waiting requests are as good as in a slot: the scheduler moves
+        them at its next step. Counting them as queued as well made a burst of 32 against
+        4 free slots and --max-queue 8 admit 8 (or 9, racing the scheduler), not 12.
+        """
+        free = sum(not slot.busy for slot in self._slots)
+        return max(0, self._pending() - free)
 
     def _notify(self) -> None:
         with self._wake:
@@ -258,7 +270,7 @@ class LlamaEngine:
         return {
             "slots": len(self._slots),
             "slots_busy": sum(slot.busy for slot in self._slots),
-            "waiting": self._queued(),
+            "waiting": self._pending(),
             "host_cache_entries": len(self._host_cache),
             "host_cache_bytes": self._host_cache.used,
             "engine": self.stats.as_dict(),

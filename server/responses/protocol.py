@@ -135,6 +135,7 @@ class ResponseRequest(RequestBody):
     previous_response_id: str | None = None
     store: bool = True
     metadata: dict[str, str] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
 
     def input_messages(self) -> list[ChatMessage]:
@@ -170,6 +171,7 @@ class ResponseRequest(RequestBody):
             "top_p": self.top_p,
             "parallel_tool_calls": self.parallel_tool_calls,
             "response_format": self._response_format(),
+            "truncation": self.truncation,
         }
         if self.tools:
             fields["tools"] = [

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from hearth.server.engine.base import Finished
 from hearth.server.errors import to_openai
-from hearth.server.generation import PreparedGeneration, collect, prepare_chat
+from hearth.server.generation import ChatPolicy, PreparedGeneration, collect, prepare_chat
 from hearth.server.protocol import AssistantMessage, ChatMessage, FinishReason
 from hearth.server.registry import ModelRegistry
 from hearth.server.responses.protocol import (
@@ -33,7 +33,10 @@ from hearth.server.tools.reply import assistant_reply
 
 
 async def start(
-    registry: ModelRegistry, store: ResponseStore, body: ResponseRequest
+    registry: ModelRegistry,
+    store: ResponseStore,
+    body: ResponseRequest,
+    policy: ChatPolicy,
 ) -> tuple[PreparedGeneration, list[ChatMessage]]:
     """Admit the generation; returns it with the conversation it continues."""
     history = []
@@ -41,7 +44,7 @@ async def start(
         history = store.get(body.previous_response_id, "previous_response_id").conversation
     chat = body.to_chat(history)
     async with registry.acquire(body.model) as handle:
-        return prepare_chat(handle, chat), history + body.input_messages()
+        return await prepare_chat(handle, chat, policy), history + body.input_messages()
 
 
 def finish(
@@ -98,8 +101,13 @@ def output_items(message: AssistantMessage, reason: FinishReason) -> list[Output
     return items
 
 
-async def create(registry: ModelRegistry, store: ResponseStore, body: ResponseRequest) -> Response:
-    prepared, conversation = await start(registry, store, body)
+async def create(
+    registry: ModelRegistry,
+    store: ResponseStore,
+    body: ResponseRequest,
+    policy: ChatPolicy,
+) -> Response:
+    prepared, conversation = await start(registry, store, body, policy)
     text, finished = await collect(prepared)
     return finish(body, prepared, store, conversation, text, finished)
 

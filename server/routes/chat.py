@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import collect_all, prepare_chat
+from hearth.server.generation import ChatPolicy, collect_all, prepare_chat
 from hearth.server.logprobs import chat_logprobs
 from hearth.server.protocol import (
     DROPPED_MESSAGES_HEADER,
@@ -13,7 +13,7 @@ from hearth.server.protocol import (
 )
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import chat_chunks, event_stream, usage_of
-from hearth.server.state import Registry
+from hearth.server.state import Registry, server_state
 from hearth.server.tools.reply import assistant_reply
 
 router = APIRouter()
@@ -24,7 +24,7 @@ async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, registry: Registry
 ) -> ChatCompletion | Response:
     async with registry.acquire(body.model) as handle:
-        prepared = prepare_chat(handle, body)
+        prepared = await prepare_chat(handle, body, ChatPolicy.of(server_state(request).settings))
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)

@@ -18,7 +18,7 @@ async def create_completion(
     body: CompletionRequest, request: Request, registry: Registry
 ) -> Completion | Response:
     async with registry.acquire(body.model) as handle:
-        prepared = prepare_completion(handle, body)
+        prepared = await prepare_completion(handle, body)
     echo = body.prompt_text() if body.echo else ""
     if body.stream:
         return event_stream(completion_chunks(prepared, body.include_usage(), echo))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response as HTTPResponse
+from hearth.server.generation import ChatPolicy
 from hearth.server.responses import serving
 from hearth.server.responses.protocol import Response, ResponseRequest
 from hearth.server.responses.store import ResponseStore
@@ -23,11 +24,13 @@ async def create_response(
     body: ResponseRequest, request: Request, registry: Registry
 ) -> Response | EventSourceResponse:
     store = _store(request)
+    policy = ChatPolicy.of(server_state(request).settings)
     if body.stream:
-        prepared, conversation = await serving.start(registry, store, body)
+        prepared, conversation = await serving.start(registry, store, body, policy)
         return EventSourceResponse(
             serving.events(body, prepared, store, conversation), sep="\n", ping=15)
-    return await unless_disconnected(request, serving.create(registry, store, body))
+    return await unless_disconnected(
+        request, serving.create(registry, store, body, policy))
 
 
 @router.get("/v1/responses/{response_id}")

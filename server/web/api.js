@@ -68,11 +68,18 @@ export async function listModels(apiKey) {
 
 // Streams one chat completion. Calls onDelta(text) per content piece and resolves with
 // { finishReason, usage, dropped }. Rejects with ApiError, or AbortError when stopped.
+// A long chat keeps going with its oldest turns left out (truncation "auto"); `dropped`
+// says how many, and the page tells the user.
 export async function streamChat({ apiKey, signal, body, onDelta }) {
   const response = await request("v1/chat/completions", apiKey, {
     method: "POST",
     signal,
-    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({
+      ...body,
+      truncation: "auto",
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
   });
   const dropped = Number(response.headers.get("X-Hearth-Dropped-Messages") ?? 0);
   const result = { finishReason: null, usage: null, dropped };

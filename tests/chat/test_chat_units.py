@@ -22,8 +22,10 @@ from hearth.server.library import ModelLibrary, ModelSpec
 from hearth.server.registry import ModelRegistry
 from hearth.server.settings import ModelSettings
 
-from hearth.chat_backend import ChatFailed, LocalChat, ReplyDone, _chunk_events
+from hearth.chat_backend import ChatFailed, LocalChat, RemoteChat, ReplyDone, _chunk_events
 from hearth.chat_terminal import Terminal, wants_colour
+from tests.server.scripted_engine import ScriptedEngine as ServerEngine
+from tests.server.scripted_engine import scripted_client
 
 
 def scripted_input(monkeypatch: pytest.MonkeyPatch, answers: list[str | BaseException]) -> None:
@@ -196,3 +198,17 @@ def test_engine_failure_mid_reply_is_a_chat_error() -> None:
     with pytest.raises(ChatFailed, match="llama_decode failed"):
         asyncio.run(collect(local_chat(engine), [Message("user", "Hi")]))
     assert engine.generations[0].cancelled
+
+
+def test_remote_reply_asks_for_truncation_and_says_what_was_left_out() -> None:
+    """The server refuses an over-long chat by default; `hearth chat` opts in to dropping."""
+    history = [Message(role, "word " * 10) for _ in range(10) for role in ("user", "assistant")]
+
+    async def main() -> list:
+        async for client in scripted_client(ServerEngine(n_ctx=64)):
+            chat = RemoteChat(client, "scripted", ModelSettings.load({}), max_tokens=8)
+            return await collect(chat, [*history, Message("user", "now?")])
+        raise AssertionError("no client")
+
+    done = asyncio.run(main())[-1]
+    assert isinstance(done, ReplyDone) and done.dropped_messages > 0

@@ -184,6 +184,31 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, cli
     assert reply.choices[0].message.content
 
 
+def test_chat_longer_than_the_context_is_400_unless_truncation_is_auto(server, client, model_id):
+    """The model's own template, through the openai client: no silent truncation."""
+    filler = "Tell me about the weather today in many words. " * 12
+    messages = []
+    for i in range(20):
+        messages += [
+            {"role": "user", "content": f"Question {i}. {filler}"},
+            {"role": "assistant", "content": f"Answer {i}. {filler}"},
+        ]
+    messages.append({"role": "user", "content": "And tomorrow?"})
+    with pytest.raises(openai.BadRequestError) as overflow:
+        client.chat.completions.create(model=model_id, messages=messages, max_tokens=8)
+    assert overflow.value.body["code"] == "context_length_exceeded"
+    assert overflow.value.body["param"] == "messages"
+    assert "2048" in overflow.value.body["message"]
+
+    raw = client.chat.completions.with_raw_response.create(
+        model=model_id, messages=messages, max_tokens=8, extra_body={"truncation": "auto"}
+    )
+    dropped = int(raw.headers["x-hearth-dropped-messages"])
+    assert 0 < dropped < len(messages) and dropped % 2 == 0
+    reply = raw.parse()
+    assert reply.usage.prompt_tokens + 8 <= 2048
+
+
 def test_health_and_models_answer_while_a_generation_runs(server, client, model_id):
     stream = client.chat.completions.create(
         model=model_id, messages=QUESTION, max_tokens=300, logit_bias={EOS: -100}, stream=True

@@ -66,7 +66,10 @@ def test_multi_turn_transcript_chat_answers_and_trims(client, model_id):
     assert "Bob:" not in content and "User:" not in content
 
 
-def test_long_conversation_drops_oldest_turns_and_says_how_many(tmp_path, model_id):
+def test_long_conversation_is_refused_unless_truncation_auto_drops_oldest_turns(
+    tmp_path, model_id
+):
+    """A chat longer than the context used to answer 200 with old turns silently dropped."""
     small = start_server(tmp_path, "--n-ctx", "512", "--parallel", "1")
     try:
         filler = "Tell me about the weather in a long paragraph with many details please. " * 3
@@ -83,6 +86,12 @@ def test_long_conversation_drops_oldest_turns_and_says_how_many(tmp_path, model_
             "max_tokens": 32,
             "temperature": 0,
         }
+        refused = httpx.post(f"{small.api}/chat/completions", json=body, timeout=120)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "context_length_exceeded"
+        assert refused.json()["error"]["param"] == "messages"
+
+        body["truncation"] = "auto"
         response = httpx.post(f"{small.api}/chat/completions", json=body, timeout=120)
         assert response.status_code == 200, response.text
         dropped = int(response.headers["x-hearth-dropped-messages"])

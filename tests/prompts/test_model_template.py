@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jinja2
@@ -13,7 +14,9 @@ from hearth.prompts import (
     PromptFileError,
     PromptRenderFailed,
     load_chat_format,
+    model_template,
 )
+from hearth.prompts.base import TemplateOverBudget
 from llama_cpp import Llama
 
 CONVERSATION = [
@@ -222,3 +225,34 @@ def test_a_template_that_reads_tools_renders_tools_calls_and_results_itself() ->
 
 def test_templates_that_do_not_read_tools_do_not_claim_to(smollm2_template: ModelTemplate) -> None:
     assert not ModelChatTemplate(smollm2_template).knows_tools
+
+
+@pytest.mark.parametrize(
+    ("source", "what"),
+    [
+        # A pure loop calls nothing the sandbox sees; only the render's deadline stops it.
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+         "to render"),
+        ("{{ 'a' * 20000000 }}", "builds a value"),
+        ("{% for i in range(100000) %}{{ 'a' * 1000 }}{% endfor %}", "wrote more than"),
+        ("{{ 'a' | center(20000000) }}", "wrote more than"),
+        ("{{ 10 ** 100000000 }}", "power"),
+    ],
+)
+def test_hostile_template_that_hangs_or_bloats_is_stopped_within_its_budget(
+    source: str, what: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nested range(100000) loops stalled the server for 70 s; 'a' * 20000000 took 2.4 GB."""
+    monkeypatch.setattr(model_template, "RENDER_SECONDS", 0.5)
+    fmt = ModelChatTemplate(ModelTemplate(source, "<s>", "</s>", add_bos=True))
+    with pytest.raises(TemplateOverBudget, match=what):
+        fmt.render([Message("user", "hi")])
+
+
+def test_budget_leaves_a_real_template_and_the_thread_alone(
+    smollm2_template: ModelTemplate,
+) -> None:
+    before = sys.gettrace()
+    rendered = ModelChatTemplate(smollm2_template).render(CONVERSATION)
+    assert rendered.text.endswith("<|im_start|>assistant\n")
+    assert sys.gettrace() is before

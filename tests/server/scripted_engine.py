@@ -61,6 +61,7 @@ class ScriptedEngine:
     reply: list[str] = field(default_factory=lambda: ["Hello", ", ", "world", "!"])
     n_ctx: int = 64
     fail_after: Exception | None = None
+    template: str = TEMPLATE  # the chat template its "GGUF" ships
     started: bool = False
     requests: list[GenerationRequest] = field(default_factory=list)
     generations: list[ScriptedGeneration] = field(default_factory=list)
@@ -75,7 +76,7 @@ class ScriptedEngine:
             n_params=0,
             size_bytes=0,
             description="scripted",
-            chat_template=TEMPLATE,
+            chat_template=self.template,
             bos_token="<s>",
             eos_token="</s>",
             add_bos=False,

@@ -320,3 +320,11 @@ async def test_metrics_count_requests_by_route_and_status(client):
     assert 'hearth_slots{model="scripted"} 1.0' in text
     assert 'hearth_waiting{model="scripted"} 0.0' in text
     assert 'hearth_model_loaded{model="scripted"} 1.0' in text
+
+
+async def test_more_messages_than_max_messages_is_400_naming_messages():
+    async for client in client_for(ScriptedEngine(), max_messages=3):
+        messages = [{"role": "user", "content": "hi"}] * 4
+        response = await client.post("/v1/chat/completions", json=chat(messages=messages))
+        error = assert_openai_error(response, 400, "messages")
+        assert "at most 3 messages" in error["message"]
