@@ -25,7 +25,7 @@ from hearth.server.protocol import (
     ToolCall,
     ToolDefinition,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 def _id(prefix: str) -> str:
@@ -137,6 +137,13 @@ class ResponseRequest(RequestBody):
     metadata: dict[str, str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _some_input(cls, value: str | list) -> str | list:
+        if isinstance(value, list) and not value:
+            raise ValueError("input must hold at least one item")
+        return value
 
     def input_messages(self) -> list[ChatMessage]:
         """This request's own turns (instructions and input) as chat messages."""

@@ -149,3 +149,9 @@ def test_generated_bodies_never_get_a_5xx_and_errors_have_openai_shape(app, case
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"}
         assert isinstance(error["message"], str) and error["message"]
+
+
+def test_responses_with_an_empty_input_list_is_400_naming_input(app):
+    # Found by the property test above: it reached the chat request as no messages, a 500.
+    response = app.post("/v1/responses", {"model": "scripted", "input": []})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "input"

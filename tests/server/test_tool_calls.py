@@ -82,9 +82,26 @@ def test_forced_choices_get_a_grammar_llama_cpp_parses(choice, parallel):
     assert "get_weather" in plan.messages[0].content
 
 
-def test_auto_has_no_grammar_and_none_is_not_parsed():
-    assert plan_tools(request(tool_choice="auto"), None).grammar is None
+def test_auto_has_a_lazy_grammar_and_none_is_not_parsed():
+    auto = plan_tools(request(tool_choice="auto"), None)
+    assert auto.grammar_trigger == "<tool_call>" and grammar_parses(auto.grammar)
     assert not plan_tools(request(tool_choice="none"), None).active
+
+
+def test_a_template_that_knows_tools_gets_them_and_the_turns_as_they_are():
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
+    ]
+    plan = plan_tools(request(messages=history, tool_choice="required"), None, native=True)
+    assert [m.role for m in plan.messages] == ["user", "assistant", "tool"]
+    assert plan.messages[1].tool_calls[0].arguments == {"city": "Paris"}
+    assert plan.messages[2].tool_call_id == "call_1"
+    assert [t["function"]["name"] for t in plan.template_tools] == ["get_weather", "get_time"]
+    assert plan.grammar is not None and plan.grammar_trigger is None
 
 
 def test_history_with_calls_and_results_renders_as_text_turns():
