@@ -57,7 +57,7 @@ def plan_tensors(arch: Architecture, out_type: OutType) -> list[PlannedTensor]:
     """Map, check and type every checkpoint tensor; raise on anything unmapped or misshapen."""
     expected = arch.expected_shapes()
     planned: list[PlannedTensor] = []
-    for source_name, source in arch.checkpoint.tensors.items():
+    for source_name, source in arch.source_tensors().items():
         if arch.skip(source_name):
             continue
         found = arch.name_map.get_type_and_name(source_name, try_suffixes=(".weight", ".bias"))
