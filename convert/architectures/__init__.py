@@ -7,7 +7,7 @@ and register themselves. Adding an architecture is one small module, imported he
 
 from __future__ import annotations
 
-from hearth.convert.architectures import gemma, llama, qwen
+from hearth.convert.architectures import gemma, llama, phi, qwen
 from hearth.convert.architectures.base import (
     ARCHITECTURES,
     Architecture,
@@ -20,5 +20,5 @@ from hearth.convert.architectures.llama import permute_for_llama_rope
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "HParam", "architecture_for", "gemma", "llama",
-    "permute_for_llama_rope", "qwen", "register", "rope_factor_tensors",
+    "permute_for_llama_rope", "phi", "qwen", "register", "rope_factor_tensors",
 ]

@@ -162,7 +162,19 @@ class Architecture:
         if self.config.get("head_dim") is not None:
             writer.add_key_length(self.head_dim)
             writer.add_value_length(self.head_dim)
+        self.write_rope_scaling(writer)
+
+    def write_rope_scaling(self, writer: gguf.GGUFWriter) -> None:
+        """A hook: the rope scaling keys (linear and YaRN here; Phi-3 has its own)."""
         rope_scaling_hook(self, writer)
+
+    def rope_setting(self, name: str, default: Any = None) -> Any:
+        """A rope setting from the config's top level or its rope_scaling / rope_parameters."""
+        for place in (self.config, self.config.get("rope_scaling") or {},
+                      self.config.get("rope_parameters") or {}):
+            if place.get(name) is not None:
+                return place[name]
+        return default
 
     def _hparam_value(self, hparam: HParam) -> Any:
         if hparam.derive is not None:

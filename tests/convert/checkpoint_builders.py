@@ -97,12 +97,31 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
               "tie_word_embeddings": True},
     "gemma": {"model_type": "gemma", "architectures": ["GemmaForCausalLM"], "head_dim": 32,
               "hidden_activation": "gelu_pytorch_tanh"},
+    # Fused qkv_proj and gate_up_proj; pad_token_id None (Phi-3's default, 32000, is no row here).
+    "phi3": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "pad_token_id": None,
+             "original_max_position_embeddings": 128},
     "gemma2": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "head_dim": 32,
                "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
                "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
 NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2"})
+# Embedding rows past the tokenizer's pieces, for architectures whose real checkpoints have them
+# (Phi-3: 32064 rows for 32011 tokens), so that the padding rows are compared too.
+EXTRA_ROWS = {"phi3": 8}
+# Added tokens after the SentencePiece pieces, as the real models have them. llama.cpp insists on
+# Phi-3's <|endoftext|> when the model's name says Phi-3.
+ADDED_TOKENS = {"phi3": ("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>")}
+# End-of-sequence tokens other than </s> (id 2), as the real models name them: Phi-3 ends with
+# <|endoftext|>, the first added token (llama.cpp strips the space after </s> in a Phi-3).
+EOS_TOKENS = {"phi3": "<|endoftext|>"}
+
+
+def tiny_eos(arch: str, vocab_size: int) -> tuple[str, int]:
+    """The tiny model's end-of-sequence token and id."""
+    if arch in EOS_TOKENS:
+        return EOS_TOKENS[arch], vocab_size + ADDED_TOKENS[arch].index(EOS_TOKENS[arch])
+    return "</s>", 2
 
 
 def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
@@ -114,9 +133,10 @@ def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
     settings = dict(TINY_CONFIGS[arch])
     model_type = settings.pop("model_type")
     config = AutoConfig.for_model(
-        model_type, vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+        model_type, vocab_size=vocab_size + EXTRA_ROWS.get(arch, 0), hidden_size=64, intermediate_size=128,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
+        max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1,
+        eos_token_id=tiny_eos(arch, vocab_size)[1],
         # A wide init makes the logits decisive, so greedy decoding does not hinge on
         # last-bit rounding differences between llama.cpp and PyTorch.
         initializer_range=0.35, **settings,
@@ -126,11 +146,14 @@ def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(dest, safe_serialization=True, **kwargs)
     shutil.copy(tokenizer_model, dest / "tokenizer.model")
-    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    special = {"bos_token": "<s>", "eos_token": tiny_eos(arch, vocab_size)[0],
+               "unk_token": "<unk>"}
     (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    added = {str(vocab_size + i): {"content": text, "special": True}
+             for i, text in enumerate(ADDED_TOKENS.get(arch, ()))}
     (dest / "tokenizer_config.json").write_text(
         json.dumps({**special, "add_bos_token": True, "add_eos_token": False,
-                    "tokenizer_class": "LlamaTokenizer"})
+                    "tokenizer_class": "LlamaTokenizer", "added_tokens_decoder": added})
     )
     return dest
 

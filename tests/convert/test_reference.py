@@ -28,7 +28,8 @@ def _metadata(path: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("out_type", ["f16", "q8_0"])
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"])
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
+                                  "phi3"])
 def test_tiny_model_is_identical_to_the_reference(
     tiny_models: dict[str, Path], llama_cpp_reference: Path, tmp_path: Path, arch: str,
     out_type: str,
