@@ -243,8 +243,10 @@ def architecture_for(checkpoint: Checkpoint) -> Architecture:
     return cls(checkpoint)
 
 
-def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter) -> None:
-    scaling = arch.config.get("rope_scaling") or {}
+def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter,
+                      scaling: dict[str, Any] | None = None) -> None:
+    """Linear and YaRN rope scaling keys, from `scaling` or the config's rope_scaling."""
+    scaling = (arch.config.get("rope_scaling") or {}) if scaling is None else scaling
     kind = scaling.get("rope_type") or scaling.get("type")
     if kind in (None, "default", "llama3"):  # llama3 is carried by the rope_freqs tensor
         return

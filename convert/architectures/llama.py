@@ -1,4 +1,4 @@
-"""The Llama family: LLaMA 1/2/3, Mistral, SmolLM3 (Llama with some layers left without rope)."""
+"""The Llama family: LLaMA 1/2/3, Mistral, SmolLM3."""
 
 from __future__ import annotations
 
@@ -57,3 +57,12 @@ class Mistral(Llama):
     """Mistral 7B is a Llama with grouped-query attention; llama.cpp runs it as `llama`."""
 
     hf_names = ("MistralForCausalLM",)
+
+
+@register
+class SmolLM3(Llama):
+    """SmolLM3: a Llama whose every fourth layer has no rope (NoPE). llama.cpp's smollm3 knows
+    that interval itself, so nothing beyond the Llama keys is written, as its converter does."""
+
+    hf_names = ("SmolLM3ForCausalLM",)
+    gguf_arch = gguf.MODEL_ARCH.SMOLLM3

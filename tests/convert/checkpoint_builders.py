@@ -97,15 +97,22 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
               "tie_word_embeddings": True},
     "gemma": {"model_type": "gemma", "architectures": ["GemmaForCausalLM"], "head_dim": 32,
               "hidden_activation": "gelu_pytorch_tanh"},
-    # Fused qkv_proj and gate_up_proj; pad_token_id None (Phi-3's default, 32000, is no row here).
-    "phi3": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "pad_token_id": None,
-             "original_max_position_embeddings": 128},
     "gemma2": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "head_dim": 32,
                "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
                "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
+    # Fused qkv_proj and gate_up_proj; pad_token_id None (Phi-3's default, 32000, is no row here).
+    "phi3": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "pad_token_id": None,
+             "original_max_position_embeddings": 128},
+    # query_pre_attn_scalar = head_dim: the attention scale llama.cpp uses for all but 27B.
+    "gemma3": {"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+               "head_dim": 32, "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
+               "query_pre_attn_scalar": 32},
+    # Four layers, so that the fourth runs without rope (NoPE), as every fourth does in SmolLM3.
+    "smollm3": {"model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"],
+                "num_hidden_layers": 4, "pad_token_id": None},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
-NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2"})
+NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2", "gemma3"})
 # Embedding rows past the tokenizer's pieces, for architectures whose real checkpoints have them
 # (Phi-3: 32064 rows for 32011 tokens), so that the padding rows are compared too.
 EXTRA_ROWS = {"phi3": 8}
@@ -130,17 +137,16 @@ def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    settings = dict(TINY_CONFIGS[arch])
-    model_type = settings.pop("model_type")
-    config = AutoConfig.for_model(
-        model_type, vocab_size=vocab_size + EXTRA_ROWS.get(arch, 0), hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1,
-        eos_token_id=tiny_eos(arch, vocab_size)[1],
+    settings = {
+        "vocab_size": vocab_size + EXTRA_ROWS.get(arch, 0), "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "max_position_embeddings": 256, "rms_norm_eps": 1e-5,
+        "bos_token_id": 1, "eos_token_id": tiny_eos(arch, vocab_size)[1],
         # A wide init makes the logits decisive, so greedy decoding does not hinge on
         # last-bit rounding differences between llama.cpp and PyTorch.
-        initializer_range=0.35, **settings,
-    )
+        "initializer_range": 0.35, **TINY_CONFIGS[arch],
+    }
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}

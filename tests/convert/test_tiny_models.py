@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from checkpoint_builders import build_tiny, meta_copy, tiny_eos
+from checkpoint_builders import TINY_CONFIGS, build_tiny, meta_copy, tiny_eos
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 from model_runs import gguf_prompt, llama_cpp_greedy, tensor_bytes, transformers_greedy
@@ -23,8 +23,7 @@ def _convert(source: Path, out: Path, out_type: str = "f32") -> Path:
     return out
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
-                                  "phi3"])
+@pytest.mark.parametrize("arch", list(TINY_CONFIGS))
 def test_f32_greedy_output_equals_transformers(
     tiny_models: dict[str, Path], spm_size: int, tmp_path: Path, arch: str
 ) -> None:
@@ -189,7 +188,8 @@ def test_vicuna_added_token_without_a_row_is_dropped_with_a_warning(
     assert reply
 
 
-@pytest.mark.parametrize("arch", ["phi3"])
+# The families added after the first six (whose verify runs are tested above and in test_smollm2).
+@pytest.mark.parametrize("arch", list(TINY_CONFIGS)[6:])
 def test_convert_verify_agrees_with_transformers_for_each_family(
     tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], arch: str
 ) -> None:
