@@ -86,6 +86,8 @@ def train_tokenizer(dest: Path, vocab_size: int = 320, dummy_prefix: bool = True
     return dest / "tokenizer.model"
 
 
+DROP = object()  # a TINY_CONFIGS value: leave this base setting out of the config
+
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "llama": {"model_type": "llama", "architectures": ["LlamaForCausalLM"]},
     "mistral": {"model_type": "mistral", "architectures": ["MistralForCausalLM"],
@@ -110,6 +112,11 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     # Four layers, so that the fourth runs without rope (NoPE), as every fourth does in SmolLM3.
     "smollm3": {"model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"],
                 "num_hidden_layers": 4, "pad_token_id": None},
+    # GPT-2 spells its sizes n_embd / n_head / n_layer / n_positions (the config maps the common
+    # names to them); its MLP is 4 x n_embd, and it has neither KV heads nor an RMS norm. n_ctx, as
+    # the Hub's GPT-2 configs have it (transformers 5 no longer writes it; the reference needs it).
+    "gpt2": {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_ctx": 256,
+             "intermediate_size": DROP, "num_key_value_heads": DROP, "rms_norm_eps": DROP},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
 NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2", "gemma3"})
@@ -124,8 +131,16 @@ ADDED_TOKENS = {"phi3": ("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>"
 EOS_TOKENS = {"phi3": "<|endoftext|>"}
 
 
+# Architectures whose tiny model gets GPT-2's byte-level BPE tokenizer (tokenizer.json) instead of
+# the SentencePiece one: llama.cpp's converter reads only BPE for them.
+GPT2_TOKENIZER = frozenset({"gpt2"})
+GPT2_EOS = ("<|endoftext|>", 50256)
+
+
 def tiny_eos(arch: str, vocab_size: int) -> tuple[str, int]:
     """The tiny model's end-of-sequence token and id."""
+    if arch in GPT2_TOKENIZER:
+        return GPT2_EOS
     if arch in EOS_TOKENS:
         return EOS_TOKENS[arch], vocab_size + ADDED_TOKENS[arch].index(EOS_TOKENS[arch])
     return "</s>", 2
@@ -133,7 +148,8 @@ def tiny_eos(arch: str, vocab_size: int) -> tuple[str, int]:
 
 def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
                seed: int = 0, max_shard_size: str | None = None) -> Path:
-    """A randomly initialised model with a real SentencePiece tokenizer."""
+    """A randomly initialised model with a real tokenizer: `tokenizer_model` is a SentencePiece
+    tokenizer.model, or a folder of Hugging Face tokenizer files copied as they are."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -141,16 +157,22 @@ def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
         "vocab_size": vocab_size + EXTRA_ROWS.get(arch, 0), "hidden_size": 64,
         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "max_position_embeddings": 256, "rms_norm_eps": 1e-5,
-        "bos_token_id": 1, "eos_token_id": tiny_eos(arch, vocab_size)[1],
+        "bos_token_id": tiny_eos(arch, vocab_size)[1] if arch in GPT2_TOKENIZER else 1,
+        "eos_token_id": tiny_eos(arch, vocab_size)[1],
         # A wide init makes the logits decisive, so greedy decoding does not hinge on
         # last-bit rounding differences between llama.cpp and PyTorch.
         "initializer_range": 0.35, **TINY_CONFIGS[arch],
     }
+    settings = {key: value for key, value in settings.items() if value is not DROP}
     config = AutoConfig.for_model(settings.pop("model_type"), **settings)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(dest, safe_serialization=True, **kwargs)
+    if tokenizer_model.is_dir():
+        for path in tokenizer_model.iterdir():
+            shutil.copy(path, dest / path.name)
+        return dest
     shutil.copy(tokenizer_model, dest / "tokenizer.model")
     special = {"bos_token": "<s>", "eos_token": tiny_eos(arch, vocab_size)[0],
                "unk_token": "<unk>"}

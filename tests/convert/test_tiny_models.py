@@ -199,4 +199,6 @@ def test_convert_verify_agrees_with_transformers_for_each_family(
     lines = capsys.readouterr().out.splitlines()
     row = next(line.split() for line in lines if line.startswith(out.name))
     assert "reference: transformers (float32)" in "\n".join(lines)
-    assert float(row[4].rstrip("%")) > 99.0 and float(row[5]) < 1e-3
+    # F32 both ways: the distributions agree (KL ~1e-5); a random model's near-ties over GPT-2's
+    # 50,257 tokens may still flip a top-1 or two of the ~200 positions.
+    assert float(row[4].rstrip("%")) >= 98.0 and float(row[5]) < 1e-3
