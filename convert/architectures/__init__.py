@@ -7,7 +7,17 @@ and register themselves. Adding an architecture is one small module, imported he
 
 from __future__ import annotations
 
-from hearth.convert.architectures import gemma, gpt2, llama, phi, qwen
+from hearth.convert.architectures import (
+    falcon,
+    gemma,
+    gpt2,
+    llama,
+    olmo,
+    phi,
+    qwen,
+    stablelm,
+    starcoder,
+)
 from hearth.convert.architectures.base import (
     ARCHITECTURES,
     Architecture,
@@ -19,6 +29,6 @@ from hearth.convert.architectures.base import (
 from hearth.convert.architectures.llama import permute_for_llama_rope
 
 __all__ = [
-    "ARCHITECTURES", "Architecture", "HParam", "architecture_for", "gemma", "gpt2", "llama",
-    "permute_for_llama_rope", "phi", "qwen", "register", "rope_factor_tensors",
+    "ARCHITECTURES", "Architecture", "HParam", "architecture_for", "falcon", "gemma", "gpt2", "llama",
+    "olmo", "permute_for_llama_rope", "phi", "qwen", "register", "rope_factor_tensors", "stablelm", "starcoder",
 ]

@@ -10,6 +10,7 @@ this one hold the classes; each registers itself with `@register`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -88,6 +89,16 @@ MODEL_SHAPES: dict[gguf.MODEL_TENSOR, Shape] = {
 }
 QK_NORM_SHAPES: dict[gguf.MODEL_TENSOR, Shape] = {
     T.ATTN_Q_NORM: lambda a: (a.head_dim,), T.ATTN_K_NORM: lambda a: (a.head_dim,),
+}
+
+# Mixtures of experts: attention as above, a router and stacked experts instead of one MLP.
+ATTENTION_SHAPES = {kind: shape for kind, shape in BLOCK_SHAPES.items()
+                    if kind not in (T.FFN_GATE, T.FFN_UP, T.FFN_DOWN)}
+EXPERT_SHAPES: dict[gguf.MODEL_TENSOR, Shape] = {
+    T.FFN_GATE_INP: lambda a: (a.n_expert, a.hidden),
+    T.FFN_GATE_EXP: lambda a: (a.n_expert, a.expert_ffn, a.hidden),
+    T.FFN_UP_EXP: lambda a: (a.n_expert, a.expert_ffn, a.hidden),
+    T.FFN_DOWN_EXP: lambda a: (a.n_expert, a.hidden, a.expert_ffn),
 }
 
 # Checkpoint entries that are derived at load time and carry no weights.
@@ -225,6 +236,23 @@ class Architecture:
         yield from rope_factor_tensors(self)
 
 
+class Experts(Architecture):
+    """A mixin for mixtures of experts: their sizes, and experts stacked per layer."""
+
+    block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {**ATTENTION_SHAPES, **EXPERT_SHAPES}
+
+    @property
+    def n_expert(self) -> int:
+        return int(self.require("num_experts", "num_local_experts"))
+
+    @property
+    def expert_ffn(self) -> int:
+        return int(self.config.get("moe_intermediate_size") or self.ffn)
+
+    def source_tensors(self) -> dict[str, LazyTensor]:
+        return stacked_experts(super().source_tensors())
+
+
 ARCHITECTURES: dict[str, type[Architecture]] = {}
 
 
@@ -241,6 +269,36 @@ def architecture_for(checkpoint: Checkpoint) -> Architecture:
         supported = ", ".join(sorted(ARCHITECTURES))
         raise ConversionError(f"unsupported architecture {name}; supported: {supported}")
     return cls(checkpoint)
+
+
+EXPERT = re.compile(r"(?P<prefix>.+\.experts)\.(?P<expert>\d+)\.(?P<rest>[^.]+\.weight)")
+
+
+def stacked_experts(tensors: dict[str, LazyTensor]) -> dict[str, LazyTensor]:
+    """One (n_expert, rows, cols) tensor per layer and projection, for llama.cpp's MoE graphs.
+
+    Hub MoE checkpoints keep each expert's projection as its own tensor (`...experts.3.w1.weight`);
+    llama.cpp wants them stacked (`...experts.w1.weight`, its name map knows that spelling). Each
+    stack is a lazy tensor that reads its experts only when written, so at most one layer's
+    experts of one projection are in memory, never all experts of the model.
+    """
+    groups: dict[str, dict[int, LazyTensor]] = {}
+    stacked: dict[str, LazyTensor] = {}
+    for name, tensor in tensors.items():
+        match = EXPERT.fullmatch(name)
+        if match is None:
+            stacked[name] = tensor
+            continue
+        merged = f"{match['prefix']}.{match['rest']}"
+        groups.setdefault(merged, {})[int(match["expert"])] = tensor
+        stacked.setdefault(merged, tensor)  # keeps the checkpoint's order; replaced below
+    for merged, experts in groups.items():
+        parts = [experts[i] for i in sorted(experts)]
+        if sorted(experts) != list(range(len(parts))) or len({p.shape for p in parts}) != 1:
+            raise ConversionError(f"{merged}: experts {sorted(experts)} are not 0..n-1 of one shape")
+        stacked[merged] = LazyTensor((len(parts), *parts[0].shape), parts[0].dtype,
+                                     lambda parts=parts: np.stack([p.load() for p in parts]))
+    return stacked
 
 
 def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter,

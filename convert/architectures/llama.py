@@ -1,4 +1,4 @@
-"""The Llama family: LLaMA 1/2/3, Mistral, SmolLM3."""
+"""The Llama family: LLaMA 1/2/3, Mistral, Mixtral, SmolLM3."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import gguf
 from hearth.convert.architectures.base import (
     BASE_HPARAMS,
     Architecture,
+    Experts,
+    HParam,
     Transform,
     hparam,
     register,
@@ -66,3 +68,14 @@ class SmolLM3(Llama):
 
     hf_names = ("SmolLM3ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.SMOLLM3
+
+
+@register
+class Mixtral(Experts, Llama):
+    """Mixtral 8x7B / 8x22B: Mistral's attention with eight experts (w1 gate, w2 down, w3 up)
+    in every layer; llama.cpp runs it as `llama` with expert tensors."""
+
+    hf_names = ("MixtralForCausalLM",)
+    hparams = (*LLAMA_HPARAMS,
+               HParam(gguf.Keys.LLM.EXPERT_COUNT, ("num_local_experts",), int),
+               HParam(gguf.Keys.LLM.EXPERT_USED_COUNT, ("num_experts_per_tok",), int))

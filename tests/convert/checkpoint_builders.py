@@ -117,6 +117,26 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     # the Hub's GPT-2 configs have it (transformers 5 no longer writes it; the reference needs it).
     "gpt2": {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_ctx": 256,
              "intermediate_size": DROP, "num_key_value_heads": DROP, "rms_norm_eps": DROP},
+    "olmo2": {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "pad_token_id": None},
+    # StableLM 2's layout: Q/K/V biases, sequential residual, rope over a quarter of each head.
+    "stablelm": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
+                 "use_qkv_bias": True, "use_parallel_residual": False,
+                 "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
+    "starcoder2": {"model_type": "starcoder2", "architectures": ["Starcoder2ForCausalLM"],
+                   "norm_epsilon": 1e-5, "rms_norm_eps": DROP, "sliding_window": 4096},
+    # Falcon 40B/180B's layout: grouped-query attention, ln_attn and ln_mlp in each block.
+    "falcon": {"model_type": "falcon", "architectures": ["FalconForCausalLM"],
+               "new_decoder_architecture": True, "num_kv_heads": 2, "num_key_value_heads": DROP,
+               "intermediate_size": DROP, "rms_norm_eps": DROP},
+    # Four experts of width 32, two used per token, and Qwen2-MoE's gated shared expert.
+    "qwen2moe": {"model_type": "qwen2_moe", "architectures": ["Qwen2MoeForCausalLM"],
+                 "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+                 "shared_expert_intermediate_size": 64},
+    "qwen3moe": {"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"],
+                 "head_dim": 32, "num_experts": 4, "num_experts_per_tok": 2,
+                 "moe_intermediate_size": 32, "norm_topk_prob": True},
+    "mixtral": {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
+                "num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 32},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
 NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2", "gemma3"})
@@ -133,7 +153,8 @@ EOS_TOKENS = {"phi3": "<|endoftext|>"}
 
 # Architectures whose tiny model gets GPT-2's byte-level BPE tokenizer (tokenizer.json) instead of
 # the SentencePiece one: llama.cpp's converter reads only BPE for them.
-GPT2_TOKENIZER = frozenset({"gpt2"})
+GPT2_TOKENIZER = frozenset({"gpt2", "olmo2", "stablelm", "starcoder2", "falcon", "qwen2moe",
+                            "qwen3moe"})
 GPT2_EOS = ("<|endoftext|>", 50256)
 
 

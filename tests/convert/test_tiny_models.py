@@ -202,3 +202,30 @@ def test_convert_verify_agrees_with_transformers_for_each_family(
     # F32 both ways: the distributions agree (KL ~1e-5); a random model's near-ties over GPT-2's
     # 50,257 tokens may still flip a top-1 or two of the ~200 positions.
     assert float(row[4].rstrip("%")) >= 98.0 and float(row[5]) < 1e-3
+
+
+def test_falcon_7b_multi_query_layout_generates_like_transformers(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Falcon 7B: one LayerNorm per block and one KV head, which its config.json implies by
+    naming no num_kv_heads (llama.cpp's converter reads transformers' filled-in value instead
+    and stops on the QKV reshape)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = tiny_models["falcon"]
+    config = AutoConfig.from_pretrained(source)
+    config.new_decoder_architecture, config.num_kv_heads = False, 1
+    config.num_ln_in_parallel_attn = None  # the 40B layout set it to 2: ln_attn and ln_mlp
+    torch.manual_seed(0)
+    folder = tmp_path / "falcon-7b"
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
+    written = json.loads((folder / "config.json").read_text())
+    del written["num_kv_heads"]
+    (folder / "config.json").write_text(json.dumps(written))
+    for path in source.glob("*token*"):
+        shutil.copy(path, folder / path.name)
+    gguf_path = _convert(folder, tmp_path / "falcon-7b.gguf", "f32")
+    prompts = [gguf_prompt(gguf_path, text) for text in PROMPTS]
+    assert llama_cpp_greedy(gguf_path, prompts, 12) == transformers_greedy(
+        folder, prompts, 12, tiny_eos("falcon", 0)[1])
