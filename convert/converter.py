@@ -40,11 +40,17 @@ def default_output(name: str, out_type: OutType) -> Path:
     return Path.cwd() / f"{name}-{out_type.name.upper()}.gguf"
 
 
-def storage_type(name: str, ndim: int, base: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
+# 2-D tensors llama.cpp keeps in F32 whatever the file type (as its converter and quantizer do):
+# MoE routers and GPT-2's learned position embeddings.
+F32_KINDS = frozenset({T.FFN_GATE_INP, T.FFN_GATE_INP_SHEXP, T.POS_EMBD})
+
+
+def storage_type(name: str, ndim: int, base: gguf.GGMLQuantizationType,
+                 kind: gguf.MODEL_TENSOR | None = None) -> gguf.GGMLQuantizationType:
     """Norms, biases and other 1-D tensors stay F32: llama.cpp's kernels expect them so."""
     if ndim <= 1 or name.endswith("_norm.weight") or not name.endswith(".weight"):
         return Q.F32
-    return base
+    return Q.F32 if kind in F32_KINDS else base
 
 
 def _transformed(source: LazyTensor, transform: Callable | None) -> Callable[[], np.ndarray]:
@@ -57,7 +63,7 @@ def plan_tensors(arch: Architecture, out_type: OutType) -> list[PlannedTensor]:
     """Map, check and type every checkpoint tensor; raise on anything unmapped or misshapen."""
     expected = arch.expected_shapes()
     planned: list[PlannedTensor] = []
-    for source_name, source in arch.checkpoint.tensors.items():
+    for source_name, source in arch.source_tensors().items():
         if arch.skip(source_name):
             continue
         found = arch.name_map.get_type_and_name(source_name, try_suffixes=(".weight", ".bias"))
@@ -75,7 +81,7 @@ def plan_tensors(arch: Architecture, out_type: OutType) -> list[PlannedTensor]:
             )
         # Not `or`: F32 is GGML type 0, which is falsy.
         base = LOSSLESS[source.dtype] if out_type.float_type is None else out_type.float_type
-        ggml_type = storage_type(name, len(source.shape), base)
+        ggml_type = storage_type(name, len(source.shape), base, kind)
         planned.append(PlannedTensor(name, tuple(source.shape), ggml_type,
                                      _transformed(source, arch.transform(kind))))
     for name, data in arch.extra_tensors():

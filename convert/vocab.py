@@ -129,7 +129,17 @@ class Vocabulary:
             # Byte-level BPE tokenizers add BOS only when their files say so; llama.cpp would
             # otherwise default to adding one and every prompt would start with a stray token.
             special.add_special_token["bos"] = False
+        if self.model == "gpt2" and _byte_level_post_processor(folder):
+            # A ByteLevel post-processor adds nothing; llama.cpp's converter (its newer gguf-py)
+            # then writes add_eos_token false too, and so does this one.
+            special.add_special_token.setdefault("eos", False)
         special.add_to_gguf(writer, quiet=True)
+
+
+def _byte_level_post_processor(folder: Path) -> bool:
+    processor = _json_or_empty(folder / "tokenizer.json").get("post_processor") or {}
+    steps = processor.get("processors", [processor])
+    return any(step.get("type") == "ByteLevel" for step in steps)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,8 @@ def train_tokenizer(dest: Path, vocab_size: int = 320, dummy_prefix: bool = True
     return dest / "tokenizer.model"
 
 
+DROP = object()  # a TINY_CONFIGS value: leave this base setting out of the config
+
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "llama": {"model_type": "llama", "architectures": ["LlamaForCausalLM"]},
     "mistral": {"model_type": "mistral", "architectures": ["MistralForCausalLM"],
@@ -100,37 +102,107 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "gemma2": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "head_dim": 32,
                "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
                "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
+    # Fused qkv_proj and gate_up_proj; pad_token_id None (Phi-3's default, 32000, is no row here).
+    "phi3": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "pad_token_id": None,
+             "original_max_position_embeddings": 128},
+    # query_pre_attn_scalar = head_dim: the attention scale llama.cpp uses for all but 27B.
+    "gemma3": {"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+               "head_dim": 32, "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
+               "query_pre_attn_scalar": 32},
+    # Four layers, so that the fourth runs without rope (NoPE), as every fourth does in SmolLM3.
+    "smollm3": {"model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"],
+                "num_hidden_layers": 4, "pad_token_id": None},
+    # GPT-2 spells its sizes n_embd / n_head / n_layer / n_positions (the config maps the common
+    # names to them); its MLP is 4 x n_embd, and it has neither KV heads nor an RMS norm. n_ctx, as
+    # the Hub's GPT-2 configs have it (transformers 5 no longer writes it; the reference needs it).
+    "gpt2": {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_ctx": 256,
+             "intermediate_size": DROP, "num_key_value_heads": DROP, "rms_norm_eps": DROP},
+    "olmo2": {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "pad_token_id": None},
+    # StableLM 2's layout: Q/K/V biases, sequential residual, rope over a quarter of each head.
+    "stablelm": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
+                 "use_qkv_bias": True, "use_parallel_residual": False,
+                 "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
+    "starcoder2": {"model_type": "starcoder2", "architectures": ["Starcoder2ForCausalLM"],
+                   "norm_epsilon": 1e-5, "rms_norm_eps": DROP, "sliding_window": 4096},
+    # Falcon 40B/180B's layout: grouped-query attention, ln_attn and ln_mlp in each block.
+    "falcon": {"model_type": "falcon", "architectures": ["FalconForCausalLM"],
+               "new_decoder_architecture": True, "num_kv_heads": 2, "num_key_value_heads": DROP,
+               "intermediate_size": DROP, "rms_norm_eps": DROP},
+    # Four experts of width 32, two used per token, and Qwen2-MoE's gated shared expert.
+    "qwen2moe": {"model_type": "qwen2_moe", "architectures": ["Qwen2MoeForCausalLM"],
+                 "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+                 "shared_expert_intermediate_size": 64},
+    "qwen3moe": {"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"],
+                 "head_dim": 32, "num_experts": 4, "num_experts_per_tok": 2,
+                 "moe_intermediate_size": 32, "norm_topk_prob": True},
+    "mixtral": {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
+                "num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 32},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
-NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2"})
+NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2", "gemma3"})
+# Embedding rows past the tokenizer's pieces, for architectures whose real checkpoints have them
+# (Phi-3: 32064 rows for 32011 tokens), so that the padding rows are compared too.
+EXTRA_ROWS = {"phi3": 8}
+# Added tokens after the SentencePiece pieces, as the real models have them. llama.cpp insists on
+# Phi-3's <|endoftext|> when the model's name says Phi-3.
+ADDED_TOKENS = {"phi3": ("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>")}
+# End-of-sequence tokens other than </s> (id 2), as the real models name them: Phi-3 ends with
+# <|endoftext|>, the first added token (llama.cpp strips the space after </s> in a Phi-3).
+EOS_TOKENS = {"phi3": "<|endoftext|>"}
+
+
+# Architectures whose tiny model gets GPT-2's byte-level BPE tokenizer (tokenizer.json) instead of
+# the SentencePiece one: llama.cpp's converter reads only BPE for them.
+GPT2_TOKENIZER = frozenset({"gpt2", "olmo2", "stablelm", "starcoder2", "falcon", "qwen2moe",
+                            "qwen3moe"})
+GPT2_EOS = ("<|endoftext|>", 50256)
+
+
+def tiny_eos(arch: str, vocab_size: int) -> tuple[str, int]:
+    """The tiny model's end-of-sequence token and id."""
+    if arch in GPT2_TOKENIZER:
+        return GPT2_EOS
+    if arch in EOS_TOKENS:
+        return EOS_TOKENS[arch], vocab_size + ADDED_TOKENS[arch].index(EOS_TOKENS[arch])
+    return "</s>", 2
 
 
 def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
                seed: int = 0, max_shard_size: str | None = None) -> Path:
-    """A randomly initialised model with a real SentencePiece tokenizer."""
+    """A randomly initialised model with a real tokenizer: `tokenizer_model` is a SentencePiece
+    tokenizer.model, or a folder of Hugging Face tokenizer files copied as they are."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    settings = dict(TINY_CONFIGS[arch])
-    model_type = settings.pop("model_type")
-    config = AutoConfig.for_model(
-        model_type, vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
+    settings = {
+        "vocab_size": vocab_size + EXTRA_ROWS.get(arch, 0), "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "max_position_embeddings": 256, "rms_norm_eps": 1e-5,
+        "bos_token_id": tiny_eos(arch, vocab_size)[1] if arch in GPT2_TOKENIZER else 1,
+        "eos_token_id": tiny_eos(arch, vocab_size)[1],
         # A wide init makes the logits decisive, so greedy decoding does not hinge on
         # last-bit rounding differences between llama.cpp and PyTorch.
-        initializer_range=0.35, **settings,
-    )
+        "initializer_range": 0.35, **TINY_CONFIGS[arch],
+    }
+    settings = {key: value for key, value in settings.items() if value is not DROP}
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(dest, safe_serialization=True, **kwargs)
+    if tokenizer_model.is_dir():
+        for path in tokenizer_model.iterdir():
+            shutil.copy(path, dest / path.name)
+        return dest
     shutil.copy(tokenizer_model, dest / "tokenizer.model")
-    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    special = {"bos_token": "<s>", "eos_token": tiny_eos(arch, vocab_size)[0],
+               "unk_token": "<unk>"}
     (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    added = {str(vocab_size + i): {"content": text, "special": True}
+             for i, text in enumerate(ADDED_TOKENS.get(arch, ()))}
     (dest / "tokenizer_config.json").write_text(
         json.dumps({**special, "add_bos_token": True, "add_eos_token": False,
-                    "tokenizer_class": "LlamaTokenizer"})
+                    "tokenizer_class": "LlamaTokenizer", "added_tokens_decoder": added})
     )
     return dest
 

@@ -73,16 +73,46 @@ def spm_size(sentencepiece_model: Path) -> int:
     return sentencepiece.SentencePieceProcessor(model_file=str(sentencepiece_model)).vocab_size()
 
 
+class TinyModels(dict):
+    """Tiny checkpoints by architecture, each built on first use (a test of one family does not
+    wait for all of them; GPT-2-tokenizer families need llama.cpp's vocab files)."""
+
+    def __init__(self, request: pytest.FixtureRequest, root: Path) -> None:
+        super().__init__()
+        self.request, self.root = request, root
+
+    def __missing__(self, arch: str) -> Path:
+        seed = list(checkpoint_builders.TINY_CONFIGS).index(arch)
+        size = self.request.getfixturevalue("spm_size")
+        if arch in checkpoint_builders.GPT2_TOKENIZER:
+            tokenizer = self.request.getfixturevalue("gpt2_tokenizer")
+            size = checkpoint_builders.GPT2_EOS[1] + 1
+        elif arch in checkpoint_builders.NO_DUMMY_PREFIX:
+            tokenizer = self._no_prefix_tokenizer()
+        else:
+            tokenizer = self.request.getfixturevalue("sentencepiece_model")
+        self[arch] = checkpoint_builders.build_tiny(arch, self.root / arch, tokenizer, size,
+                                                    seed=seed)
+        return self[arch]
+
+    def _no_prefix_tokenizer(self) -> Path:
+        model = self.root / "spm-no-prefix" / "tokenizer.model"
+        if not model.is_file():
+            checkpoint_builders.train_tokenizer(model.parent, dummy_prefix=False)
+        return model
+
+
 @pytest.fixture(scope="session")
-def tiny_models(sentencepiece_model: Path, spm_size: int,
+def tiny_models(request: pytest.FixtureRequest,
                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    no_prefix = checkpoint_builders.train_tokenizer(root / "spm-no-prefix", dummy_prefix=False)
-    return {arch: checkpoint_builders.build_tiny(
-                arch, root / arch,
-                no_prefix if arch in checkpoint_builders.NO_DUMMY_PREFIX else sentencepiece_model,
-                spm_size, seed=i)
-            for i, arch in enumerate(checkpoint_builders.TINY_CONFIGS)}
+    return TinyModels(request, tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GPT-2's real tokenizer, rebuilt from llama.cpp's ggml-vocab-gpt-2.gguf."""
+    return hf_tokenizers.gpt2_tokenizer_folder(llama_cpp_models / "ggml-vocab-gpt-2.gguf",
+                                               tmp_path_factory.mktemp("gpt2-tokenizer"))
 
 
 @pytest.fixture(scope="session")

@@ -65,3 +65,28 @@ def vocab_test_pairs(vocab_gguf: Path) -> list[tuple[str, list[int]]]:
     inputs = texts.split(VOCAB_TEST_SEPARATOR)
     outputs = [[int(t) for t in line.split()] for line in ids.split("\n")]
     return list(zip(inputs, outputs))
+
+
+def gpt2_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
+    """GPT-2's real byte-level BPE tokenizer (50,257 tokens, 50,000 merges) as a Hugging Face
+    folder: tokenizer.json, tokenizer_config.json and special_tokens_map.json."""
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    reader = gguf.GGUFReader(vocab_gguf)
+    tokens = [str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()]
+    merges = [tuple(str(m).split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()]
+    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
+    dest.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(dest / "tokenizer.json"))
+    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+               "unk_token": "<|endoftext|>"}
+    (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {**special, "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False,
+         "model_max_length": 1024}))
+    return dest

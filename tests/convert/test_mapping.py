@@ -15,6 +15,8 @@ from hearth.convert.architectures import (
     permute_for_llama_rope,
     rope_factor_tensors,
 )
+from hearth.convert.architectures.base import stacked_experts
+from hearth.convert.architectures.falcon import regroup_qkv
 from hearth.convert.checkpoint import Checkpoint, LazyTensor, bf16_to_f32
 from hearth.convert.converter import storage_type
 from hearth.convert.errors import ConversionError
@@ -87,6 +89,11 @@ def test_missing_config_key_is_named() -> None:
 ])
 def test_norms_and_vectors_stay_f32(name: str, ndim: int, expected: Q) -> None:
     assert storage_type(name, ndim, Q.F16) == expected
+
+
+@pytest.mark.parametrize("kind", [gguf.MODEL_TENSOR.FFN_GATE_INP, gguf.MODEL_TENSOR.POS_EMBD])
+def test_routers_and_position_embeddings_stay_f32(kind: gguf.MODEL_TENSOR) -> None:
+    assert storage_type("blk.0.x.weight", 2, Q.F16, kind) == Q.F32
 
 
 def test_bf16_widens_exactly() -> None:
@@ -163,3 +170,36 @@ def test_lazy_tensor_is_not_read_until_loaded() -> None:
     assert reads == []
     tensor.load()
     assert reads == [1]
+
+
+def test_experts_are_stacked_one_layer_and_projection_at_a_time() -> None:
+    """Stacking reads nothing up front, and one stack reads only its own experts."""
+    reads: list[str] = []
+
+    def expert(name: str, value: float) -> LazyTensor:
+        return LazyTensor((2, 3), "F32",
+                          lambda: reads.append(name) or np.full((2, 3), value, np.float32))
+
+    names = [f"model.layers.{layer}.mlp.experts.{x}.{w}.weight"
+             for layer in range(2) for x in range(4) for w in ("gate_proj", "down_proj")]
+    tensors = {name: expert(name, i) for i, name in enumerate(names)}
+    tensors["model.layers.0.mlp.gate.weight"] = expert("router", -1)
+    stacked = stacked_experts(tensors)
+    assert reads == []
+    assert sorted(stacked) == ["model.layers.0.mlp.experts.down_proj.weight",
+                               "model.layers.0.mlp.experts.gate_proj.weight",
+                               "model.layers.0.mlp.gate.weight",
+                               "model.layers.1.mlp.experts.down_proj.weight",
+                               "model.layers.1.mlp.experts.gate_proj.weight"]
+    gate = stacked["model.layers.1.mlp.experts.gate_proj.weight"]
+    assert gate.shape == (4, 2, 3)
+    data = gate.load()
+    assert reads == [f"model.layers.1.mlp.experts.{x}.gate_proj.weight" for x in range(4)]
+    assert [data[x, 0, 0] for x in range(4)] == [names.index(n) for n in reads]
+
+
+def test_falcon_qkv_groups_become_queries_keys_values() -> None:
+    # 4 query heads in 2 KV groups, head size 1: rows q0 q1 k0 v0 | q2 q3 k1 v1.
+    rows = np.array(["q0", "q1", "k0", "v0", "q2", "q3", "k1", "v1"])[:, None]
+    regrouped = regroup_qkv(n_head=4, n_head_kv=2, head_dim=1)(rows)
+    assert regrouped[:, 0].tolist() == ["q0", "q1", "q2", "q3", "k0", "k1", "v0", "v1"]

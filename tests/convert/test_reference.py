@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checkpoint_builders import TINY_CONFIGS
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 from model_runs import tensor_bytes
@@ -28,7 +29,7 @@ def _metadata(path: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("out_type", ["f16", "q8_0"])
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"])
+@pytest.mark.parametrize("arch", list(TINY_CONFIGS))
 def test_tiny_model_is_identical_to_the_reference(
     tiny_models: dict[str, Path], llama_cpp_reference: Path, tmp_path: Path, arch: str,
     out_type: str,

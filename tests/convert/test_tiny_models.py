@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from checkpoint_builders import build_tiny, meta_copy
+from checkpoint_builders import TINY_CONFIGS, build_tiny, meta_copy, tiny_eos
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 from model_runs import gguf_prompt, llama_cpp_greedy, tensor_bytes, transformers_greedy
@@ -16,7 +16,6 @@ from model_runs import gguf_prompt, llama_cpp_greedy, tensor_bytes, transformers
 from hearth.cli import main
 
 PROMPTS = ("The capital of France is", "Once upon a time there was")
-EOS = 2
 
 
 def _convert(source: Path, out: Path, out_type: str = "f32") -> Path:
@@ -24,9 +23,9 @@ def _convert(source: Path, out: Path, out_type: str = "f32") -> Path:
     return out
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"])
+@pytest.mark.parametrize("arch", list(TINY_CONFIGS))
 def test_f32_greedy_output_equals_transformers(
-    tiny_models: dict[str, Path], tmp_path: Path, arch: str
+    tiny_models: dict[str, Path], spm_size: int, tmp_path: Path, arch: str
 ) -> None:
     # F32 here: a random model has near-ties that f16 rounding may legitimately flip (the F16
     # greedy comparison runs on the real SmolLM2, whose predictions are decisive).
@@ -34,7 +33,8 @@ def test_f32_greedy_output_equals_transformers(
     prompts = [gguf_prompt(gguf_path, text) for text in PROMPTS]
     converted = llama_cpp_greedy(gguf_path, prompts, 12)
     assert all(converted)
-    assert converted == transformers_greedy(tiny_models[arch], prompts, 12, EOS)
+    eos = tiny_eos(arch, spm_size)[1]
+    assert converted == transformers_greedy(tiny_models[arch], prompts, 12, eos)
 
 
 def test_meta_consolidated_shards_convert_to_the_same_tensors(
@@ -186,3 +186,46 @@ def test_vicuna_added_token_without_a_row_is_dropped_with_a_warning(
     assert len(_vocab(out)) == spm_size and "<pad>" not in _vocab(out)
     (reply,) = llama_cpp_greedy(out, [gguf_prompt(out, PROMPTS[0])], 8)
     assert reply
+
+
+# The families added after the first six (whose verify runs are tested above and in test_smollm2).
+@pytest.mark.parametrize("arch", list(TINY_CONFIGS)[6:])
+def test_convert_verify_agrees_with_transformers_for_each_family(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], arch: str
+) -> None:
+    out = tmp_path / f"{arch}-f32.gguf"
+    assert main(["convert", str(tiny_models[arch]), "-o", str(out), "--outtype", "f32",
+                 "--verify", "--threads", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line.split() for line in lines if line.startswith(out.name))
+    assert "reference: transformers (float32)" in "\n".join(lines)
+    # F32 both ways: the distributions agree (KL ~1e-5); a random model's near-ties over GPT-2's
+    # 50,257 tokens may still flip a top-1 or two of the ~200 positions.
+    assert float(row[4].rstrip("%")) >= 98.0 and float(row[5]) < 1e-3
+
+
+def test_falcon_7b_multi_query_layout_generates_like_transformers(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Falcon 7B: one LayerNorm per block and one KV head, which its config.json implies by
+    naming no num_kv_heads (llama.cpp's converter reads transformers' filled-in value instead
+    and stops on the QKV reshape)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = tiny_models["falcon"]
+    config = AutoConfig.from_pretrained(source)
+    config.new_decoder_architecture, config.num_kv_heads = False, 1
+    config.num_ln_in_parallel_attn = None  # the 40B layout set it to 2: ln_attn and ln_mlp
+    torch.manual_seed(0)
+    folder = tmp_path / "falcon-7b"
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
+    written = json.loads((folder / "config.json").read_text())
+    del written["num_kv_heads"]
+    (folder / "config.json").write_text(json.dumps(written))
+    for path in source.glob("*token*"):
+        shutil.copy(path, folder / path.name)
+    gguf_path = _convert(folder, tmp_path / "falcon-7b.gguf", "f32")
+    prompts = [gguf_prompt(gguf_path, text) for text in PROMPTS]
+    assert llama_cpp_greedy(gguf_path, prompts, 12) == transformers_greedy(
+        folder, prompts, 12, tiny_eos("falcon", 0)[1])

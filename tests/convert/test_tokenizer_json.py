@@ -43,6 +43,17 @@ def test_rebuilt_tokenizer_is_llama2s(llama_cpp_models: Path, llama2_tokenizer_j
         ids for _, ids in pairs]
 
 
+def test_rebuilt_gpt2_tokenizer_is_gpt2s(llama_cpp_models: Path, gpt2_tokenizer: Path) -> None:
+    """The BPE families' fixture: the rebuilt tokenizer.json gives llama.cpp's recorded GPT-2 ids."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(gpt2_tokenizer / "tokenizer.json"))
+    pairs = vocab_test_pairs(llama_cpp_models / "ggml-vocab-gpt-2.gguf")
+    assert len(pairs) > 40
+    assert [tokenizer.encode(t, add_special_tokens=False).ids for t, _ in pairs] == [
+        ids for _, ids in pairs]
+
+
 def test_tokenizer_json_only_llama_was_converted_as_gpt2_bpe(
     llama2_json_gguf: Path, llama_cpp_models: Path
 ) -> None:
