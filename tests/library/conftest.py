@@ -91,3 +91,12 @@ def library(tmp_path: Path, hub: tuple[FakeHub, str]) -> Library:
         env.pop(name, None)
     (tmp_path / "models").mkdir()
     return Library(tmp_path, env)
+
+
+def assert_one_line_failure(result, *phrases: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]

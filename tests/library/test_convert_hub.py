@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gguf
 import pytest
-from conftest import Library
+from conftest import Library, assert_one_line_failure
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.errors import ConversionError
 from hearth.convert.hub import files_to_fetch
@@ -35,14 +35,6 @@ LORA_REPO = "test/tiny-lora"
 DECOYS = ("flax_model.msgpack", "tf_model.h5", "model.onnx", "onnx/model.onnx",
           "tiny-llama-Q4_K_M.gguf", "consolidated.safetensors", "README.md", "original/params.json")
 
-
-def assert_one_line_failure(result, *phrases: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import openai
-from conftest import GGUF_REPO, SPLIT_REPO, Library
+from conftest import GGUF_REPO, SPLIT_REPO, Library, assert_one_line_failure
 
 from tests.conftest import start_server
 
@@ -23,14 +23,6 @@ def pulled(library: Library) -> dict[str, dict]:
         return {}
     return {entry["id"]: entry for entry in json.loads(library.manifest.read_text())["models"]}
 
-
-def assert_one_line_failure(result, *phrases: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 def test_pull_without_a_tag_takes_q4_k_m_and_lists_it(library, hub_files):
