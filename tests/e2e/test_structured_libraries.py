@@ -20,23 +20,14 @@ class City(BaseModel):
 ASK = "Describe the city of Paris."
 
 
-def test_langchain_with_structured_output_json_schema(server, model_id):
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_langchain_with_structured_output(server, model_id, method):
     langchain_openai = pytest.importorskip("langchain_openai")
     llm = langchain_openai.ChatOpenAI(
         model=model_id, base_url=server.api, api_key="unused", temperature=0, max_tokens=120,
         max_retries=0,
     )
-    city = llm.with_structured_output(City, method="json_schema").invoke(ASK)
-    assert isinstance(city, City)
-
-
-def test_langchain_with_structured_output_function_calling(server, model_id):
-    langchain_openai = pytest.importorskip("langchain_openai")
-    llm = langchain_openai.ChatOpenAI(
-        model=model_id, base_url=server.api, api_key="unused", temperature=0, max_tokens=120,
-        max_retries=0,
-    )
-    city = llm.with_structured_output(City, method="function_calling").invoke(ASK)
+    city = llm.with_structured_output(City, method=method).invoke(ASK)
     assert isinstance(city, City)
 
 
