@@ -71,7 +71,7 @@ def install_origin_guards(app: FastAPI, settings: ServerSettings) -> None:
             # SDKs send their own headers (x-stainless-*); no cookies are involved, so "*"
             # admits nothing a listed origin could not already send.
             allow_headers=["*"],
-            expose_headers=["Retry-After", "X-Hearth-Dropped-Messages"],
+            expose_headers=["Retry-After", "X-Hearth-Dropped-Messages", "X-Request-Id"],
             max_age=600,
         )
     if is_loopback(settings.host):
