@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Annotated, Literal
 
+from hearth.server.errors import InvalidRequest
 from hearth.server.protocol import (
     ChatCompletionRequest,
     ChatMessage,
@@ -25,7 +26,7 @@ from hearth.server.protocol import (
     ToolCall,
     ToolDefinition,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 def _id(prefix: str) -> str:
@@ -33,6 +34,11 @@ def _id(prefix: str) -> str:
 
 
 # ---------------------------------------------------------------------------- input items
+
+
+# Chat request fields under the names the Responses API gives them.
+RESPONSES_NAME = {"messages": "input", "max_tokens": "max_output_tokens",
+                  "response_format": "text.format"}
 
 
 class InputText(BaseModel):
@@ -192,8 +198,17 @@ class ResponseRequest(RequestBody):
                 type="function", function=NamedFunction(name=self.tool_choice.name))
         elif self.tool_choice is not None:
             fields["tool_choice"] = self.tool_choice
-        return ChatCompletionRequest.model_validate(
-            {k: v for k, v in fields.items() if v is not None})
+        try:
+            return ChatCompletionRequest.model_validate(
+                {k: v for k, v in fields.items() if v is not None})
+        except ValidationError as error:
+            # The chat request checks what a response request cannot alone (a tool_choice
+            # naming a tool that is not in tools); its complaint is the client's fault, a 400
+            # named in the Responses API's own terms, not a 500.
+            first = error.errors()[0]
+            field = next((str(part) for part in first.get("loc", ())), None)
+            message = first.get("msg", "invalid value").removeprefix("Value error, ")
+            raise InvalidRequest(message, param=RESPONSES_NAME.get(field, field)) from None
 
     def _response_format(
         self,

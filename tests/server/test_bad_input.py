@@ -12,10 +12,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import schemathesis
 from hearth.server.app import create_app
 from hearth.server.settings import ServerSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.core import NOT_SET
 
 from .scripted_engine import ScriptedEngine, scripted_registry
 
@@ -44,6 +46,16 @@ class InProcessApp:
             if self.app.state.hearth.ready:
                 return
             await asyncio.sleep(0.01)
+
+    def send(self, request: dict) -> httpx.Response:
+        """Send schemathesis's transport arguments (method, url, headers, json or data...)."""
+        body = request.get("json", NOT_SET)
+        content = request.get("data") if body is NOT_SET else json.dumps(body).encode()
+        sent = self.client.request(
+            request["method"], request["url"], content=content, params=request.get("params"),
+            headers={k: str(v) for k, v in (request.get("headers") or {}).items()},
+        )
+        return self.loop.run_until_complete(sent)
 
     def post(self, path: str, body: object) -> httpx.Response:
         # ensure_ascii writes a lone surrogate as the JSON escape "\ud800", as a client may.
@@ -155,3 +167,36 @@ def test_responses_with_an_empty_input_list_is_400_naming_input(app):
     # Found by the property test above: it reached the chat request as no messages, a 500.
     response = app.post("/v1/responses", {"model": "scripted", "input": []})
     assert response.status_code == 400 and response.json()["error"]["param"] == "input"
+
+
+# ------------------------------------------------------------------ schema-driven (schemathesis)
+
+# Cases generated from the app's own /openapi.json, so a field added to a route is fuzzed
+# with no change here. Schemathesis builds structured values the generic bodies above
+# rarely reach (a tool_choice naming a function, tools, typed input items).
+_SCHEMA = schemathesis.openapi.from_dict(
+    create_app(ServerSettings.load({"web": False}), scripted_registry({"scripted": ScriptedEngine()})).openapi()
+)
+
+
+@_SCHEMA.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
+          database=None)
+def test_schema_generated_requests_never_get_a_5xx(app, case):
+    if isinstance(case.body, dict) and isinstance(case.body.get("model"), str):
+        case.body["model"] = "scripted"  # past the model lookup, into the route itself
+    response = app.send(case.as_transport_kwargs(base_url="http://localhost"))
+    assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text}"
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_responses_tool_choice_naming_no_tool_is_400_not_500(app):
+    # Found by bench/api_fuzz.py: the chat request refused it inside the route, a 500.
+    response = app.post("/v1/responses", {
+        "model": "scripted", "input": "Hi", "tools": [],
+        "tool_choice": {"type": "function", "name": "missing"},
+    })
+    assert response.status_code == 400, response.text
+    assert "missing" in response.json()["error"]["message"]
