@@ -7,6 +7,7 @@ serve the model under the id `bench`, so one load generator drives them all.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,12 @@ class ServerConfig:
     threads: int
     slots: int
     ctx_per_slot: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def hearth(c: ServerConfig) -> list[str]:
