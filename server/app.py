@@ -20,6 +20,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from hearth.server.access_log import AccessLog
+from hearth.server.drain import Drain, DrainGuard
 from hearth.server.http_errors import install_error_handlers
 from hearth.server.metrics import install_metrics
 from hearth.server.openapi import API_ERROR_RESPONSES, HEALTH_RESPONSES, install_openapi
@@ -60,6 +61,7 @@ def create_app(
     *,
     on_ready: Callable[[ServerState], None] | None = None,
     on_fatal: Callable[[str], None] | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
     state = ServerState(settings=settings, registry=registry)
 
@@ -108,7 +110,10 @@ def create_app(
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_origin_guards(app, settings)
-    # Outermost, so every answer (a refused Host or body included) has an id and a line.
+    if drain is not None:
+        app.add_middleware(DrainGuard, drain=drain)
+    # Outermost, so every answer (a refused Host or body, a 503 while draining included)
+    # has an id and a line.
     app.add_middleware(AccessLog, observers=[observe_generation])
     return app
 

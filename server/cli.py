@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from hearth.server.access_log import configure_logging
     from hearth.server.app import create_app
-    from hearth.server.drain import DrainingServer, install_drain
+    from hearth.server.drain import Drain, DrainingServer
     from hearth.server.engine.errors import ModelLoadError
     from hearth.server.engine.model import check_gguf
     from hearth.server.preflight import StartupCheckFailed, check_before_loading
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     def on_ready(state: ServerState) -> None:
         print(_banner(settings, state), flush=True)
 
-    app = create_app(settings, registry, on_ready=on_ready, on_fatal=on_fatal)
-    drain = install_drain(app, settings.drain_timeout)
+    drain = Drain(settings.drain_timeout)
+    app = create_app(settings, registry, on_ready=on_ready, on_fatal=on_fatal, drain=drain)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -16,7 +16,6 @@ import logging
 import time
 
 import uvicorn
-from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from hearth.server.errors import Draining
 from hearth.server.http_errors import error_response
@@ -92,12 +91,6 @@ class DrainGuard:
         finally:
             current_drain.reset(token)
             self.drain.leave()
-
-
-def install_drain(app: FastAPI, timeout: float) -> Drain:
-    drain = Drain(timeout)
-    app.add_middleware(DrainGuard, drain=drain)
-    return drain
 
 
 class DrainingServer(uvicorn.Server):

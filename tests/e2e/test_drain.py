@@ -57,10 +57,14 @@ def test_sigterm_drains_running_streams_and_exits_0(tmp_path, cut):
     time.sleep(0.3)
     refused = httpx.post(f"{server.api}/chat/completions", json={}, timeout=10)
     assert refused.status_code == 503 and "retry-after" in refused.headers
+    # The refusal has an id and an access line like any answer (the guard ran outside both).
+    refused_id = refused.headers["x-request-id"]
     assert httpx.get(f"{server.url}/health", timeout=10).json() == {"status": "draining"}
     for thread in threads:
         thread.join(timeout=90)
     assert server.process.wait(timeout=30) == 0, server.log()
+    # Refused before routing, so its route is "unmatched", as for any request no route took.
+    assert f"request_id={refused_id} method=POST route=unmatched status=503" in server.log()
     assert len(results) == 2
     for events in results:
         assert len(finish_reasons(events)) == 1, events[-3:]
