@@ -9,22 +9,18 @@ a 49k vocabulary), so other requests pay nothing.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 
 import llama_cpp
 import numpy as np
 from hearth.server.engine.base import TokenLogprob
+from hearth.server.engine.logits import LogitsRows
 
 
 class LogprobReader:
     def __init__(self, n_vocab: int, piece: Callable[[int], bytes]) -> None:
-        self._row_type = ctypes.POINTER(ctypes.c_float * n_vocab)
+        self.row = LogitsRows(n_vocab)
         self._piece = piece
-
-    def row(self, ctx: llama_cpp.llama_context_p, output_index: int) -> np.ndarray:
-        logits = llama_cpp.llama_get_logits_ith(ctx, output_index)
-        return np.frombuffer(ctypes.cast(logits, self._row_type).contents, dtype=np.float32)
 
     def read(
         self, ctx: llama_cpp.llama_context_p, output_index: int, token: int, top: int

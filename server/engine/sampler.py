@@ -34,6 +34,7 @@ import random
 import llama_cpp
 import numpy as np
 from hearth.server.engine.base import SamplingParams
+from hearth.server.engine.logits import LogitsRows
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
@@ -70,7 +71,7 @@ class SamplerChain:
         self.argmax_only = (
             params.greedy and not params.logit_bias and not _penalties_active(params)
         )
-        self._logits_row = ctypes.POINTER(ctypes.c_float * n_vocab)
+        self._logits = LogitsRows(n_vocab)
         self._n_vocab = n_vocab
         self.grammar = None
         if grammar is not None and not self._attach(grammar, vocab):
@@ -107,14 +108,11 @@ class SamplerChain:
         if self.grammar is not None:
             return self._sample_grammar(ctx, output_index)
         if self.argmax_only:
-            logits = llama_cpp.llama_get_logits_ith(ctx, output_index)
-            row = ctypes.cast(logits, self._logits_row).contents
-            return int(np.frombuffer(row, dtype=np.float32).argmax())
+            return int(self._logits(ctx, output_index).argmax())
         return llama_cpp.llama_sampler_sample(self.handle, ctx, output_index)
 
     def _sample_grammar(self, ctx: llama_cpp.llama_context_p, output_index: int) -> int:
-        logits = llama_cpp.llama_get_logits_ith(ctx, output_index)
-        row = np.frombuffer(ctypes.cast(logits, self._logits_row).contents, dtype=np.float32)
+        row = self._logits(ctx, output_index)
         if self.argmax_only:
             token = int(row.argmax())
         else:
