@@ -35,7 +35,9 @@ def rate(stamps: list[float]) -> float:
 
 def llama_cpp_rate(model: Path, threads: int, tokens: int) -> float:
     import llama_cpp
+    from hearth.server.engine.cpu import keep_amx_off_by_default
 
+    keep_amx_off_by_default()  # the same kernels as the server it is compared with
     llm = llama_cpp.Llama(str(model), n_ctx=1024, n_threads=threads, verbose=False)
     stamps = []
     for _ in llm.create_completion(PROMPT, max_tokens=tokens, temperature=0, stream=True):

@@ -86,7 +86,10 @@ def gguf_tokens(path: Path, text: str) -> list[int]:
 
 def gguf_logits(path: Path, tokens: Sequence[int], threads: int | None) -> np.ndarray:
     """Per-position logits of a GGUF in llama.cpp (logits_all keeps every position)."""
+    from hearth.server.engine.cpu import keep_amx_off_by_default
     from llama_cpp import Llama
+
+    keep_amx_off_by_default()  # the AMX kernels crash on some CPUs; see engine/cpu.py
 
     llm = Llama(str(path), n_ctx=len(tokens) + 16, n_batch=512, logits_all=True,
                 n_threads=threads, verbose=False)

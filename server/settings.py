@@ -192,6 +192,11 @@ class ModelSettings(HearthSettings):
     n_gpu_layers: int = Field(
         default=0, ge=-1, description="Layers to offload to the GPU (-1 = all)."
     )
+    amx: bool = Field(
+        default=False,
+        description="Use llama.cpp's AMX kernels on Intel CPUs that have them (off: they crash "
+        "on some, llama.cpp #20824).",
+    )
     parallel: int = Field(
         default=4, ge=1, le=64, description="Requests decoded together in one batch (slots)."
     )
@@ -232,6 +237,7 @@ class ModelSettings(HearthSettings):
             n_batch=self.n_batch,
             threads=self.threads,
             n_gpu_layers=self.n_gpu_layers,
+            amx=self.amx,
             cache_ram_bytes=self.cache_ram_mib * 1024 * 1024,
             max_queue=getattr(self, "max_queue", 64),
             lora=lora,

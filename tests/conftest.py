@@ -18,6 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hearth.server.engine.cpu import keep_amx_off_by_default
+
+# Tests that load models through llama-cpp-python's Llama get the server's CPU kernels.
+keep_amx_off_by_default()
 
 REPO = Path(__file__).resolve().parent.parent
 GEMMA = "gemma3-270m-Q4_K_M"  # the second real model's id, from its file name

@@ -113,6 +113,7 @@ class EngineOptions:
     n_batch: int = 512
     threads: int = 1
     n_gpu_layers: int = 0
+    amx: bool = False  # llama.cpp's AMX kernels, which crash on some CPUs (engine/cpu.py)
     cache_ram_bytes: int = 256 << 20
     max_queue: int = 64
     # A GGUF LoRA adapter applied to every context of this engine (llama.cpp applies

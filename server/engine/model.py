@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 import llama_cpp
+from hearth.server.engine import cpu
 from hearth.server.engine.base import EngineOptions, ModelInfo
 from hearth.server.engine.errors import ModelLoadError
 from llama_cpp import _logger as llama_logger
@@ -78,6 +79,7 @@ class LlamaModel:
             raise ModelLoadError(f"model file not found: {options.path}")
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
+        model_params.use_extra_bufts = cpu.extra_buffers_allowed(options.amx)
         self.model = llama_cpp.llama_model_load_from_file(
             str(options.path).encode(), model_params
         )
