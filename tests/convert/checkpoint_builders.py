@@ -122,6 +122,11 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "stablelm": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
                  "use_qkv_bias": True, "use_parallel_residual": False,
                  "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
+    # StableLM 2 12B's layout: a LayerNorm per head over Q and K, parallel residual (no second
+    # norm), no Q/K/V biases.
+    "stablelm12b": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
+                    "qk_layernorm": True, "use_parallel_residual": True, "use_qkv_bias": False,
+                    "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
     "starcoder2": {"model_type": "starcoder2", "architectures": ["Starcoder2ForCausalLM"],
                    "norm_epsilon": 1e-5, "rms_norm_eps": DROP, "sliding_window": 4096},
     # Falcon 40B/180B's layout: grouped-query attention, ln_attn and ln_mlp in each block.
@@ -163,7 +168,7 @@ BPE_TOKENIZERS: dict[str, tuple[tuple[str, int], int]] = {
 # (llama.cpp's converter reads only BPE for them): the family's own where one can be rebuilt,
 # else GPT-2's.
 BPE_TOKENIZER = {"gpt2": "gpt-2", "olmo2": "dolma2", "stablelm": "gpt-2",
-                 "starcoder2": "starcoder", "falcon": "falcon", "qwen2moe": "gpt-2",
+                 "stablelm12b": "gpt-2", "starcoder2": "starcoder", "falcon": "falcon", "qwen2moe": "gpt-2",
                  "qwen3moe": "gpt-2"}
 
 
