@@ -122,11 +122,6 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "stablelm": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
                  "use_qkv_bias": True, "use_parallel_residual": False,
                  "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
-    # StableLM 2 12B's layout: a LayerNorm per head over Q and K, parallel residual (no second
-    # norm), no Q/K/V biases.
-    "stablelm12b": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
-                    "qk_layernorm": True, "use_parallel_residual": True, "use_qkv_bias": False,
-                    "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
     "starcoder2": {"model_type": "starcoder2", "architectures": ["Starcoder2ForCausalLM"],
                    "norm_epsilon": 1e-5, "rms_norm_eps": DROP, "sliding_window": 4096},
     # Falcon 40B/180B's layout: grouped-query attention, ln_attn and ln_mlp in each block.
@@ -142,6 +137,11 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                  "moe_intermediate_size": 32, "norm_topk_prob": True},
     "mixtral": {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
                 "num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 32},
+    # StableLM 2 12B's layout: a LayerNorm per head over Q and K, parallel residual (no second
+    # norm), no Q/K/V biases. Last, so that the families before it keep their seeds.
+    "stablelm12b": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
+                    "qk_layernorm": True, "use_parallel_residual": True, "use_qkv_bias": False,
+                    "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
 NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2", "gemma3"})
