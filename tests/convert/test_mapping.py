@@ -102,17 +102,44 @@ def test_bf16_widens_exactly() -> None:
     assert np.array_equal(bf16_to_f32(raw), values)
 
 
-@pytest.mark.parametrize(("pre_tokenizer", "expected"), [
-    ({"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": LLAMA3_REGEX}}, {"type": "ByteLevel"}]}, "llama-bpe"),
-    ({"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": QWEN2_REGEX}}, {"type": "ByteLevel"}]}, "qwen2"),
-    ({"type": "Sequence", "pretokenizers": [
-        {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel"}]}, "smollm"),
-    ({"type": "ByteLevel", "use_regex": True}, "gpt-2"),
+def _split(regex: str) -> dict:
+    return {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}
+
+
+BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
+DIGITS_THEN_BYTE_LEVEL = {"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True}, {**BYTE_LEVEL, "use_regex": True}]}
+
+
+@pytest.mark.parametrize(("tokenizer", "tokenizer_config", "expected"), [
+    # Llama 3 takes whole-word tokens (ignore_merges); dolma2 (OLMo 2) spells its split with
+    # behavior Removed / invert and merges as usual.
+    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [_split(LLAMA3_REGEX), BYTE_LEVEL]},
+      "model": {"type": "BPE", "ignore_merges": True}}, {}, "llama-bpe"),
+    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {**_split(LLAMA3_REGEX), "behavior": "Removed", "invert": True}, BYTE_LEVEL]},
+      "model": {"type": "BPE"}}, {}, "dbrx"),
+    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [_split(QWEN2_REGEX), BYTE_LEVEL]}},
+     {}, "qwen2"),
+    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Punctuation", "behavior": "Contiguous"}, {**BYTE_LEVEL, "use_regex": True},
+        {"type": "Digits", "individual_digits": False}, _split("[0-9][0-9][0-9]")]}},
+     {}, "falcon"),
+    ({"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL}, {"clean_up_tokenization_spaces": True},
+     "starcoder"),
+    ({"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL}, {"clean_up_tokenization_spaces": False}, "smollm"),
+    ({"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL}, {}, "smollm"),
+    ({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}, {}, "gpt-2"),
 ])
-def test_pre_tokenizer_is_recognised(pre_tokenizer: dict, expected: str) -> None:
-    assert bpe_pre_tokenizer({"pre_tokenizer": pre_tokenizer}) == expected
+def test_pre_tokenizer_is_recognised(tokenizer: dict, tokenizer_config: dict, expected: str) -> None:
+    assert bpe_pre_tokenizer(tokenizer, tokenizer_config) == expected
+
+
+def test_falcon_split_without_its_digit_groups_is_not_falcon() -> None:
+    """Falcon's name must come from its whole split, not from the Punctuation step alone."""
+    pre = {"type": "Sequence", "pretokenizers": [
+        {"type": "Punctuation", "behavior": "Contiguous"}, {**BYTE_LEVEL, "use_regex": True}]}
+    assert bpe_pre_tokenizer({"pre_tokenizer": pre}) == "default"
 
 
 def test_added_tokens_are_read_from_every_file(tmp_path: Path) -> None:

@@ -1,17 +1,18 @@
-"""LLaMA/Mistral folders saved by transformers 5: SentencePiece kept only as tokenizer.json."""
+"""LLaMA/Mistral/Gemma 3 folders saved by transformers 5: SentencePiece kept only as tokenizer.json."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from checkpoint_builders import build_tiny_with_tokenizer_json
+from checkpoint_builders import build_tiny, build_tiny_with_tokenizer_json
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
-from hf_tokenizers import vocab_test_pairs
+from hf_tokenizers import gemma3_tokenizer_json, vocab_test_pairs
 from model_runs import llama_cpp_greedy
 
 LLAMA2_VOCAB = 32000
+GEMMA3_VOCAB = 262144
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +95,34 @@ def test_vocabulary_that_reads_text_differently_fails_and_leaves_no_file(
     with pytest.raises(ConversionError, match="' leading space'"):
         convert_checkpoint(folder, out, OUT_TYPES["q8_0"], progress=False)
     assert list(out.parent.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def gemma3_json_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Gemma 3 with Gemma 3's real tokenizer, as transformers 5 saves it."""
+    root = tmp_path_factory.mktemp("gemma3-json")
+    tokenizer = gemma3_tokenizer_json(root / "tokenizer")
+    assert not (tokenizer / "tokenizer.model").exists()
+    return build_tiny("gemma3", root / "model", tokenizer, GEMMA3_VOCAB)
+
+
+def test_tokenizer_json_only_gemma3_converts_and_tokenizes_like_hugging_face(
+    gemma3_json_folder: Path, llama_cpp_models: Path, tmp_path: Path
+) -> None:
+    """The conversion's own tokenizer check passes, and llama.cpp splits llama.cpp's LLaMA and
+    Gemma tokenizer test texts (93) exactly as the tokenizers library does with tokenizer.json."""
+    import gguf
+    from tokenizers import Tokenizer
+
+    out = tmp_path / "gemma3.gguf"
+    convert_checkpoint(gemma3_json_folder, out, OUT_TYPES["f16"], progress=False)
+    reader = gguf.GGUFReader(out)
+    assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
+    assert reader.fields["tokenizer.ggml.add_space_prefix"].contents() is False
+    texts = [t for name in ("llama-spm", "gemma-4")
+             for t, _ in vocab_test_pairs(llama_cpp_models / f"ggml-vocab-{name}.gguf")]
+    tokenizer = Tokenizer.from_file(str(gemma3_json_folder / "tokenizer.json"))
+    assert len(texts) > 90
+    assert _vocab_only_tokens(out, texts) == [
+        tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    assert _vocab_only_tokens(out, ["Hello world"]) == [[9259, 1902]]
