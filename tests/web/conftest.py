@@ -28,16 +28,27 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[sync_api.Browser]:
+def playwright() -> Iterator[sync_api.Playwright]:
+    # One Playwright per session: a second sync_playwright() inside the first one's event
+    # loop is refused, so every browser a test needs is launched from this one.
+    with sync_api.sync_playwright() as playwright:
+        yield playwright
+
+
+def launch_chromium(playwright: sync_api.Playwright, *extra_args: str) -> sync_api.Browser:
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip("chromium is not installed (make browser)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
+    return playwright.chromium.launch(
+        executable_path=executable, args=[*CHROMIUM_ARGS, *extra_args], headless=True
+    )
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: sync_api.Playwright) -> Iterator[sync_api.Browser]:
+    browser = launch_chromium(playwright)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture

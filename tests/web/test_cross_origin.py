@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import threading
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningServer, free_port, start_server
-from tests.web.conftest import CHROMIUM_ARGS, sync_api
+from tests.web.conftest import launch_chromium, sync_api
 
 REBIND_NAME = "rebind.test"
 
@@ -79,18 +78,12 @@ def cors_server(tmp_path_factory: pytest.TempPathFactory, app_origin: int) -> It
 
 
 @pytest.fixture(scope="module")
-def rebinding_browser() -> Iterator[sync_api.Browser]:
+def rebinding_browser(playwright: sync_api.Playwright) -> Iterator[sync_api.Browser]:
     """Chromium whose resolver sends rebind.test and its subdomains to 127.0.0.1."""
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.skip("chromium is not installed (make browser)")
     rules = f"--host-resolver-rules=MAP {REBIND_NAME} 127.0.0.1, MAP *.{REBIND_NAME} 127.0.0.1"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=[*CHROMIUM_ARGS, rules], headless=True
-        )
-        yield browser
-        browser.close()
+    browser = launch_chromium(playwright, rules)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture
