@@ -22,6 +22,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY hearth ./hearth
+COPY engine ./engine
+COPY runtime ./runtime
 COPY server ./server
 COPY prompts ./prompts
 COPY convert ./convert

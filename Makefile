@@ -38,7 +38,7 @@ test: setup browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check hearth server prompts convert tests bench
+	$(BIN)/ruff check hearth engine runtime server prompts convert tests bench
 
 # What CI runs: the lint, then the README's test command.
 ci: lint test

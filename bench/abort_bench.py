@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from hearth.server.settings import bundled_model_path
+from hearth.runtime.settings import bundled_model_path
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

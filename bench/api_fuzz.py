@@ -29,7 +29,7 @@ from pathlib import Path
 import hypothesis
 import requests
 import schemathesis
-from hearth.server.settings import bundled_model_path
+from hearth.runtime.settings import bundled_model_path
 from hypothesis import HealthCheck, given
 from schemathesis import GenerationMode
 

@@ -35,7 +35,7 @@ def rate(stamps: list[float]) -> float:
 
 def llama_cpp_rate(model: Path, threads: int, tokens: int) -> float:
     import llama_cpp
-    from hearth.server.engine.cpu import keep_amx_off_by_default
+    from hearth.engine.cpu import keep_amx_off_by_default
 
     keep_amx_off_by_default()  # the same kernels as the server it is compared with
     llm = llama_cpp.Llama(str(model), n_ctx=1024, n_threads=threads, verbose=False)
@@ -46,9 +46,9 @@ def llama_cpp_rate(model: Path, threads: int, tokens: int) -> float:
 
 
 async def engine_rate(model: Path, threads: int, tokens: int) -> float:
-    from hearth.server.engine.base import GenerationRequest, Prompt, SamplingParams, TextDelta
-    from hearth.server.engine.llama import LlamaEngine
-    from hearth.server.settings import ModelSettings
+    from hearth.engine.base import GenerationRequest, Prompt, SamplingParams, TextDelta
+    from hearth.engine.llama import LlamaEngine
+    from hearth.runtime.settings import ModelSettings
 
     settings = ModelSettings.load(
         {"model": str(model), "threads": threads, "n_ctx": 1024, "parallel": 1}
@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
-    from hearth.server.settings import bundled_model_path
+    from hearth.runtime.settings import bundled_model_path
 
     model = args.model or bundled_model_path()
     results: dict[str, list[float]] = {"llama_cpp.Llama": [], "hearth engine": [], "hearth over HTTP": []}

@@ -223,7 +223,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from hearth.server.settings import bundled_model_path
+    from hearth.runtime.settings import bundled_model_path
 
     model = args.model or bundled_model_path()
     config = ServerConfig(model, args.port, args.threads, args.slots, args.ctx_per_slot)

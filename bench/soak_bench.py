@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from hearth.server.settings import bundled_model_path
+from hearth.runtime.settings import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth

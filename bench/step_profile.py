@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from hearth.server.engine.base import GenerationRequest, Prompt, SamplingParams
-from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.llama import LlamaEngine
-from hearth.server.engine.sampler import SamplerChain
-from hearth.server.engine.stream import Outbox
-from hearth.server.settings import ModelSettings
+from hearth.engine.base import GenerationRequest, Prompt, SamplingParams
+from hearth.engine.batch import TokenBatch
+from hearth.engine.llama import LlamaEngine
+from hearth.engine.sampler import SamplerChain
+from hearth.engine.stream import Outbox
+from hearth.runtime.settings import ModelSettings
 
 PROMPT = "Once upon a time, a dragon decided to learn how to bake bread. "
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from hearth.server.engine.base import Finished, GenerationRequest, Prompt, SamplingParams
-from hearth.server.engine.llama import LlamaEngine
-from hearth.server.engine.sampler import SamplerChain
-from hearth.server.settings import ModelSettings
+from hearth.engine.base import Finished, GenerationRequest, Prompt, SamplingParams
+from hearth.engine.llama import LlamaEngine
+from hearth.engine.sampler import SamplerChain
+from hearth.runtime.settings import ModelSettings
 from hearth.server.structured import grammar as structured
 
 PROMPT = (

@@ -86,7 +86,7 @@ def gguf_tokens(path: Path, text: str) -> list[int]:
 
 def gguf_logits(path: Path, tokens: Sequence[int], threads: int | None) -> np.ndarray:
     """Per-position logits of a GGUF in llama.cpp (logits_all keeps every position)."""
-    from hearth.server.engine.cpu import keep_amx_off_by_default
+    from hearth.engine.cpu import keep_amx_off_by_default
     from llama_cpp import Llama
 
     keep_amx_off_by_default()  # the AMX kernels crash on some CPUs; see engine/cpu.py

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from hearth.chat_terminal import Terminal, wants_colour
+from hearth.engine.base import TextDelta
 from hearth.flags import add_settings_flags, settings_from_args
 from hearth.prompts import Message, PromptError
-from hearth.server.engine.base import TextDelta
-from hearth.server.settings import ModelSettings
+from hearth.runtime.settings import ModelSettings
 
 if TYPE_CHECKING:
     # Imported when the chat starts: httpx and the server modules would slow `hearth --help`.
@@ -105,7 +105,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hearth.chat_backend import ChatFailed
-    from hearth.server.engine.errors import ModelLoadError
+    from hearth.engine.errors import ModelLoadError
 
     settings = settings_from_args(ChatSettings, args)
     # The chat screen is for the conversation; library chatter would interleave with it.
@@ -137,7 +137,7 @@ async def _open_backend(settings: ChatSettings) -> ChatBackend:
         return await RemoteChat.connect(
             settings.url, settings.api_key, settings, max_tokens=settings.max_tokens
         )
-    from hearth.server.cli import build_registry
+    from hearth.runtime.local import build_registry
 
     try:
         registry = build_registry(settings)

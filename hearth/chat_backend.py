@@ -16,14 +16,14 @@ from typing import Protocol, TypeAlias
 
 import httpx
 
+from hearth.engine.base import Finished, TextDelta
+from hearth.engine.errors import EngineError
 from hearth.prompts import Message
-from hearth.server.engine.base import Finished, TextDelta
-from hearth.server.engine.errors import EngineError
-from hearth.server.errors import ContextOverflow, HearthError, to_openai
-from hearth.server.generation import submit_chat
+from hearth.runtime.errors import ContextOverflow, HearthError, as_hearth_error
+from hearth.runtime.pipeline import submit_chat
+from hearth.runtime.registry import ModelRegistry
+from hearth.runtime.settings import ModelSettings
 from hearth.server.protocol import DROPPED_MESSAGES_HEADER
-from hearth.server.registry import ModelRegistry
-from hearth.server.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class LocalChat:
                 f"{too_long.limit - room} the context leaves for the conversation"
             ) from None
         except (HearthError, EngineError) as refused:
-            raise ChatFailed(to_openai(refused).body.error.message) from None
+            raise ChatFailed(_message(refused)) from None
         try:
             async for event in prepared.events():
                 if isinstance(event, Finished):
@@ -97,7 +97,7 @@ class LocalChat:
                     return
                 yield event
         except (HearthError, EngineError) as failed:  # the engine failed mid-reply
-            raise ChatFailed(to_openai(failed).body.error.message) from None
+            raise ChatFailed(_message(failed)) from None
         finally:
             # Ctrl-C cancels the task iterating us: free the engine's slot at once.
             prepared.generation.cancel()
@@ -197,6 +197,11 @@ def _chunk_events(line: str, dropped: int) -> list[ReplyEvent]:
         if choice.get("finish_reason"):
             events.append(ReplyDone(choice["finish_reason"], dropped))
     return events
+
+
+def _message(error: HearthError | EngineError) -> str:
+    known = as_hearth_error(error)
+    return known.message if known is not None else str(error)
 
 
 def _error_message(body: bytes, status: int) -> str:

@@ -30,9 +30,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("convert", "convert a PyTorch checkpoint to (quantized) GGUF", "hearth.convert.cli"),
     Command("verify", "compare a converted GGUF against its original", "hearth.convert.verify_cli"),
     Command("pull", "fetch a model from Hugging Face into the library",
-            "hearth.server.library_cli:pull"),
-    Command("list", "list the models this machine can serve", "hearth.server.library_cli:list_models"),
-    Command("rm", "remove a pulled model", "hearth.server.library_cli:rm"),
+            "hearth.library_cli:pull"),
+    Command("list", "list the models this machine can serve", "hearth.library_cli:list_models"),
+    Command("rm", "remove a pulled model", "hearth.library_cli:rm"),
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, get_args
 
 from pydantic import ValidationError
 
-from hearth.server.settings import HearthSettings
+from hearth.runtime.settings import HearthSettings
 
 S = TypeVar("S", bound=HearthSettings)
 

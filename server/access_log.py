@@ -1,11 +1,11 @@
 """Request ids and the access log: one structured line per request, when its body ends.
 
 Each request gets an id, the client's `X-Request-Id` when it sent a sane one, else a new
-one, echoed in the response's `X-Request-Id`. The generation pipeline fills in what only
-it knows (model, tokens, time to first token) on the `RequestRecord` found through a
-context variable; a stream's body runs in tasks started inside the request, which copy
-the context, so they reach the same record. The line is written when the last byte of
-the body has gone, so a stream's line carries its whole duration and token counts.
+one, echoed in the response's `X-Request-Id`. The request's `RequestRecord` rides in the
+ASGI scope's state; a route hands it to the chat pipeline as the generation's observer
+(`observer_of`), and the pipeline fills in what only it knows (model, tokens, time to first
+token). The line is written when the last byte of the body has gone, so a stream's line
+carries its whole duration and token counts.
 `--log-format json` writes every log line as one JSON object, for log shippers.
 """
 
@@ -17,9 +17,10 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("hearth.access")
@@ -42,6 +43,9 @@ class RequestRecord:
     completion_tokens: int | None = None
     first_token_at: float | None = None
     finished_at: float | None = None  # when the generation ended (its last token)
+
+    def model_chosen(self, model_id: str) -> None:
+        self.model = model_id
 
     def first_token(self) -> None:
         if self.first_token_at is None:
@@ -81,7 +85,14 @@ class RequestRecord:
         }
 
 
-current_request: ContextVar[RequestRecord | None] = ContextVar("hearth_request", default=None)
+# Where a request's record rides in the ASGI scope's state.
+_STATE_KEY = "hearth_access"
+
+
+def observer_of(request: Request) -> GenerationObserver:
+    """The request's access record as a generation observer (a no-op outside AccessLog)."""
+    record = request.scope.get("state", {}).get(_STATE_KEY)
+    return record if record is not None else NO_OBSERVER
 
 
 def request_id_of(scope: Scope) -> str:
@@ -107,7 +118,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         record = RequestRecord(request_id_of(scope), scope["method"], scope["path"])
-        token = current_request.set(record)
+        scope.setdefault("state", {})[_STATE_KEY] = record
 
         async def with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -122,7 +133,6 @@ class AccessLog:
         try:
             await self.app(scope, receive, with_id)
         finally:
-            current_request.reset(token)
             route = scope.get("route")
             record.route = getattr(route, "path", None) or "unmatched"
             if record.route != "/metrics":  # scrapes every few seconds would drown the log

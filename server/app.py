@@ -19,13 +19,14 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from hearth.runtime.registry import ModelRegistry
+from hearth.runtime.settings import ServerSettings
 from hearth.server.access_log import AccessLog
 from hearth.server.drain import Drain, DrainGuard
-from hearth.server.http_errors import install_error_handlers
+from hearth.server.errors import install_error_handlers
 from hearth.server.metrics import install_metrics
 from hearth.server.openapi import API_ERROR_RESPONSES, HEALTH_RESPONSES, install_openapi
 from hearth.server.origins import install_origin_guards
-from hearth.server.registry import ModelRegistry
 from hearth.server.routes import (
     chat,
     completions,
@@ -36,7 +37,6 @@ from hearth.server.routes import (
     tokenize,
 )
 from hearth.server.security import BodyLimit, require_api_key
-from hearth.server.settings import ServerSettings
 from hearth.server.state import ServerState
 
 from hearth import __version__
@@ -63,7 +63,7 @@ def create_app(
     on_fatal: Callable[[str], None] | None = None,
     drain: Drain | None = None,
 ) -> FastAPI:
-    state = ServerState(settings=settings, registry=registry)
+    state = ServerState(settings=settings, registry=registry, drain=drain)
 
     async def load() -> None:
         try:

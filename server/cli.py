@@ -7,10 +7,9 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from hearth.server.settings import ModelSettings, ServerSettings
+from hearth.runtime.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from hearth.server.registry import ModelRegistry
     from hearth.server.state import ServerState
 
 from hearth.flags import add_settings_flags, settings_from_args
@@ -24,12 +23,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+    from hearth.engine.errors import ModelLoadError
+    from hearth.engine.model import check_gguf
+    from hearth.runtime.local import build_registry
+    from hearth.runtime.preflight import StartupCheckFailed, check_before_loading
     from hearth.server.access_log import configure_logging
     from hearth.server.app import create_app
     from hearth.server.drain import Drain, DrainingServer
-    from hearth.server.engine.errors import ModelLoadError
-    from hearth.server.engine.model import check_gguf
-    from hearth.server.preflight import StartupCheckFailed, check_before_loading
 
     settings = settings_from_args(ServerSettings, args)
     log_config = configure_logging(settings.log_format, settings.log_level)
@@ -71,24 +71,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"hearth: {failure[0]}", file=sys.stderr)
         return 1
     return 0
-
-
-def build_registry(settings: ModelSettings) -> ModelRegistry:
-    """The registry over this machine's model library, loading models with llama.cpp."""
-    from hearth.server.engine.llama import LlamaEngine
-    from hearth.server.library import ModelLibrary
-    from hearth.server.pull import pull_for_config
-    from hearth.server.registry import ModelRegistry
-
-    library = ModelLibrary.scan(settings)
-    keep_alive = getattr(settings, "keep_alive_seconds", 0.0)
-    return ModelRegistry(
-        library,
-        LlamaEngine,
-        max_loaded=getattr(settings, "max_loaded_models", None),
-        keep_alive=keep_alive,
-        puller=lambda spec: pull_for_config(spec, settings),
-    )
 
 
 def _banner(settings: ServerSettings, state: ServerState) -> str:

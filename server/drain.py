@@ -4,40 +4,47 @@ uvicorn on its own stops at once, and sse-starlette ends every stream as soon as
 wants to exit, so clients saw bodies cut mid-chunk with no finish_reason. Here the first
 signal only starts a drain: new requests get 503 with Retry-After (/health says
 "draining", so a load balancer moves on), running requests go on up to --drain-timeout,
-and streams still running then end with a finish_reason and an error event rather than a
-torn connection. Only then is uvicorn told to exit. A second signal exits at once.
+and streams still running then are told to finish now: each ends as its API ends a reply
+cut short (a finish_reason, a terminal event) and says why, rather than a torn connection
+(see streaming.py). Only then is uvicorn told to exit. A second signal exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
+import weakref
+from typing import Protocol
 
 import uvicorn
 from fastapi.responses import JSONResponse
-from hearth.server.errors import Draining
-from hearth.server.http_errors import error_response
+from hearth.runtime.errors import Draining
+from hearth.server.errors import error_response
 from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
-# The drain of the server a request came through; the stream writers read it per chunk.
-current_drain: contextvars.ContextVar[Drain | None] = contextvars.ContextVar(
-    "hearth_drain", default=None
-)
+class Finishable(Protocol):
+    def finish_now(self) -> None: ...
 
 
 class Drain:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.draining = False
-        self.expired = False  # streams still running end at their next chunk
+        self.expired = False  # the timeout passed: running streams were told to finish
         self.in_flight = 0
+        # Streams that end early when the timeout passes; weak, so a finished one goes.
+        self._streams: weakref.WeakSet[Finishable] = weakref.WeakSet()
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def watch(self, stream: Finishable) -> None:
+        self._streams.add(stream)
+        if self.expired:
+            stream.finish_now()
 
     def enter(self) -> None:
         self.in_flight += 1
@@ -58,7 +65,9 @@ class Drain:
         except TimeoutError:
             log.warning("drain timeout: ending %d requests", self.in_flight)
             self.expired = True
-            # A stream ends at its next token; give those a moment to write their last event.
+            for stream in list(self._streams):
+                stream.finish_now()
+            # Each ends at the engine's next step; give them a moment to write their end.
             try:
                 await asyncio.wait_for(self._idle.wait(), 5)
             except TimeoutError:
@@ -85,11 +94,9 @@ class DrainGuard:
             await response(scope, receive, send)
             return
         self.drain.enter()
-        token = current_drain.set(self.drain)
         try:
             await self.app(scope, receive, send)
         finally:
-            current_drain.reset(token)
             self.drain.leave()
 
 

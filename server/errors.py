@@ -1,85 +1,49 @@
-"""Hearth's error taxonomy, and the one place that turns an error into OpenAI's shape.
+"""Errors as HTTP: the one place an exception becomes a status code and an OpenAI body.
 
-Every layer raises these types; `to_openai` alone decides the status code and the JSON.
-Nothing anywhere decides a status by reading an exception's message.
+The runtime raises errors that say what went wrong (`hearth.runtime.errors`); this module
+alone decides their status codes and wire shape, through the table below. The few errors
+only HTTP can have (a missing API key, a refused Host, a body too large, a route that does
+not exist) are defined here beside it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
-from functools import singledispatch
 
-from hearth.server.engine import errors as engine
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from hearth.engine.errors import EngineError
+from hearth.runtime.errors import (
+    ChatTemplateBroken,
+    DrainTimeout,
+    EngineFailure,
+    EngineNotReady,
+    HearthError,
+    InvalidRequest,
+    ModelLoadFailed,
+    ModelNotFound,
+    NotFound,
+    Overloaded,
+    as_hearth_error,
+)
 from hearth.server.protocol import ErrorDetail, ErrorResponse
-
-
-class HearthError(Exception):
-    """Base class. Subclasses fix the status and OpenAI error type."""
-
-    status: int = 500
-    type: str = "server_error"
-    code: str | None = None
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-
-class InvalidRequest(HearthError):
-    status = 400
-    type = "invalid_request_error"
-
-
-class ContextOverflow(InvalidRequest):
-    code = "context_length_exceeded"
-
-    def __init__(self, *, limit: int, prompt_tokens: int, max_tokens: int | None = None) -> None:
-        asked = f"{prompt_tokens} tokens in the prompt"
-        if max_tokens:
-            asked = f"{prompt_tokens + max_tokens} tokens ({asked}, {max_tokens} for the completion)"
-        super().__init__(
-            f"This model's maximum context length is {limit} tokens. However, you requested "
-            f"{asked}. Please shorten the messages or lower max_tokens.",
-            param="messages",
-        )
-        self.limit = limit
-        self.prompt_tokens = prompt_tokens
+from hearth.server.routes.disconnect import ClientGone
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 
 class Unauthorized(HearthError):
-    status = 401
-    type = "invalid_request_error"
     code = "invalid_api_key"
 
 
 class HostNotAllowed(HearthError):
-    status = 403
-    type = "invalid_request_error"
     code = "host_not_allowed"
 
 
-class ModelNotFound(HearthError):
-    status = 404
-    type = "invalid_request_error"
-    code = "model_not_found"
-
-    def __init__(self, model: str, available: list[str]) -> None:
-        super().__init__(
-            f"The model '{model}' does not exist. Available: {', '.join(available)}.",
-            param="model",
-        )
-
-
-class NotFound(HearthError):
-    status = 404
-    type = "invalid_request_error"
-    code = "not_found"
-
-
 class MethodNotAllowed(HearthError):
-    status = 405
-    type = "invalid_request_error"
     code = "method_not_allowed"
 
     def __init__(self, message: str, *, allow: list[str]) -> None:
@@ -88,77 +52,52 @@ class MethodNotAllowed(HearthError):
 
 
 class PayloadTooLarge(HearthError):
-    status = 413
-    type = "invalid_request_error"
     code = "request_too_large"
 
 
-class Overloaded(HearthError):
-    """The wait queue is full. The client should retry after `retry_after` seconds."""
+class HTTPProblem(HearthError):
+    """An error Starlette itself raised, with the status it chose."""
 
-    status = 503
-    type = "server_error"
-    code = "server_overloaded"
-
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+    def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.status = status
 
 
-class Draining(Overloaded):
-    """The server is shutting down: it finishes running requests and takes no new ones."""
-
-    code = "server_shutting_down"
-
-
-class EngineNotReady(HearthError):
-    status = 503
-    type = "server_error"
-    code = "model_loading"
+@dataclass(frozen=True)
+class Kind:
+    status: int
+    type: str  # OpenAI's error type
 
 
-class ModelLoadFailed(HearthError):
-    """A model of the library could not be loaded; the server goes on serving the others."""
+CLIENT = "invalid_request_error"
+SERVER = "server_error"
 
-    status = 500
-    type = "server_error"
-    code = "model_load_failed"
-
-    def __init__(self, model: str, reason: str) -> None:
-        super().__init__(f"The model '{model}' could not be loaded: {reason}", param="model")
-
-
-class PromptRenderError(HearthError):
-    """The model's own chat template failed on this conversation."""
-
-    status = 400
-    type = "invalid_request_error"
-    code = "chat_template_error"
-
-
-class ChatTemplateBroken(HearthError):
-    """The model's chat template ran past its time or size budget. The template, not the
-    request, is at fault (any conversation would do it), so this is a server error."""
-
-    status = 500
-    type = "server_error"
-    code = "chat_template_failed"
+# Each error class's status and OpenAI type; a subclass takes its nearest listed ancestor's.
+OPENAI_KINDS: dict[type[HearthError], Kind] = {
+    InvalidRequest: Kind(400, CLIENT),
+    Unauthorized: Kind(401, CLIENT),
+    HostNotAllowed: Kind(403, CLIENT),
+    ModelNotFound: Kind(404, CLIENT),
+    NotFound: Kind(404, CLIENT),
+    MethodNotAllowed: Kind(405, CLIENT),
+    PayloadTooLarge: Kind(413, CLIENT),
+    Overloaded: Kind(503, SERVER),
+    DrainTimeout: Kind(503, SERVER),
+    EngineNotReady: Kind(503, SERVER),
+    ModelLoadFailed: Kind(500, SERVER),
+    ChatTemplateBroken: Kind(500, SERVER),
+    EngineFailure: Kind(500, SERVER),
+    HearthError: Kind(500, SERVER),
+}
 
 
-class DrainTimeout(HearthError):
-    """The drain timeout ended a stream that was still running."""
-
-    status = 503
-    type = "server_error"
-    code = "server_shutting_down"
-
-
-class EngineFailure(HearthError):
-    """llama.cpp failed while generating; the request cannot continue."""
-
-    status = 500
-    type = "server_error"
-    code = "engine_failure"
+def kind_of(error: HearthError, kinds: dict[type[HearthError], Kind] = OPENAI_KINDS) -> Kind:
+    if isinstance(error, HTTPProblem):
+        return Kind(error.status, CLIENT if error.status < 500 else SERVER)
+    for cls in type(error).__mro__:
+        if cls in kinds:
+            return kinds[cls]
+    raise TypeError(f"no error kind for {type(error).__name__}")
 
 
 @dataclass(frozen=True)
@@ -168,41 +107,8 @@ class OpenAIError:
     headers: dict[str, str]
 
 
-@singledispatch
-def from_engine(error: engine.EngineError) -> HearthError:
-    """The engine's own errors, in HTTP terms (the engine raises them knowing no HTTP)."""
-    return EngineFailure(error.message)
-
-
-@from_engine.register
-def _(error: engine.ContextExceeded) -> HearthError:
-    return ContextOverflow(
-        limit=error.limit, prompt_tokens=error.prompt_tokens, max_tokens=error.max_tokens
-    )
-
-
-@from_engine.register
-def _(error: engine.QueueFull) -> HearthError:
-    return Overloaded(error.message, retry_after=error.retry_after)
-
-
-@from_engine.register
-def _(error: engine.InvalidTokens) -> HearthError:
-    return InvalidRequest(error.message, param="tokens")
-
-
-@from_engine.register
-def _(error: engine.NotStarted) -> HearthError:
-    return EngineNotReady(error.message)
-
-
-def to_openai(error: Exception) -> OpenAIError:
-    """Map any exception to a status, an OpenAI error body and extra headers."""
-    if isinstance(error, engine.EngineError):
-        error = from_engine(error)
-    if not isinstance(error, HearthError):
-        # Unknown failures keep their details in the server log, not in the response.
-        error = HearthError("The server had an error while processing your request.")
+def headers_for(error: HearthError) -> dict[str, str]:
+    """What the error tells a client beyond its body, whatever the API."""
     headers: dict[str, str] = {}
     if isinstance(error, Overloaded):
         headers["Retry-After"] = str(error.retry_after)
@@ -210,5 +116,103 @@ def to_openai(error: Exception) -> OpenAIError:
         headers["Allow"] = ", ".join(error.allow)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    detail = ErrorDetail(message=error.message, type=error.type, param=error.param, code=error.code)
-    return OpenAIError(status=error.status, body=ErrorResponse(error=detail), headers=headers)
+    return headers
+
+
+def to_openai(error: Exception) -> OpenAIError:
+    """Map any exception to a status, an OpenAI error body and extra headers."""
+    known = as_hearth_error(error)
+    if known is None:
+        # Unknown failures keep their details in the server log, not in the response.
+        known = HearthError("The server had an error while processing your request.")
+    kind = kind_of(known)
+    detail = ErrorDetail(message=known.message, type=kind.type, param=known.param, code=known.code)
+    return OpenAIError(status=kind.status, body=ErrorResponse(error=detail), headers=headers_for(known))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+log = logging.getLogger(__name__)
+
+
+class _ErrorJSON(JSONResponse):
+    # ASCII escapes: an error body must go out even when a message quotes text that UTF-8
+    # cannot hold (a lone surrogate), where the default UTF-8 rendering would raise.
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def error_response(error: Exception) -> JSONResponse:
+    mapped = to_openai(error)
+    return _ErrorJSON(
+        mapped.body.model_dump(), status_code=mapped.status, headers=mapped.headers
+    )
+
+
+def validation_error(error: RequestValidationError) -> InvalidRequest:
+    """Pydantic's first complaint, as OpenAI words it: a message and the parameter's path."""
+    first = error.errors()[0]
+    location = [part for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON."
+        )
+    param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in location).lstrip(".")
+    # Our own validators raise ValueError, which pydantic reports as "Value error, ...".
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    return InvalidRequest(f"Invalid value for '{param or 'body'}': {message}", param=param or None)
+
+
+def _no_route(request: Request) -> HearthError:
+    """404 for a path no route serves, 405 with Allow for a route asked with the wrong method.
+
+    The router's own answer cannot be trusted here: the chat page's static mount at "/"
+    matches every path, so it answered 405 to `POST /v1/responses` and 404 to
+    `GET /v1/chat/completions`. The API routes' own paths decide instead.
+    """
+    path = request.url.path
+    # Ask each route (FastAPI wraps included routers) whether it takes the path by method.
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            not isinstance(route, Mount)
+            and route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    if allowed and request.method not in allowed:
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed for {path}.", allow=allowed
+        )
+    return NotFound(f"No route for {request.method} {path}.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HearthError)
+    async def hearth_error(_: Request, error: HearthError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(EngineError)
+    async def engine_error(_: Request, error: EngineError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(error))
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(_: Request, __: ClientGone) -> Response:
+        # Nobody is listening; nginx's 499 ("client closed request") keeps the access log honest.
+        return Response(status_code=499)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code in (404, 405):
+            return error_response(_no_route(request))
+        return error_response(HTTPProblem(str(error.detail), status=error.status_code))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a request")
+        return error_response(error)

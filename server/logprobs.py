@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hearth.server.engine.base import TokenLogprob
+from hearth.engine.base import TokenLogprob
 from hearth.server.protocol import (
     ChoiceLogprobs,
     CompletionLogprobs,

@@ -12,9 +12,8 @@ from __future__ import annotations
 import ipaddress
 
 from fastapi import FastAPI
-from hearth.server.errors import HostNotAllowed
-from hearth.server.http_errors import error_response
-from hearth.server.settings import ServerSettings
+from hearth.runtime.settings import ServerSettings
+from hearth.server.errors import HostNotAllowed, error_response
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from hearth.server.engine.base import SamplingParams
+from hearth.engine.base import SamplingParams
 from pydantic import (
     BaseModel,
     ConfigDict,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hmac
 
 from fastapi import Request
-from hearth.server.errors import PayloadTooLarge, Unauthorized
-from hearth.server.http_errors import error_response
+from hearth.server.errors import PayloadTooLarge, Unauthorized, error_response
 from hearth.server.state import server_state
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

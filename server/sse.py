@@ -1,24 +1,26 @@
-"""Streaming responses: OpenAI chunks over server-sent events.
+"""Streaming chat and text completions: OpenAI chunks, through the one stream wrapper.
 
 A stream opens with a chunk carrying the assistant role, sends content deltas, and closes
 with exactly one chunk carrying finish_reason, then the usage chunk when the client asked
 for it, then `[DONE]`. With n > 1 every choice does so under its own `index`, their chunks
-interleaved as the choices are decoded, and the usage chunk comes once, after all of them. An error after the stream began cannot change the status code any
-more, so it goes out as an event in OpenAI's error shape and the stream ends there.
+interleaved as the choices are decoded, and the usage chunk comes once, after all of them.
+An error after the stream began goes out as an event in OpenAI's error shape, and a stream
+the drain ended closes its choices with finish_reason "length" (a limit cut the reply, as
+OpenAI's clients understand it) followed by that error event (see streaming.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
-from hearth.server.drain import current_drain
-from hearth.server.engine.base import Finished, TextDelta
-from hearth.server.errors import DrainTimeout, to_openai
-from hearth.server.generation import PreparedGeneration
+from hearth.engine.base import Finished, TextDelta
+from hearth.runtime.errors import DrainTimeout
+from hearth.runtime.pipeline import PreparedGeneration
+from hearth.server.errors import to_openai
 from hearth.server.logprobs import chat_logprobs, completion_logprobs
 from hearth.server.protocol import (
     ChatChunkChoice,
@@ -31,18 +33,11 @@ from hearth.server.protocol import (
     PromptTokensDetails,
     Usage,
 )
+from hearth.server.streaming import SSE_END, Chunk
 from hearth.server.tools.reply import CallWatcher, call_deltas
 from pydantic import BaseModel
-from sse_starlette import EventSourceResponse
-
-log = logging.getLogger(__name__)
 
 DONE = "[DONE]"
-SEP = "\n"
-SSE_END = (SEP * 2).encode()
-
-# What a stream yields: JSON payloads for sse-starlette to frame, or whole events as bytes.
-Chunk = str | bytes
 
 
 def usage_of(*finished: Finished) -> Usage:
@@ -57,22 +52,25 @@ def usage_of(*finished: Finished) -> Usage:
     )
 
 
-def event_stream(
-    chunks: AsyncIterator[Chunk], headers: dict[str, str] | None = None
-) -> EventSourceResponse:
-    return EventSourceResponse(_guarded(chunks), headers=headers, sep=SEP, ping=15)
+@dataclass(eq=False)  # hashable by identity: the drain keeps running streams in a WeakSet
+class OpenAIStream:
+    """A chat or text completion stream as the stream wrapper takes it."""
 
+    prepared: PreparedGeneration
+    chunks: AsyncIterator[Chunk]
+    done: Chunk | None = DONE
 
-async def _guarded(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except Exception as error:  # noqa: BLE001 - every failure must reach the client
-        # (A disconnect cancels this task: CancelledError is no Exception and passes by.)
-        log.warning("stream ended by an error: %s", error)
-        yield to_openai(error).body.model_dump_json()
-        return
-    yield DONE
+    def events(self) -> AsyncIterator[Chunk]:
+        return self.chunks
+
+    def error_event(self, error: Exception) -> Chunk:
+        return to_openai(error).body.model_dump_json()
+
+    def after_cut(self, error: DrainTimeout) -> Sequence[Chunk]:
+        return [self.error_event(error)]
+
+    def finish_now(self) -> None:
+        self.prepared.finish_now()
 
 
 class TextChunks:
@@ -108,12 +106,6 @@ class TextChunks:
         return b"data: " + self(text).encode() + SSE_END
 
 
-def _cut_by_drain() -> DrainTimeout:
-    # finish_reason "length": the reply was cut by a limit (the drain's), as OpenAI's
-    # clients already understand; the error event after it says which limit.
-    return DrainTimeout("The server is shutting down and ended this stream.")
-
-
 async def chat_chunks(
     prepared: PreparedGeneration, include_usage: bool
 ) -> AsyncIterator[Chunk]:
@@ -140,8 +132,6 @@ async def chat_chunks(
     # Logprobs of tokens whose text a call watcher holds back, sent with what it releases.
     held: list[list] = [[] for _ in range(n)]
     finished: list[Finished] = []
-    done: set[int] = set()
-    drain = current_drain.get()
 
     def text_chunk(choice: int, text: str, logprobs: list) -> Chunk:
         if not logprobs:
@@ -152,10 +142,6 @@ async def chat_chunks(
     for choice in range(n):
         yield chunk(choice, ChatDelta(role="assistant", content="")).model_dump_json()
     async for choice, event in prepared.all_events():
-        if drain is not None and drain.expired:
-            for open_choice in (i for i in range(n) if i not in done):
-                yield chunk(open_choice, ChatDelta(), finish="length").model_dump_json()
-            raise _cut_by_drain()
         if isinstance(event, TextDelta):
             held[choice].extend(event.logprobs)
             text = watchers[choice].feed(event.text) if watchers else event.text
@@ -164,7 +150,6 @@ async def chat_chunks(
                 held[choice] = []
         elif isinstance(event, Finished):
             finished.append(event)
-            done.add(choice)
             reason = event.reason
             if watchers is not None:
                 rest, calls = watchers[choice].finish()
@@ -201,16 +186,10 @@ async def completion_chunks(
     content = [TextChunks(lambda text, i=i: chunk(i, text)) for i in range(n)]
     offsets = [len(echo)] * n  # where each choice's next token starts in its text
     finished: list[Finished] = []
-    done: set[int] = set()
-    drain = current_drain.get()
     if echo:
         for choice in range(n):
             yield content[choice].event(echo)
     async for choice, event in prepared.all_events():
-        if drain is not None and drain.expired:
-            for open_choice in (i for i in range(n) if i not in done):
-                yield chunk(open_choice, "", finish="length").model_dump_json()
-            raise _cut_by_drain()
         if isinstance(event, TextDelta):
             if prepared.logprobs is None:
                 yield content[choice].event(event.text)
@@ -220,7 +199,6 @@ async def completion_chunks(
             offsets[choice] += len(event.text)
         elif isinstance(event, Finished):
             finished.append(event)
-            done.add(choice)
             yield chunk(choice, "", finish=event.reason).model_dump_json()
     if include_usage and finished:
         yield chunk(0, "", usage=usage_of(*finished)).model_dump_json()

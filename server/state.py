@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from hearth.server.errors import EngineNotReady
-from hearth.server.registry import ModelRegistry
+from hearth.runtime.errors import EngineNotReady
+from hearth.runtime.registry import ModelRegistry
+from hearth.runtime.settings import ServerSettings
+from hearth.server.drain import Drain
 from hearth.server.responses.store import ResponseStore
-from hearth.server.settings import ServerSettings
 
 
 @dataclass
@@ -18,6 +19,7 @@ class ServerState:
     registry: ModelRegistry
     load_error: str | None = None  # the default model failed to load at start-up
     responses: ResponseStore = field(default_factory=ResponseStore)  # previous_response_id
+    drain: Drain | None = None  # the server's drain on SIGTERM; None in tests that have none
 
     @property
     def ready(self) -> bool:

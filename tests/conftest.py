@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hearth.server.engine.cpu import keep_amx_off_by_default
+from hearth.engine.cpu import keep_amx_off_by_default
 
 # Tests that load models through llama-cpp-python's Llama get the server's CPU kernels.
 keep_amx_off_by_default()

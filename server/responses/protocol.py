@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from hearth.server.errors import InvalidRequest
+from hearth.runtime.errors import InvalidRequest
 from hearth.server.protocol import (
     ChatCompletionRequest,
     ChatMessage,

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from hearth.server.engine.base import Finished
+from hearth.engine.base import Finished
+from hearth.runtime.errors import DrainTimeout
+from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
+from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect, prepare_chat
+from hearth.runtime.registry import ModelRegistry
 from hearth.server.errors import to_openai
-from hearth.server.generation import ChatPolicy, PreparedGeneration, collect, prepare_chat
 from hearth.server.protocol import AssistantMessage, ChatMessage, FinishReason
-from hearth.server.registry import ModelRegistry
 from hearth.server.responses.protocol import (
     IncompleteDetails,
     InputTokensDetails,
@@ -37,6 +39,7 @@ async def start(
     store: ResponseStore,
     body: ResponseRequest,
     policy: ChatPolicy,
+    observer: GenerationObserver = NO_OBSERVER,
 ) -> tuple[PreparedGeneration, list[ChatMessage]]:
     """Admit the generation; returns it with the conversation it continues."""
     history = []
@@ -44,7 +47,8 @@ async def start(
         history = store.get(body.previous_response_id, "previous_response_id").conversation
     chat = body.to_chat(history)
     async with registry.acquire(body.model) as handle:
-        return await prepare_chat(handle, chat, policy), history + body.input_messages()
+        prepared = await prepare_chat(handle, chat, policy, observer)
+    return prepared, history + body.input_messages()
 
 
 def finish(
@@ -106,8 +110,9 @@ async def create(
     store: ResponseStore,
     body: ResponseRequest,
     policy: ChatPolicy,
+    observer: GenerationObserver = NO_OBSERVER,
 ) -> Response:
-    prepared, conversation = await start(registry, store, body, policy)
+    prepared, conversation = await start(registry, store, body, policy, observer)
     text, finished = await collect(prepared)
     return finish(body, prepared, store, conversation, text, finished)
 
@@ -124,22 +129,52 @@ class EventWriter:
         return {"event": kind, "data": json.dumps(payload, ensure_ascii=False)}
 
 
-async def events(
-    body: ResponseRequest,
-    prepared: PreparedGeneration,
-    store: ResponseStore,
-    conversation: list[ChatMessage],
-) -> AsyncIterator[dict[str, str]]:
-    event = EventWriter()
-    pending = Response(status="in_progress", model=prepared.model_id,
-                       previous_response_id=body.previous_response_id, store=body.store,
-                       instructions=body.instructions).model_dump()
-    yield event("response.created", response=pending)
-    yield event("response.in_progress", response=pending)
-    live = prepared.tools is None or not prepared.tools.active
-    message = OutputMessage(status="in_progress", content=[])
-    parts: list[str] = []
-    try:
+class ResponseStream:
+    """A streamed response as the stream wrapper takes it (see server/streaming.py).
+
+    A stream the drain ends finishes like one cut by max_output_tokens, then says why in an
+    `error` event, and closes with `response.incomplete`: the last event of every stream is
+    a terminal one.
+    """
+
+    done = None  # the Responses API sends no "[DONE]"
+
+    def __init__(
+        self,
+        body: ResponseRequest,
+        prepared: PreparedGeneration,
+        store: ResponseStore,
+        conversation: list[ChatMessage],
+    ) -> None:
+        self.body = body
+        self.prepared = prepared
+        self.store = store
+        self.conversation = conversation
+        self.event = EventWriter()
+        self.cut = False
+
+    def finish_now(self) -> None:
+        self.cut = True
+        self.prepared.finish_now()
+
+    def error_event(self, error: Exception) -> dict[str, str]:
+        detail = to_openai(error).body.error
+        return self.event("error", code=detail.code, message=detail.message, param=detail.param)
+
+    def after_cut(self, error: DrainTimeout) -> list[dict[str, str]]:
+        return []  # events() has said it: see the class docstring
+
+    async def events(self) -> AsyncIterator[dict[str, str]]:
+        body, prepared, event = self.body, self.prepared, self.event
+        pending = Response(status="in_progress", model=prepared.model_id,
+                           previous_response_id=body.previous_response_id, store=body.store,
+                           instructions=body.instructions).model_dump()
+        yield event("response.created", response=pending)
+        yield event("response.in_progress", response=pending)
+        live = prepared.tools is None or not prepared.tools.active
+        message = OutputMessage(status="in_progress", content=[])
+        parts: list[str] = []
+        finished: Finished | None = None
         async for item in prepared.events():
             if isinstance(item, Finished):
                 finished = item
@@ -154,17 +189,20 @@ async def events(
                                 part=OutputText(text="").model_dump())
                 yield event("response.output_text.delta", item_id=message.id, output_index=0,
                             content_index=0, delta=item.text)
-        else:
+        if finished is None:
             raise RuntimeError("the generation ended without finishing")
-    except Exception as error:  # noqa: BLE001 - a started stream can only report it
-        detail = to_openai(error).body.error
-        yield event("error", code=detail.code, message=detail.message, param=detail.param)
-        return
-    response = finish(body, prepared, store, conversation, "".join(parts), finished)
-    for index, output in enumerate(response.output):
-        async for done in _item_events(event, index, output, live, message.id):
-            yield done
-    yield event("response.completed", response=response.model_dump())
+        response = finish(body, prepared, self.store, self.conversation, "".join(parts), finished)
+        for index, output in enumerate(response.output):
+            async for done in _item_events(event, index, output, live, message.id):
+                yield done
+        if self.cut:
+            yield self.error_event(
+                DrainTimeout("The server is shutting down and ended this response.")
+            )
+            response.status = "incomplete"
+            yield event("response.incomplete", response=response.model_dump())
+            return
+        yield event("response.completed", response=response.model_dump())
 
 
 async def _item_events(

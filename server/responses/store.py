@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from hearth.server.errors import NotFound
+from hearth.runtime.errors import NotFound
 from hearth.server.protocol import ChatMessage
 from hearth.server.responses.protocol import Response
 

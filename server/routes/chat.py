@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import ChatPolicy, collect_all, prepare_chat
+from hearth.runtime.pipeline import ChatPolicy, collect_all, prepare_chat
+from hearth.server.access_log import observer_of
 from hearth.server.logprobs import chat_logprobs
 from hearth.server.protocol import (
     DROPPED_MESSAGES_HEADER,
@@ -12,8 +13,9 @@ from hearth.server.protocol import (
     ChatCompletionRequest,
 )
 from hearth.server.routes.disconnect import unless_disconnected
-from hearth.server.sse import chat_chunks, event_stream, usage_of
+from hearth.server.sse import OpenAIStream, chat_chunks, usage_of
 from hearth.server.state import Registry, server_state
+from hearth.server.streaming import stream_response
 from hearth.server.tools.reply import assistant_reply
 
 router = APIRouter()
@@ -23,11 +25,15 @@ router = APIRouter()
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, registry: Registry
 ) -> ChatCompletion | Response:
+    state = server_state(request)
     async with registry.acquire(body.model) as handle:
-        prepared = await prepare_chat(handle, body, ChatPolicy.of(server_state(request).settings))
+        prepared = await prepare_chat(
+            handle, body, ChatPolicy.of(state.settings), observer_of(request)
+        )
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
-        return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
+        chunks = chat_chunks(prepared, body.include_usage())
+        return stream_response(OpenAIStream(prepared, chunks), drain=state.drain, headers=headers)
     collected = await unless_disconnected(request, collect_all(prepared))
     choices = []
     for index, whole in enumerate(collected):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import collect_all, prepare_completion
+from hearth.runtime.pipeline import collect_all, prepare_completion
+from hearth.server.access_log import observer_of
 from hearth.server.logprobs import completion_logprobs
 from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
 from hearth.server.routes.disconnect import unless_disconnected
-from hearth.server.sse import completion_chunks, event_stream, usage_of
-from hearth.server.state import Registry
+from hearth.server.sse import OpenAIStream, completion_chunks, usage_of
+from hearth.server.state import Registry, server_state
+from hearth.server.streaming import stream_response
 
 router = APIRouter()
 
@@ -18,10 +20,11 @@ async def create_completion(
     body: CompletionRequest, request: Request, registry: Registry
 ) -> Completion | Response:
     async with registry.acquire(body.model) as handle:
-        prepared = await prepare_completion(handle, body)
+        prepared = await prepare_completion(handle, body, observer_of(request))
     echo = body.prompt_text() if body.echo else ""
     if body.stream:
-        return event_stream(completion_chunks(prepared, body.include_usage(), echo))
+        chunks = completion_chunks(prepared, body.include_usage(), echo)
+        return stream_response(OpenAIStream(prepared, chunks), drain=server_state(request).drain)
     collected = await unless_disconnected(request, collect_all(prepared))
     choices = [
         CompletionChoice(

@@ -6,7 +6,7 @@ import base64
 
 import numpy as np
 from fastapi import APIRouter
-from hearth.server.engine.base import Prompt
+from hearth.engine.base import Prompt
 from hearth.server.protocol import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from hearth.server.state import Registry
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from hearth.server.errors import ModelNotFound
+from hearth.runtime.errors import ModelNotFound
 from hearth.server.protocol import ModelCard, ModelList
 from hearth.server.state import Registry
 

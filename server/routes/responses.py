@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response as HTTPResponse
-from hearth.server.generation import ChatPolicy
+from hearth.runtime.pipeline import ChatPolicy
+from hearth.server.access_log import observer_of
 from hearth.server.responses import serving
 from hearth.server.responses.protocol import Response, ResponseRequest
 from hearth.server.responses.store import ResponseStore
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.state import Registry, server_state
+from hearth.server.streaming import stream_response
 from sse_starlette import EventSourceResponse
 
 router = APIRouter()
@@ -23,14 +25,15 @@ def _store(request: Request) -> ResponseStore:
 async def create_response(
     body: ResponseRequest, request: Request, registry: Registry
 ) -> Response | EventSourceResponse:
-    store = _store(request)
-    policy = ChatPolicy.of(server_state(request).settings)
+    state = server_state(request)
+    store, observer = state.responses, observer_of(request)
+    policy = ChatPolicy.of(state.settings)
     if body.stream:
-        prepared, conversation = await serving.start(registry, store, body, policy)
-        return EventSourceResponse(
-            serving.events(body, prepared, store, conversation), sep="\n", ping=15)
+        prepared, conversation = await serving.start(registry, store, body, policy, observer)
+        source = serving.ResponseStream(body, prepared, store, conversation)
+        return stream_response(source, drain=state.drain)
     return await unless_disconnected(
-        request, serving.create(registry, store, body, policy))
+        request, serving.create(registry, store, body, policy, observer))
 
 
 @router.get("/v1/responses/{response_id}")

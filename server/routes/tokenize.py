@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from hearth.server.engine.base import Prompt
+from hearth.engine.base import Prompt
 from hearth.server.protocol import (
     DetokenizeRequest,
     DetokenizeResponse,

@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from hearth.server.engine.sampler import grammar_parses
-from hearth.server.errors import InvalidRequest
+from hearth.engine.sampler import grammar_parses
+from hearth.runtime.errors import InvalidRequest
 from hearth.server.protocol import (
     ChatCompletionRequest,
     CompletionRequest,

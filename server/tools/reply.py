@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from hearth.runtime.tools.formats import CallFormat, ParsedCall
+from hearth.runtime.tools.plan import ToolPlan
 from hearth.server.protocol import (
     AssistantMessage,
     FinishReason,
@@ -19,8 +21,6 @@ from hearth.server.protocol import (
     ToolCall,
     ToolCallDelta,
 )
-from hearth.server.tools.formats import CallFormat, ParsedCall
-from hearth.server.tools.plan import ToolPlan
 
 
 def tool_calls(calls: list[ParsedCall]) -> list[ToolCall]:

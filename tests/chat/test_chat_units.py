@@ -9,18 +9,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from hearth.prompts import Message
-from hearth.server.engine.base import (
+from hearth.engine.base import (
     Finished,
     GenerationRequest,
     ModelInfo,
     Prompt,
     TextDelta,
 )
-from hearth.server.engine.errors import GenerationFailed
-from hearth.server.library import ModelLibrary, ModelSpec
-from hearth.server.registry import ModelRegistry
-from hearth.server.settings import ModelSettings
+from hearth.engine.errors import GenerationFailed
+from hearth.prompts import Message
+from hearth.runtime.library import ModelLibrary, ModelSpec
+from hearth.runtime.registry import ModelRegistry
+from hearth.runtime.settings import ModelSettings
 
 from hearth.chat_backend import ChatFailed, LocalChat, RemoteChat, ReplyDone, _chunk_events
 from hearth.chat_terminal import Terminal, wants_colour

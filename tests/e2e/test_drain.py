@@ -94,3 +94,60 @@ def test_second_signal_exits_at_once(tmp_path):
     server.process.wait(timeout=20)  # well inside the 120 s drain
     thread.join(timeout=20)
     assert not results  # the stream never completed
+
+
+def _sse_events(response: httpx.Response, started: threading.Event) -> list[tuple[str, str]]:
+    """(event name, data) of every server-sent event, as they arrive."""
+    events, name = [], "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            events.append((name, line[len("data: "):]))
+            name = "message"
+            if len(events) == 4:  # past the opening events: it is generating
+                started.set()
+    return events
+
+
+STREAMS = {
+    "completions": {"prompt": "Once upon a time, a dragon", "max_tokens": 4000, "stream": True},
+    "responses": {"input": "Write a very long story about a dragon.",
+                  "max_output_tokens": 4000, "stream": True},
+}
+
+
+@pytest.mark.parametrize("endpoint", list(STREAMS))
+def test_drain_timeout_ends_every_kind_of_stream_with_its_terminal_event(tmp_path, endpoint):
+    """A /v1/responses stream cut by SIGTERM ended torn, on a text delta, with no terminal
+    event: the drain was checked by the chat stream writer only."""
+    server = start_server(tmp_path, "--parallel", "1", "--drain-timeout", "2")
+    model = httpx.get(f"{server.api}/models").json()["data"][0]["id"]
+    started, results = threading.Event(), []
+
+    def run() -> None:
+        body = {"model": model, "temperature": 0, **STREAMS[endpoint]}
+        with httpx.stream("POST", f"{server.api}/{endpoint}", json=body, timeout=120) as response:
+            results.append(_sse_events(response, started))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(timeout=60)
+    server.process.send_signal(signal.SIGTERM)
+    thread.join(timeout=90)
+    assert server.process.wait(timeout=30) == 0, server.log()
+    (events,) = results
+    if endpoint == "responses":
+        kinds = [name for name, _ in events]
+        assert kinds[-1] == "response.incomplete", kinds[-4:]
+        assert kinds.count("response.incomplete") == 1 and "response.completed" not in kinds
+        error = next(json.loads(data) for name, data in events if name == "error")
+        assert error["code"] == "server_shutting_down"
+        last = json.loads(events[-1][1])["response"]
+        assert last["status"] == "incomplete" and last["output"][0]["content"][0]["text"]
+    else:
+        chunks = [json.loads(data) for _, data in events]
+        reasons = [c["choices"][0]["finish_reason"] for c in chunks
+                   if c.get("choices") and c["choices"][0]["finish_reason"]]
+        assert reasons == ["length"]
+        assert chunks[-1]["error"]["code"] == "server_shutting_down"

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from hearth.engine.base import Prompt
+from hearth.engine.llama import LlamaEngine
+from hearth.runtime.local import build_registry
+from hearth.runtime.settings import ServerSettings
 from hearth.server.app import create_app
-from hearth.server.cli import build_registry
-from hearth.server.engine.base import Prompt
-from hearth.server.engine.llama import LlamaEngine
-from hearth.server.settings import ServerSettings
 
 
 @pytest.fixture

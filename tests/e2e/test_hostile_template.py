@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hearth.server.settings import bundled_model_path
+from hearth.runtime.settings import bundled_model_path
 
 from tests.conftest import start_server
 

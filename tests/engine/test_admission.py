@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from hearth.server.engine.base import GenerationRequest, Prompt, SamplingParams
-from hearth.server.engine.errors import QueueFull
-from hearth.server.engine.llama import LlamaEngine
-from hearth.server.settings import ServerSettings
+from hearth.engine.base import GenerationRequest, Prompt, SamplingParams
+from hearth.engine.errors import QueueFull
+from hearth.engine.llama import LlamaEngine
+from hearth.runtime.settings import ServerSettings
 
 
 def test_burst_of_32_against_4_free_slots_and_queue_8_admits_12():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_cpp_api
-from hearth.server.engine import cpu
-from hearth.server.settings import ServerSettings
+from hearth.engine import cpu
+from hearth.runtime.settings import ServerSettings
 
 
 def test_extra_buffers_are_off_only_where_amx_would_run():

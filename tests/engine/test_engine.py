@@ -7,17 +7,17 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
-from hearth.server.engine.base import (
+from hearth.engine.base import (
     Finished,
     GenerationRequest,
     Prompt,
     SamplingParams,
     TextDelta,
 )
-from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.errors import ContextExceeded, GenerationFailed
-from hearth.server.engine.llama import LlamaEngine
-from hearth.server.settings import ModelSettings
+from hearth.engine.batch import TokenBatch
+from hearth.engine.errors import ContextExceeded, GenerationFailed
+from hearth.engine.llama import LlamaEngine
+from hearth.runtime.settings import ModelSettings
 
 GREEDY = SamplingParams(temperature=0)
 

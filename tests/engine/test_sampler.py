@@ -6,11 +6,11 @@ import re
 
 import llama_cpp
 import pytest
-from hearth.server.engine.base import EngineOptions, SamplingParams
-from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.model import LlamaModel
-from hearth.server.engine.sampler import SamplerChain
-from hearth.server.settings import bundled_model_path
+from hearth.engine.base import EngineOptions, SamplingParams
+from hearth.engine.batch import TokenBatch
+from hearth.engine.model import LlamaModel
+from hearth.engine.sampler import SamplerChain
+from hearth.runtime.settings import bundled_model_path
 
 
 @pytest.fixture(scope="module")

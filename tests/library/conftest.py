@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hearth.server.settings import bundled_model_path
+from hearth.runtime.settings import bundled_model_path
 from hub_server import FakeHub, serve
 
 GGUF_REPO = "test/SmolLM2-135M-Instruct-GGUF"

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from hearth.server.app import create_app
-from hearth.server.engine.base import (
+from hearth.engine.base import (
     Finished,
     GenerationEvent,
     GenerationRequest,
@@ -22,10 +21,11 @@ from hearth.server.engine.base import (
     Prompt,
     TextDelta,
 )
-from hearth.server.engine.errors import ContextExceeded, InvalidTokens
-from hearth.server.library import ModelLibrary, ModelSpec
-from hearth.server.registry import ModelRegistry
-from hearth.server.settings import ModelSettings, ServerSettings
+from hearth.engine.errors import ContextExceeded, InvalidTokens
+from hearth.runtime.library import ModelLibrary, ModelSpec
+from hearth.runtime.registry import ModelRegistry
+from hearth.runtime.settings import ModelSettings, ServerSettings
+from hearth.server.app import create_app
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"

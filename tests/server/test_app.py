@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from hearth.engine.errors import GenerationFailed
+from hearth.runtime.settings import ServerSettings
 from hearth.server.app import create_app
-from hearth.server.engine.errors import GenerationFailed
-from hearth.server.settings import ServerSettings
 
 from .scripted_engine import ScriptedEngine, scripted_client, scripted_registry
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import schemathesis
+from hearth.runtime.settings import ServerSettings
 from hearth.server.app import create_app
-from hearth.server.settings import ServerSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.core import NOT_SET

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hearth.server.library import ModelLibrary
-from hearth.server.settings import ServerSettings, bundled_model_path
+from hearth.runtime.library import ModelLibrary
+from hearth.runtime.settings import ServerSettings, bundled_model_path
 
 from hearth.flags import add_settings_flags, settings_from_args
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import gguf
 import pytest
-from hearth.server.library import ModelLibrary
-from hearth.server.settings import ServerSettings
+from hearth.runtime.library import ModelLibrary
+from hearth.runtime.settings import ServerSettings
 
 
 def write_adapter(path: Path) -> Path:

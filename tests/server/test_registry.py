@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hearth.server.errors import ModelLoadFailed, ModelNotFound, Overloaded
+from hearth.runtime.errors import ModelLoadFailed, ModelNotFound, Overloaded
 
 from .scripted_engine import ScriptedEngine, scripted_registry
 
@@ -70,7 +70,7 @@ def test_a_model_with_requests_in_flight_is_never_unloaded():
 
     async def scenario() -> None:
         async with registry.acquire("a") as handle:
-            from hearth.server.engine.base import GenerationRequest, Prompt
+            from hearth.engine.base import GenerationRequest, Prompt
 
             generation = handle.engine.submit(GenerationRequest(Prompt("hi")))
         assert handle.engine.active == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hearth.server.errors import to_openai
 from hearth.server.structured import grammar as structured
 
 
@@ -40,7 +41,7 @@ def test_uncompilable_schemas_are_invalid_schema_naming_the_part(schema, named):
     with pytest.raises(structured.InvalidSchema) as refused:
         compile_(schema)
     assert named in refused.value.message
-    assert refused.value.status == 400
+    assert to_openai(refused.value).status == 400
 
 
 def test_compiled_grammars_are_cached_per_schema_text():

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 from hearth.prompts import model_template
+from hearth.runtime.settings import ServerSettings
 from hearth.server.app import create_app
-from hearth.server.settings import ServerSettings
 
 from .scripted_engine import ScriptedEngine, scripted_registry
 

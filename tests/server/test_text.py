@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hearth.server.engine.text import StopMatcher, Utf8Assembler
-from hearth.server.generation import ReplyTrimmer
+from hearth.engine.text import StopMatcher, Utf8Assembler
+from hearth.runtime.pipeline import ReplyTrimmer
 from hearth.server.protocol import ChatChunkChoice, ChatCompletionChunk, ChatDelta
-from hearth.server.sse import SEP, TextChunks
+from hearth.server.sse import TextChunks
+from hearth.server.streaming import SEP
 from sse_starlette import ServerSentEvent
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from hearth.server.engine.sampler import grammar_parses
-from hearth.server.protocol import ChatCompletionRequest
-from hearth.server.tools.formats import (
+from hearth.engine.sampler import grammar_parses
+from hearth.runtime.tools.formats import (
     CALL_FORMATS,
     GENERIC,
     HERMES,
@@ -16,7 +15,8 @@ from hearth.server.tools.formats import (
     ParsedCall,
     call_format_for,
 )
-from hearth.server.tools.plan import plan_tools
+from hearth.runtime.tools.plan import plan_tools
+from hearth.server.protocol import ChatCompletionRequest
 from hearth.server.tools.reply import CallWatcher, assistant_reply
 
 WEATHER = {

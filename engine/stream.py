@@ -18,7 +18,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
-from hearth.server.engine.base import Finished, GenerationEvent
+from hearth.engine.base import Finished, GenerationEvent
 
 Event = GenerationEvent | BaseException
 
@@ -68,6 +68,7 @@ class GenerationStream:
         self._on_cancel = on_cancel
         self.prompt_tokens = prompt_tokens
         self.cancelled = False
+        self.end_asked = False  # finish_now() was called: end at the next step, as by length
         self.done = False
 
     # ---- scheduler thread ---------------------------------------------------------------
@@ -83,6 +84,13 @@ class GenerationStream:
         if not self.cancelled and not self.done:
             self.cancelled = True
             self._on_cancel()
+
+    def finish_now(self) -> None:
+        """End the generation at the scheduler's next step with a Finished of reason
+        "length", its text so far and its true token counts (a drain's cut)."""
+        if not self.cancelled and not self.done and not self.end_asked:
+            self.end_asked = True
+            self._on_cancel()  # wakes the scheduler
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         try:

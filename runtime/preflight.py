@@ -12,7 +12,7 @@ import socket
 
 from hearth.prompts import PromptError, load_chat_format
 from hearth.prompts.loading import CHOOSERS
-from hearth.server.settings import ServerSettings
+from hearth.runtime.settings import ServerSettings
 
 
 class StartupCheckFailed(Exception):

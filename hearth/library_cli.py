@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hearth.server.settings import ModelSettings
-
 from hearth.flags import add_settings_flags, settings_from_args
+from hearth.runtime.settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ def _configure_pull(parser: argparse.ArgumentParser) -> None:
 
 def _run_pull(args: argparse.Namespace) -> int:
     from hearth.convert.errors import ConversionError
-    from hearth.server.pull import PullError, pull
+    from hearth.runtime.pull import PullError, pull
 
     settings = settings_from_args(ModelSettings, args)
     try:
@@ -49,7 +48,7 @@ def _run_pull(args: argparse.Namespace) -> int:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from hearth.server.library import ModelLibrary, gguf_facts
+    from hearth.runtime.library import ModelLibrary, gguf_facts
 
     settings = settings_from_args(ModelSettings, args)
     try:
@@ -81,7 +80,7 @@ def _configure_rm(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_rm(args: argparse.Namespace) -> int:
-    from hearth.server.library import PulledManifest
+    from hearth.runtime.library import PulledManifest
 
     settings = settings_from_args(ModelSettings, args)
     manifest = PulledManifest(settings.library_dir)

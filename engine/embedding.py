@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import llama_cpp
 import numpy as np
-from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.errors import ContextExceeded, GenerationFailed, ModelLoadError
+from hearth.engine.batch import TokenBatch
+from hearth.engine.errors import ContextExceeded, GenerationFailed, ModelLoadError
 
 if TYPE_CHECKING:
-    from hearth.server.engine.model import LlamaModel
+    from hearth.engine.model import LlamaModel
 
 
 class EmbeddingContext:

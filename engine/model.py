@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 import llama_cpp
-from hearth.server.engine import cpu
-from hearth.server.engine.base import EngineOptions, ModelInfo
-from hearth.server.engine.errors import ModelLoadError
+from hearth.engine import cpu
+from hearth.engine.base import EngineOptions, ModelInfo
+from hearth.engine.errors import ModelLoadError
 from llama_cpp import _logger as llama_logger
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hearth.server.library import ModelSpec, PulledManifest, PulledModel, model_id_of
-from hearth.server.settings import ModelSettings
+from hearth.runtime.library import ModelSpec, PulledManifest, PulledModel, model_id_of
+from hearth.runtime.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ import random
 
 import llama_cpp
 import numpy as np
-from hearth.server.engine.base import SamplingParams
-from hearth.server.engine.logits import LogitsRows
+from hearth.engine.base import SamplingParams
+from hearth.engine.logits import LogitsRows
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 

@@ -148,6 +148,10 @@ class Generation(Protocol):
 
     def cancel(self) -> None: ...
 
+    def finish_now(self) -> None:
+        """End soon with its text so far and a Finished of reason "length"."""
+        ...
+
 
 class Engine(Protocol):
     @property

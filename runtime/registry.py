@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Literal
 
 import psutil
+from hearth.engine.base import Engine, EngineOptions, ModelInfo, SamplingParams
 from hearth.prompts import TEMPLATE, bundled_prompts, load_chat_format
 from hearth.prompts.base import ChatFormat, ModelTemplate
-from hearth.server.engine.base import Engine, EngineOptions, ModelInfo, SamplingParams
-from hearth.server.errors import HearthError, ModelLoadFailed, ModelNotFound, Overloaded
-from hearth.server.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
+from hearth.runtime.errors import HearthError, ModelLoadFailed, ModelNotFound, Overloaded
+from hearth.runtime.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
+from hearth.runtime.settings import ModelSettings
 from hearth.server.protocol import ModelCard
-from hearth.server.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 

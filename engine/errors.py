@@ -1,7 +1,7 @@
 """What the engine itself can refuse or fail with.
 
 These say what went wrong in the engine's own terms. The HTTP layer maps each to an OpenAI
-error in `hearth.server.errors.to_openai`, and `hearth chat` to a line for the user; the
+error through `hearth.runtime.errors.from_engine`, and `hearth chat` to a line for the user; the
 engine knows nothing of status codes.
 """
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import llama_cpp
 import numpy as np
-from hearth.server.engine.base import TokenLogprob
-from hearth.server.engine.logits import LogitsRows
+from hearth.engine.base import TokenLogprob
+from hearth.engine.logits import LogitsRows
 
 
 class LogprobReader:

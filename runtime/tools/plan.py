@@ -20,9 +20,9 @@ import json
 from dataclasses import dataclass
 
 from hearth.prompts.base import Message, ToolCallTurn
+from hearth.runtime.tools.formats import CallFormat, ParsedCall, call_format_for
 from hearth.server.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
 from hearth.server.structured.grammar import schema_grammar
-from hearth.server.tools.formats import CallFormat, ParsedCall, call_format_for
 
 TOOL_PROMPT = """You can call these tools (JSON schemas of their arguments):
 {tools}

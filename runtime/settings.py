@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psutil
-from hearth.server.engine.base import EngineOptions, SamplingParams
+from hearth.engine.base import EngineOptions, SamplingParams
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,

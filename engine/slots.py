@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hearth.server.engine.base import GenerationRequest, TokenLogprob
-from hearth.server.engine.sampler import SamplerChain
-from hearth.server.engine.stream import GenerationStream
-from hearth.server.engine.text import StopMatcher, Utf8Assembler
+from hearth.engine.base import GenerationRequest, TokenLogprob
+from hearth.engine.sampler import SamplerChain
+from hearth.engine.stream import GenerationStream
+from hearth.engine.text import StopMatcher, Utf8Assembler
 
 if TYPE_CHECKING:
-    from hearth.server.engine.model import LlamaModel
+    from hearth.engine.model import LlamaModel
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -30,8 +30,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from hearth.server.gguf_header import read_metadata
-from hearth.server.settings import (
+from hearth.runtime.gguf_header import read_metadata
+from hearth.runtime.settings import (
     DEFAULT_MODEL_ID,
     ModelEntry,
     ModelSettings,

@@ -15,16 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from hearth.prompts.base import (
-    ChatFormat,
-    Message,
-    PromptRenderFailed,
-    PromptTooLong,
-    RenderedPrompt,
-    TemplateOverBudget,
-)
-from hearth.server.access_log import current_request
-from hearth.server.engine.base import (
+from hearth.engine.base import (
     Finished,
     Generation,
     GenerationEvent,
@@ -34,19 +25,28 @@ from hearth.server.engine.base import (
     TextDelta,
     TokenLogprob,
 )
-from hearth.server.engine.errors import ContextExceeded
-from hearth.server.errors import (
+from hearth.engine.errors import ContextExceeded
+from hearth.prompts.base import (
+    ChatFormat,
+    Message,
+    PromptRenderFailed,
+    PromptTooLong,
+    RenderedPrompt,
+    TemplateOverBudget,
+)
+from hearth.runtime.errors import (
     ChatTemplateBroken,
     ContextOverflow,
     InvalidRequest,
     PromptRenderError,
     from_engine,
 )
+from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
+from hearth.runtime.registry import ModelHandle
+from hearth.runtime.settings import ServerSettings
+from hearth.runtime.tools.plan import ToolPlan, plan_tools
 from hearth.server.protocol import ChatCompletionRequest, CompletionRequest, Truncation
-from hearth.server.registry import ModelHandle
-from hearth.server.settings import ServerSettings
 from hearth.server.structured.grammar import chat_grammar, completion_grammar
-from hearth.server.tools.plan import ToolPlan, plan_tools
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -61,6 +61,7 @@ class PreparedGeneration:
     dropped_messages: int = 0
     tools: ToolPlan | None = None  # how to read tool calls out of the reply
     logprobs: int | None = field(default=None)  # the alternatives asked for per token
+    observer: GenerationObserver = NO_OBSERVER
 
     @property
     def generation(self) -> Generation:
@@ -70,25 +71,31 @@ class PreparedGeneration:
         for generation in self.generations:
             generation.cancel()
 
+    def finish_now(self) -> None:
+        """End every choice at the engine's next step, each as max_tokens would end it."""
+        for generation in self.generations:
+            generation.finish_now()
+
     async def events(self, choice: int = 0) -> AsyncIterator[GenerationEvent]:
         """One choice's events, with surrounding whitespace trimmed where the format asks.
 
-        The request's access-log record learns when the first text came and the token
-        counts at the end: two updates per choice, nothing per token.
+        The observer learns when the first text came and the token counts at the end.
         """
         trimmer = ReplyTrimmer() if self.trim_reply else None
-        record = current_request.get()
+        observer = self.observer
+        seen_text = False
         async for event in self.generations[choice]:
             if isinstance(event, TextDelta):
-                if record is not None and record.first_token_at is None:
-                    record.first_token()
+                if not seen_text:
+                    seen_text = True
+                    observer.first_token()
                 if trimmer is not None:
                     text = trimmer.feed(event.text)
                     if text or event.logprobs:
                         yield TextDelta(text, event.logprobs)
                     continue
-            elif record is not None:
-                record.finished(event.prompt_tokens, event.completion_tokens)
+            else:
+                observer.finished(event.prompt_tokens, event.completion_tokens)
             yield event
 
     async def all_events(self) -> AsyncIterator[tuple[int, GenerationEvent]]:
@@ -181,6 +188,7 @@ async def submit_chat(
     n: int = 1,
     logprobs: int | None = None,
     truncate: bool = False,
+    observer: GenerationObserver = NO_OBSERVER,
 ) -> PreparedGeneration:
     """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
@@ -191,7 +199,7 @@ async def submit_chat(
     /health. (llama.cpp's tokenizer releases the GIL; the engine keeps the tokens, so its
     submit on the loop does not tokenize again.)
     """
-    _note_model(handle)
+    observer.model_chosen(handle.id)
     fmt = handle.chat_format
     if tools is not None and tools.template_tools is not None:
         fmt = fmt.with_tools(tools.template_tools)
@@ -218,6 +226,7 @@ async def submit_chat(
         dropped_messages=rendered.dropped_messages,
         tools=tools,
         logprobs=logprobs,
+        observer=observer,
     )
 
 
@@ -259,7 +268,10 @@ def _render_chat(
 
 
 async def prepare_chat(
-    handle: ModelHandle, request: ChatCompletionRequest, policy: ChatPolicy = ChatPolicy()
+    handle: ModelHandle,
+    request: ChatCompletionRequest,
+    policy: ChatPolicy = ChatPolicy(),
+    observer: GenerationObserver = NO_OBSERVER,
 ) -> PreparedGeneration:
     if len(request.messages) > policy.max_messages:
         raise InvalidRequest(
@@ -281,13 +293,14 @@ async def prepare_chat(
         n=request.n or 1,
         logprobs=request.token_logprobs(),
         truncate=request.truncates(policy.truncation),
+        observer=observer,
     )
 
 
 async def prepare_completion(
-    handle: ModelHandle, request: CompletionRequest
+    handle: ModelHandle, request: CompletionRequest, observer: GenerationObserver = NO_OBSERVER
 ) -> PreparedGeneration:
-    _note_model(handle)
+    observer.model_chosen(handle.id)
     prompt = Prompt(request.prompt_text(), add_special=True, parse_special=False)
     # Tokenized in a worker thread first (see submit_chat); the engine keeps the tokens.
     await asyncio.to_thread(handle.engine.count_tokens, prompt)
@@ -308,14 +321,8 @@ async def prepare_completion(
         error.param = "prompt"  # the engine cannot know which field held the text
         raise error from None
     return PreparedGeneration(
-        generations=generations, model_id=handle.id, logprobs=request.logprobs
+        generations=generations, model_id=handle.id, logprobs=request.logprobs, observer=observer
     )
-
-
-def _note_model(handle: ModelHandle) -> None:
-    record = current_request.get()
-    if record is not None:
-        record.model = handle.id
 
 
 def _engine_prompt(rendered: RenderedPrompt) -> Prompt:

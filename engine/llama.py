@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import llama_cpp
-from hearth.server.engine.base import (
+from hearth.engine.base import (
     EngineOptions,
     Finished,
     GenerationRequest,
@@ -32,21 +32,21 @@ from hearth.server.engine.base import (
     Prompt,
     TextDelta,
 )
-from hearth.server.engine.batch import TokenBatch
-from hearth.server.engine.embedding import EmbeddingContext
-from hearth.server.engine.errors import (
+from hearth.engine.batch import TokenBatch
+from hearth.engine.embedding import EmbeddingContext
+from hearth.engine.errors import (
     ContextExceeded,
     GenerationFailed,
     InvalidTokens,
     NotStarted,
     QueueFull,
 )
-from hearth.server.engine.logprobs import LogprobReader
-from hearth.server.engine.model import LlamaModel
-from hearth.server.engine.sampler import SamplerChain
-from hearth.server.engine.slots import HostCache, Job, Slot, common_prefix
-from hearth.server.engine.stream import GenerationStream, Outbox
-from hearth.server.engine.text import StopMatcher
+from hearth.engine.logprobs import LogprobReader
+from hearth.engine.model import LlamaModel
+from hearth.engine.sampler import SamplerChain
+from hearth.engine.slots import HostCache, Job, Slot, common_prefix
+from hearth.engine.stream import GenerationStream, Outbox
+from hearth.engine.text import StopMatcher
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,7 @@ class LlamaEngine:
                 for slot in admitted:
                     self._start_job(slot)
                 self._drop_cancelled()
+                self._end_asked()
                 if any(slot.busy for slot in self._slots):
                     self._step()
             except Exception:
@@ -412,6 +413,15 @@ class LlamaEngine:
         for slot in self._slots:
             if slot.job is not None and slot.job.stream.cancelled:
                 self._release(slot)
+
+    def _end_asked(self) -> None:
+        """Finish the generations whose consumer asked to end now, as max_tokens would."""
+        for slot in self._slots:
+            job = slot.job
+            if job is not None and job.stream.end_asked and not job.stream.done:
+                if job.stops is not None:
+                    self._flush(job)
+                self._finish(slot, "length")
 
     def _step(self) -> None:
         assert self._model is not None
