@@ -26,7 +26,7 @@ from hearth.engine.batch import TokenBatch
 from hearth.engine.llama import LlamaEngine
 from hearth.engine.sampler import SamplerChain
 from hearth.engine.stream import Outbox
-from hearth.runtime.settings import ModelSettings
+from hearth.runtime.settings import ModelSettings, bundled_model_path
 
 PROMPT = "Once upon a time, a dragon decided to learn how to bake bread. "
 
@@ -83,7 +83,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.model:
         overrides["model"] = str(args.model)
     settings = ModelSettings.load(overrides)
-    engine = LlamaEngine(settings.engine_options(settings.model_path(), "bench"))
+    engine = LlamaEngine(settings.engine_options(bundled_model_path(), "bench"))
     await engine.start()
     timings = Timings()
     timings.wrap(TokenBatch, "decode", lambda a, b: timings.decodes.append((a, b)))

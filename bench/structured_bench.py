@@ -21,7 +21,7 @@ import uvloop
 from hearth.engine.base import Finished, GenerationRequest, Prompt, SamplingParams
 from hearth.engine.llama import LlamaEngine
 from hearth.engine.sampler import SamplerChain
-from hearth.runtime.settings import ModelSettings
+from hearth.runtime.settings import ModelSettings, bundled_model_path
 from hearth.server.structured import grammar as structured
 
 PROMPT = (
@@ -117,7 +117,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.model:
         overrides["model"] = str(args.model)
     settings = ModelSettings.load(overrides)
-    engine = LlamaEngine(settings.engine_options(settings.model_path(), "bench"))
+    engine = LlamaEngine(settings.engine_options(bundled_model_path(), "bench"))
     await engine.start()
     gbnf = structured.schema_grammar(SCHEMA, param="bench")
     kinds = {"unconstrained": None, "json_schema": gbnf}

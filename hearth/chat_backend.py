@@ -79,7 +79,7 @@ class LocalChat:
             async with self._registry.acquire(self._model_id) as handle:
                 # The reply may use half the context at most, so a huge --max-tokens still
                 # leaves room for the question.
-                room = min(self._max_tokens, handle.capabilities.context_length // 2)
+                room = min(self._max_tokens, handle.engine.info.n_ctx // 2)
                 prepared = await submit_chat(
                     handle, messages, max_tokens=room, sampling=handle.sampling, truncate=True
                 )

@@ -46,10 +46,6 @@ class UnknownPlaceholder(ValueError):
         self.name = name
 
 
-def placeholders_in(text: str) -> set[str]:
-    return set(PLACEHOLDER.findall(text))
-
-
 def fill_placeholders(text: str, values: PlaceholderValues) -> str:
     """Replace every known placeholder; raise UnknownPlaceholder for any other."""
 

@@ -213,7 +213,7 @@ def _chosen(settings: ModelSettings, others: list[ModelSpec]) -> ModelSpec | Non
     known = next((spec for spec in others if spec.id == settings.model), None)
     if known is not None:
         return replace(known, id=settings.alias) if settings.alias else known
-    path = settings.model_path()  # FileNotFoundError with a one-line reason
+    path = settings.model_file()  # FileNotFoundError with a one-line reason
     bundled = [spec for spec in others if spec.source == "bundled" and spec.path == path]
     name = settings.alias or (bundled[0].id if bundled else model_id_of(path))
     return ModelSpec(name, "--model", path, settings)

@@ -34,7 +34,6 @@ from hearth.prompts.base import ChatFormat, ModelTemplate
 from hearth.runtime.errors import HearthError, ModelLoadFailed, ModelNotFound, Overloaded
 from hearth.runtime.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
 from hearth.runtime.settings import ModelSettings
-from hearth.server.protocol import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,17 @@ MEMORY_SHARE = 0.8
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    chat: bool
-    completion: bool
+class ModelListing:
+    """One id the registry serves, as a model list shows it."""
+
+    id: str
+    prompt: str | None  # the chat format the id applies
     context_length: int
-    chat_template: bool
+    state: State
+
+    @property
+    def loaded(self) -> bool:
+        return self.state == "loaded"
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,6 @@ class ModelHandle:
     engine: Engine
     chat_format: ChatFormat
     sampling: SamplingParams
-    capabilities: Capabilities
 
 
 @dataclass
@@ -161,7 +165,7 @@ class ModelRegistry:
             out += [f"{entry.spec.id}:{name}" for name in self._variants(entry)]
         return out
 
-    def cards(self) -> list[ModelCard]:
+    def listings(self) -> list[ModelListing]:
         cards = []
         for entry in self._entries.values():
             context = self._context_length(entry)
@@ -171,12 +175,8 @@ class ModelRegistry:
                 fmt = entry.formats.get(model_id)
                 prompt = fmt.name if fmt else _variant_prompt(model_id, entry)
                 cards.append(
-                    ModelCard(
-                        id=model_id,
-                        prompt=prompt,
-                        context_length=context,
-                        loaded=entry.state == "loaded",
-                        state=entry.state,
+                    ModelListing(
+                        id=model_id, prompt=prompt, context_length=context, state=entry.state
                     )
                 )
         return cards
@@ -212,19 +212,12 @@ class ModelRegistry:
         fmt = entry.formats.get(model_id)
         if fmt is None:
             fmt = entry.formats[model_id] = self._chat_format(entry, variant)
-        info = entry.engine.info
         return ModelHandle(
             id=model_id,
             model=entry.spec.id,
             engine=entry.engine,
             chat_format=fmt,
             sampling=entry.spec.settings.sampling_defaults(),
-            capabilities=Capabilities(
-                chat=True,
-                completion=True,
-                context_length=info.n_ctx,
-                chat_template=info.chat_template is not None,
-            ),
         )
 
     @staticmethod

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+from copy import copy
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import psutil
 from hearth.engine.base import EngineOptions, SamplingParams
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,18 +65,89 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
-# What a [[models]] table of the config file may set for its model alone; everything else
-# comes from the server's settings.
-PER_MODEL_FIELDS = (
-    "n_ctx", "parallel", "n_batch", "prompt", "user_name", "ai_name", "n_gpu_layers",
-    "cache_ram_mib", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+# llama.cpp's own sampler defaults (engine/base.py): the one place they are written.
+LLAMA_SAMPLING = SamplingParams()
+
+
+class ModelTuning(BaseModel):
+    """How one model is served: a [[models]] table may set each of these for its model
+    alone; every other model takes the server's value (flag, environment or file)."""
+
+    n_ctx: int = Field(
+        default=4096, ge=256, description="Context window of each request, in tokens."
+    )
+    parallel: int = Field(
+        default=4, ge=1, le=64, description="Requests decoded together in one batch (slots)."
+    )
+    n_batch: int = Field(
+        default=512, ge=32, description="Most tokens llama.cpp evaluates in one step."
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Chat format: 'template' (the model's own chat template), a transcript "
+        "prompt in prompts/ (e.g. chat-with-bob) or a path to one. Default ('auto'): the "
+        "model's template when it has one, else chat-with-bob.",
+    )
+    user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
+    ai_name: str | None = Field(
+        default=None, description="Assistant's label in a transcript prompt."
+    )
+    n_gpu_layers: int = Field(
+        default=0, ge=-1, description="Layers to offload to the GPU (-1 = all)."
+    )
+    cache_ram_mib: int = Field(
+        default=256,
+        ge=0,
+        description="Host memory for prompt-cache entries evicted from the slots (0 = off).",
+    )
+    # Sampling defaults for requests that leave a sampler out.
+    temperature: float = Field(
+        default=LLAMA_SAMPLING.temperature, ge=0.0, le=2.0, description="Default temperature."
+    )
+    top_k: int = Field(default=LLAMA_SAMPLING.top_k, ge=0, description="Default top_k (0 = off).")
+    top_p: float = Field(
+        default=LLAMA_SAMPLING.top_p, ge=0.0, le=1.0, description="Default top_p."
+    )
+    min_p: float = Field(
+        default=LLAMA_SAMPLING.min_p, ge=0.0, le=1.0, description="Default min_p (0 = off)."
+    )
+    repeat_penalty: float = Field(
+        default=LLAMA_SAMPLING.repeat_penalty,
+        gt=0.0,
+        description="Default repetition penalty (1.0 = off).",
+    )
+
+    def sampling_defaults(self) -> SamplingParams:
+        return replace(
+            LLAMA_SAMPLING,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+        )
+
+
+PER_MODEL_FIELDS = tuple(ModelTuning.model_fields)
+
+
+def _left_out(field: FieldInfo) -> tuple[Any, FieldInfo]:
+    """A tuning field as a [[models]] key: the same checks, None meaning "the server's"."""
+    optional = copy(field)
+    optional.default = None
+    return field.annotation | None, optional
+
+
+# Each ModelTuning field, optional: the keys a [[models]] table may set for its model.
+_TuningOverrides = create_model(
+    "_TuningOverrides",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: _left_out(field) for name, field in ModelTuning.model_fields.items()},
 )
 
 
-class ModelEntry(BaseModel):
+class ModelEntry(_TuningOverrides):  # type: ignore[misc, valid-type]
     """One model declared in the config file: where it is, and its own settings."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="The model id clients send (no ':', which picks a format).")
     path: str | None = Field(default=None, description="A GGUF file.")
@@ -85,19 +159,6 @@ class ModelEntry(BaseModel):
         "makes one from a PEFT folder); the id then serves base + adapter."
     )
     lora_scale: float | None = Field(default=None, description="The adapter's strength (1.0).")
-    n_ctx: int | None = Field(default=None, ge=256)
-    parallel: int | None = Field(default=None, ge=1, le=64)
-    n_batch: int | None = Field(default=None, ge=32)
-    prompt: str | None = None
-    user_name: str | None = None
-    ai_name: str | None = None
-    n_gpu_layers: int | None = Field(default=None, ge=-1)
-    cache_ram_mib: int | None = Field(default=None, ge=0)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_k: int | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, gt=0.0)
 
     @field_validator("id")
     @classmethod
@@ -138,7 +199,7 @@ def parse_duration(value: str | float) -> float:
     return seconds
 
 
-class ModelSettings(HearthSettings):
+class ModelSettings(HearthSettings, ModelTuning):
     """Which model to load and how: shared by `hearth serve` and `hearth chat`."""
 
     model: str | None = Field(
@@ -167,66 +228,20 @@ class ModelSettings(HearthSettings):
         "adapter file's name as id, and is the default; the base keeps its own id.",
     )
     lora_scale: float = Field(default=1.0, description="Strength of the --lora adapter.")
-    prompt: str | None = Field(
-        default=None,
-        description="Chat format: 'template' (the model's own chat template), a transcript "
-        "prompt in prompts/ (e.g. chat-with-bob) or a path to one. Default ('auto'): the "
-        "model's template when it has one, else chat-with-bob.",
-    )
     special_tokens_in_content: bool = Field(
         default=False,
         description="Let special-token text in messages (e.g. '<|im_start|>') become control "
         "tokens, as before. Off: message text is always tokenized as text, so a user cannot "
         "forge a system turn.",
     )
-    user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
-    ai_name: str | None = Field(
-        default=None, description="Assistant's label in a transcript prompt."
-    )
-    n_ctx: int = Field(
-        default=4096, ge=256, description="Context window of each request, in tokens."
-    )
     threads: int = Field(
         default_factory=physical_cores, ge=1, description="CPU threads (default: physical cores)."
-    )
-    n_gpu_layers: int = Field(
-        default=0, ge=-1, description="Layers to offload to the GPU (-1 = all)."
     )
     amx: bool = Field(
         default=False,
         description="Use llama.cpp's AMX kernels on Intel CPUs that have them (off: they crash "
         "on some, llama.cpp #20824).",
     )
-    parallel: int = Field(
-        default=4, ge=1, le=64, description="Requests decoded together in one batch (slots)."
-    )
-    n_batch: int = Field(
-        default=512, ge=32, description="Most tokens llama.cpp evaluates in one step."
-    )
-    cache_ram_mib: int = Field(
-        default=256,
-        ge=0,
-        description="Host memory for prompt-cache entries evicted from the slots (0 = off).",
-    )
-
-    # Sampling defaults for requests that leave a sampler out (llama.cpp's defaults).
-    temperature: float = Field(default=0.8, ge=0.0, le=2.0, description="Default temperature.")
-    top_k: int = Field(default=40, ge=0, description="Default top_k (0 = off).")
-    top_p: float = Field(default=0.95, ge=0.0, le=1.0, description="Default top_p.")
-    min_p: float = Field(default=0.05, ge=0.0, le=1.0, description="Default min_p (0 = off).")
-    repeat_penalty: float = Field(
-        default=1.0, gt=0.0, description="Default repetition penalty (1.0 = off)."
-    )
-
-    def sampling_defaults(self) -> SamplingParams:
-        return SamplingParams(
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            min_p=self.min_p,
-            repeat_penalty=self.repeat_penalty,
-        )
-
     def engine_options(self, path: Path, name: str, lora: Path | None = None,
                        lora_scale: float = 1.0) -> EngineOptions:
         return EngineOptions(
@@ -244,22 +259,19 @@ class ModelSettings(HearthSettings):
             lora_scale=lora_scale,
         )
 
-    def model_path(self) -> Path:
-        """The GGUF to load. Raises FileNotFoundError with a one-line reason."""
-        if self.model:
-            candidate = Path(self.model).expanduser()
-            if candidate.is_file():
-                return candidate
-            in_dir = self.models_dir / self.model
-            if in_dir.is_file():
-                return in_dir
-            raise FileNotFoundError(
-                f"model not found: {self.model} (not a file, nor in {self.models_dir}/)"
-            )
-        local = sorted(self.models_dir.glob("*.gguf")) if self.models_dir.is_dir() else []
-        if local:
-            return local[0]
-        return bundled_model_path()
+    def model_file(self) -> Path:
+        """The GGUF --model names as a file (a path, or a name in --models-dir). Raises
+        FileNotFoundError with a one-line reason."""
+        assert self.model, "model_file() is for a --model that names no library model"
+        candidate = Path(self.model).expanduser()
+        if candidate.is_file():
+            return candidate
+        in_dir = self.models_dir / self.model
+        if in_dir.is_file():
+            return in_dir
+        raise FileNotFoundError(
+            f"model not found: {self.model} (not a file, nor in {self.models_dir}/)"
+        )
 
 
 def default_library_dir() -> Path:

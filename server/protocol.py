@@ -15,6 +15,7 @@ import uuid
 from typing import Annotated, Literal
 
 from hearth.engine.base import SamplingParams
+from hearth.runtime.registry import ModelListing
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -650,6 +651,16 @@ class ModelCard(BaseModel):
     loaded: bool | None = Field(default=None, description="Whether the model is resident.")
     state: Literal["unloaded", "loading", "loaded", "failed"] | None = None
     # ---- end of Hearth extensions ------------------------------------------------------
+
+    @classmethod
+    def of(cls, listing: ModelListing) -> ModelCard:
+        return cls(
+            id=listing.id,
+            prompt=listing.prompt,
+            context_length=listing.context_length,
+            loaded=listing.loaded,
+            state=listing.state,
+        )
 
 
 class ModelList(BaseModel):

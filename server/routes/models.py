@@ -12,12 +12,12 @@ router = APIRouter()
 
 @router.get("/v1/models")
 async def list_models(registry: Registry) -> ModelList:
-    return ModelList(data=registry.cards())
+    return ModelList(data=[ModelCard.of(listing) for listing in registry.listings()])
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, registry: Registry) -> ModelCard:
-    card = next((card for card in registry.cards() if card.id == model_id), None)
-    if card is None:
+    listing = next((found for found in registry.listings() if found.id == model_id), None)
+    if listing is None:
         raise ModelNotFound(model_id, registry.ids())
-    return card
+    return ModelCard.of(listing)

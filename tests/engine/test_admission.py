@@ -7,7 +7,7 @@ import asyncio
 from hearth.engine.base import GenerationRequest, Prompt, SamplingParams
 from hearth.engine.errors import QueueFull
 from hearth.engine.llama import LlamaEngine
-from hearth.runtime.settings import ServerSettings
+from hearth.runtime.settings import ServerSettings, bundled_model_path
 
 
 def test_burst_of_32_against_4_free_slots_and_queue_8_admits_12():
@@ -18,7 +18,7 @@ def test_burst_of_32_against_4_free_slots_and_queue_8_admits_12():
     )
 
     async def main() -> tuple[int, int, int]:
-        engine = LlamaEngine(settings.engine_options(settings.model_path(), "smollm2"))
+        engine = LlamaEngine(settings.engine_options(bundled_model_path(), "smollm2"))
         await engine.start()
         admitted, refused = [], 0
         try:

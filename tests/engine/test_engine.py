@@ -17,7 +17,7 @@ from hearth.engine.base import (
 from hearth.engine.batch import TokenBatch
 from hearth.engine.errors import ContextExceeded, GenerationFailed
 from hearth.engine.llama import LlamaEngine
-from hearth.runtime.settings import ModelSettings
+from hearth.runtime.settings import ModelSettings, bundled_model_path
 
 GREEDY = SamplingParams(temperature=0)
 
@@ -43,7 +43,7 @@ def on_real_engine(settings: ModelSettings, scenario: Callable[[LlamaEngine], Aw
     """Run `scenario` against a started engine, and close the engine whatever happens."""
 
     async def main() -> None:
-        engine = LlamaEngine(settings.engine_options(settings.model_path(), "smollm2"))
+        engine = LlamaEngine(settings.engine_options(bundled_model_path(), "smollm2"))
         await engine.start()
         try:
             await scenario(engine)
