@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test lint ci browser node bench clean
+.PHONY: setup serve test test-fast lint format ci browser node bench clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ tests/node/node_modules/.installed: tests/node/package-lock.json
 
 test: setup browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: every test that needs no server process, no reference converter and no
+# browser (tests/conftest.py decides which, from the fixtures and folders a test uses).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not full" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check hearth engine runtime server prompts convert tests bench

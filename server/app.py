@@ -24,20 +24,17 @@ from hearth.runtime.settings import ServerSettings
 from hearth.server.access_log import AccessLog
 from hearth.server.drain import Drain, DrainGuard
 from hearth.server.errors import install_error_handlers
+from hearth.server.health import router as health
 from hearth.server.metrics import install_metrics
+from hearth.server.openai.embeddings import router as embeddings
+from hearth.server.openai.models import router as models
+from hearth.server.openai.responses import router as responses
 from hearth.server.openapi import API_ERROR_RESPONSES, HEALTH_RESPONSES, install_openapi
 from hearth.server.origins import install_origin_guards
-from hearth.server.routes import (
-    chat,
-    completions,
-    embeddings,
-    health,
-    models,
-    responses,
-    tokenize,
-)
+from hearth.server.routes import chat, completions
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.state import ServerState
+from hearth.server.tokenize import router as tokenize
 
 from hearth import __version__
 

@@ -29,8 +29,8 @@ from hearth.runtime.errors import (
     Overloaded,
     as_hearth_error,
 )
+from hearth.server.disconnect import ClientGone
 from hearth.server.protocol import ErrorDetail, ErrorResponse
-from hearth.server.routes.disconnect import ClientGone
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 

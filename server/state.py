@@ -10,7 +10,7 @@ from hearth.runtime.errors import EngineNotReady
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ServerSettings
 from hearth.server.drain import Drain
-from hearth.server.responses.store import ResponseStore
+from hearth.server.openai.responses.store import ResponseStore
 
 
 @dataclass

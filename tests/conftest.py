@@ -1,8 +1,14 @@
-"""Shared fixtures: a real `hearth serve` process on the real default model.
+"""Shared fixtures: a real `hearth serve` process on the real default model, and the tiers.
 
 The server is started once per test session (model load plus start-up is about a
 second) and torn down at the end. Tests that need other settings start their own with
 `start_server`.
+
+Two tiers. `make test-fast` runs every test that needs no server process, no reference
+converter and no browser; `make test` runs them all. A test's tier follows from what it
+uses (see `pytest_collection_modifyitems`): one that takes a server, browser or reference
+fixture, lives in a folder of such tests, or starts a server itself is marked `full`.
+Nothing needs marking by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +30,29 @@ from hearth.engine.cpu import keep_amx_off_by_default
 keep_amx_off_by_default()
 
 REPO = Path(__file__).resolve().parent.parent
+
+# What puts a test in the full tier only.
+FULL_TIER_FIXTURES = frozenset({
+    "server",  # a `hearth serve` process
+    "browser",  # Chromium
+    "playwright",
+    "llama_cpp_reference",  # llama.cpp's converter, from the llama-cpp-python sdist
+    "library",  # `hearth pull` processes against a loopback hub
+})
+FULL_TIER_FOLDERS = frozenset({"e2e", "web"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
+        module = getattr(item, "module", None)
+        starts_servers = getattr(getattr(module, "start_server", None), "__name__", "") == "start_server"
+        if (
+            FULL_TIER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or folder in FULL_TIER_FOLDERS
+            or starts_servers
+        ):
+            item.add_marker(pytest.mark.full)
 GEMMA = "gemma3-270m-Q4_K_M"  # the second real model's id, from its file name
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from hearth.runtime.pipeline import ChatPolicy, collect_all, prepare_chat
 from hearth.server.access_log import observer_of
+from hearth.server.disconnect import unless_disconnected
 from hearth.server.logprobs import chat_logprobs
 from hearth.server.protocol import (
     DROPPED_MESSAGES_HEADER,
@@ -12,7 +13,6 @@ from hearth.server.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
 )
-from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import OpenAIStream, chat_chunks, usage_of
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response

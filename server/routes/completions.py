@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from hearth.runtime.pipeline import collect_all, prepare_completion
 from hearth.server.access_log import observer_of
+from hearth.server.disconnect import unless_disconnected
 from hearth.server.logprobs import completion_logprobs
 from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
-from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import OpenAIStream, completion_chunks, usage_of
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response

@@ -7,7 +7,12 @@ import base64
 import numpy as np
 from fastapi import APIRouter
 from hearth.engine.base import Prompt
-from hearth.server.protocol import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
+from hearth.server.openai.embeddings.protocol import (
+    Embedding,
+    EmbeddingList,
+    EmbeddingRequest,
+    EmbeddingUsage,
+)
 from hearth.server.state import Registry
 
 router = APIRouter()

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response as HTTPResponse
 from hearth.runtime.pipeline import ChatPolicy
 from hearth.server.access_log import observer_of
-from hearth.server.responses import serving
-from hearth.server.responses.protocol import Response, ResponseRequest
-from hearth.server.responses.store import ResponseStore
-from hearth.server.routes.disconnect import unless_disconnected
+from hearth.server.disconnect import unless_disconnected
+from hearth.server.openai.responses import serving
+from hearth.server.openai.responses.protocol import Response, ResponseRequest
+from hearth.server.openai.responses.store import ResponseStore
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response
 from sse_starlette import EventSourceResponse

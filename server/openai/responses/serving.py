@@ -18,8 +18,7 @@ from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
 from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect, prepare_chat
 from hearth.runtime.registry import ModelRegistry
 from hearth.server.errors import to_openai
-from hearth.server.protocol import AssistantMessage, ChatMessage, FinishReason
-from hearth.server.responses.protocol import (
+from hearth.server.openai.responses.protocol import (
     IncompleteDetails,
     InputTokensDetails,
     OutputFunctionCall,
@@ -30,7 +29,8 @@ from hearth.server.responses.protocol import (
     ResponseRequest,
     ResponseUsage,
 )
-from hearth.server.responses.store import ResponseStore
+from hearth.server.openai.responses.store import ResponseStore
+from hearth.server.protocol import AssistantMessage, ChatMessage, FinishReason
 from hearth.server.tools.reply import assistant_reply
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from hearth.engine.base import Prompt
-from hearth.server.protocol import (
+from hearth.server.state import Registry
+from hearth.server.tokenize.protocol import (
     DetokenizeRequest,
     DetokenizeResponse,
     TokenizeRequest,
     TokenizeResponse,
     TokenPiece,
 )
-from hearth.server.state import Registry
 
 router = APIRouter()
 

@@ -1,0 +1,1 @@
+"""The OpenAI API: a folder per endpoint, each with its router, wire types and serving."""

@@ -1,0 +1,37 @@
+"""/tokenize and /detokenize in llama.cpp's server's shape."""
+
+from __future__ import annotations
+
+from hearth.server.protocol import RequestBody
+from pydantic import BaseModel, Field
+
+# Not part of OpenAI's API: llama.cpp's server offers these, and tools that count tokens or
+# build prompts by hand (llama.cpp's own web UI, some agent frameworks) call them.
+
+
+class TokenizeRequest(RequestBody):
+    model: str | None = Field(default=None, description="Default: the default model.")
+    content: str
+    add_special: bool = Field(default=False, description="Add BOS (and whatever else).")
+    parse_special: bool = Field(
+        default=True, description="Let text such as <|im_start|> become its control token."
+    )
+    with_pieces: bool = Field(default=False, description="Return each token's text too.")
+
+
+class TokenPiece(BaseModel):
+    id: int
+    piece: str
+
+
+class TokenizeResponse(BaseModel):
+    tokens: list[int] | list[TokenPiece]
+
+
+class DetokenizeRequest(RequestBody):
+    model: str | None = None
+    tokens: list[int] = Field(max_length=1_000_000)
+
+
+class DetokenizeResponse(BaseModel):
+    content: str
