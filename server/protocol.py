@@ -350,6 +350,19 @@ class ChatCompletionRequest(_SamplingFields):
             raise ValueError("tool_choice 'required' needs tools")
         return self
 
+    def parallel_calls(self) -> bool:
+        """Whether the reply may hold several tool calls.
+
+        A named tool_choice means one call of that function unless the client sets
+        parallel_tool_calls to true itself: under the default, a small model called the same
+        function again and again until max_tokens cut it off.
+        """
+        if self.parallel_tool_calls is False:
+            return False
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return "parallel_tool_calls" in self.model_fields_set
+        return True
+
     def tools_active(self) -> bool:
         """Whether the reply may (or must) be tool calls."""
         return bool(self.tools) and self.tool_choice != "none"

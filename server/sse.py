@@ -31,7 +31,7 @@ from hearth.server.protocol import (
     PromptTokensDetails,
     Usage,
 )
-from hearth.server.tools.reply import CallWatcher, call_deltas
+from hearth.server.tools.reply import CallWatcher, call_deltas, calls_reason
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
@@ -167,12 +167,12 @@ async def chat_chunks(
             done.add(choice)
             reason = event.reason
             if watchers is not None:
-                rest, calls = watchers[choice].finish()
+                rest, calls = watchers[choice].finish(reason)
                 if rest:
                     yield text_chunk(choice, rest, held[choice])
                 for delta in call_deltas(calls):
                     yield chunk(choice, ChatDelta(tool_calls=delta)).model_dump_json()
-                reason = "tool_calls" if calls else reason
+                reason = calls_reason(calls, reason)
             yield chunk(choice, ChatDelta(), finish=reason).model_dump_json()
     if include_usage and finished:
         yield chunk(0, ChatDelta(), usage=usage_of(*finished)).model_dump_json()

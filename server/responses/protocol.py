@@ -235,7 +235,9 @@ class ResponseRequest(RequestBody):
             "max_tokens": self.max_output_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
-            "parallel_tool_calls": self.parallel_tool_calls,
+            # Only when sent: left out, a named tool_choice means one call.
+            "parallel_tool_calls": self.parallel_tool_calls
+            if "parallel_tool_calls" in self.model_fields_set else None,
             "response_format": self._response_format(),
             "truncation": self.truncation,
         }

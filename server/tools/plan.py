@@ -106,7 +106,7 @@ def _tool_prompt(request: ChatCompletionRequest, fmt: CallFormat, allowed: list,
     )
     example = fmt.render([ParsedCall(allowed[0].function.name, {"argument": "value"})])
     when = WHEN["required" if forced else "auto"]
-    if request.parallel_tool_calls is not False and not fmt.as_list:
+    if request.parallel_calls() and not fmt.as_list:
         when += " To call several tools at once, write one such block per call."
     return TOOL_PROMPT.format(tools=listed, example=example, when=when)
 
@@ -130,8 +130,7 @@ def _call_grammar(request: ChatCompletionRequest, fmt: CallFormat, allowed: list
         f"{CALL_RULE} ::= {line.removeprefix('root ::= ')}" if line.startswith("root ::= ") else line
         for line in rules
     ]
-    parallel = request.parallel_tool_calls is not False
-    return "\n".join([fmt.grammar_root(CALL_RULE, parallel), *renamed])
+    return "\n".join([fmt.grammar_root(CALL_RULE, request.parallel_calls()), *renamed])
 
 
 def _message(message: ChatMessage, fmt: CallFormat) -> Message:

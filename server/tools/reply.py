@@ -30,17 +30,35 @@ def tool_calls(calls: list[ParsedCall]) -> list[ToolCall]:
     ]
 
 
+def read_calls(fmt: CallFormat, text: str, reason: FinishReason) -> list[ToolCall]:
+    """The calls in a reply. One that max_tokens cut off after its name is kept with the
+    arguments written so far, as OpenAI's API returns it (under finish_reason `length`)."""
+    calls = tool_calls(fmt.parse(text)[1])
+    cut = fmt.cut_call(text) if reason == "length" else None
+    if cut is not None:
+        calls.append(ToolCall(function=FunctionCall(name=cut[0], arguments=cut[1])))
+    return calls
+
+
+def calls_reason(calls: list[ToolCall], reason: FinishReason) -> FinishReason:
+    """A reply's finish_reason: `tool_calls` when it made calls, unless max_tokens cut it
+    (`length` says the last call may be incomplete; `tool_calls` would claim it whole)."""
+    return "tool_calls" if calls and reason != "length" else reason
+
+
 def assistant_reply(
     plan: ToolPlan | None, text: str, reason: FinishReason
 ) -> tuple[AssistantMessage, FinishReason]:
-    """The whole reply as a message: tool calls (finish_reason tool_calls) or text."""
+    """The whole reply as a message: tool calls (finish_reason tool_calls, or length when
+    max_tokens cut them) or text."""
     if plan is None or not plan.active:
         return AssistantMessage(content=text), reason
-    content, calls = plan.call_format.parse(text)
+    calls = read_calls(plan.call_format, text, reason)
+    # The raw text of a call is never content, not even of one cut off before its name.
+    content = plan.call_format.before_calls(text)
     if not calls:
-        # A call cut off by max_tokens parses as none; its raw text is still not content.
-        return AssistantMessage(content=plan.call_format.before_calls(text)), reason
-    return AssistantMessage(content=content or None, tool_calls=tool_calls(calls)), "tool_calls"
+        return AssistantMessage(content=content), reason
+    return AssistantMessage(content=content or None, tool_calls=calls), calls_reason(calls, reason)
 
 
 def call_deltas(calls: list[ToolCall]) -> list[list[ToolCallDelta]]:
@@ -80,13 +98,13 @@ class CallWatcher:
             return self._release(found)
         return self._release(len(self._held) - _prefix_overlap(self._held, opener))
 
-    def finish(self) -> tuple[str, list[ToolCall]]:
+    def finish(self, reason: FinishReason = "stop") -> tuple[str, list[ToolCall]]:
         """What is left to send as content, and the calls found in the held text."""
-        content, calls = self._format.parse(self._held)
+        calls = read_calls(self._format, self._held, reason)
         if not calls:
-            # Held because a call began: a call cut off by max_tokens is dropped, not shown.
+            # Held because a call began: a call cut off before its name is not shown.
             return ("" if self._calling else self._held), []
-        return content, tool_calls(calls)
+        return self._format.before_calls(self._held), calls
 
     def _release(self, upto: int) -> str:
         out, self._held = self._held[:upto], self._held[upto:]

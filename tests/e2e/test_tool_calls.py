@@ -109,3 +109,51 @@ def test_required_with_parallel_calls_ends_with_valid_calls(client, model_id):
     for call in choice.message.tool_calls:
         assert call.function.name in {"get_weather", "get_time"}
         assert isinstance(json.loads(call.function.arguments), dict)
+
+
+def test_named_tool_choice_gives_one_call_unless_parallel_calls_are_asked_for(client, model_id):
+    """Under a named tool_choice and the default parallel_tool_calls the model repeated the
+    same call four times."""
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    reply = client.chat.completions.create(
+        model=model_id, messages=ASK, tools=TOOLS, tool_choice=named, max_tokens=200,
+        temperature=0,
+    ).choices[0]
+    assert reply.finish_reason == "tool_calls"
+    [call] = reply.message.tool_calls
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_PARAMETERS)
+
+
+# Under `required` the model writes a weather call (about 40 tokens) and goes on to a time
+# call: 60 tokens end the reply inside the second call's arguments.
+CUT_AT = 60
+
+
+def test_forced_calls_cut_off_by_max_tokens_finish_length_streamed_or_not(client, model_id):
+    """A forced call cut off by max_tokens reported finish_reason "tool_calls" and the cut
+    call was dropped; OpenAI reports "length"."""
+    args = {"model": model_id, "messages": [{"role": "user", "content": "Weather and time?"}],
+            "tools": TOOLS, "tool_choice": "required", "max_tokens": CUT_AT, "temperature": 0}
+    whole = client.chat.completions.create(**args)
+    choice = whole.choices[0]
+    assert whole.usage.completion_tokens == CUT_AT
+    assert choice.finish_reason == "length"
+    *complete, cut = choice.message.tool_calls
+    assert complete, "the reply should hold a whole call before the cut one"
+    for call in complete:
+        assert isinstance(json.loads(call.function.arguments), dict)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut.function.arguments)
+    finishes, arguments = [], {}
+    for chunk in client.chat.completions.create(**args, stream=True):
+        for streamed in chunk.choices:
+            finishes.append(streamed.finish_reason)
+            for delta in streamed.delta.tool_calls or []:
+                arguments[delta.index] = arguments.get(delta.index, "") + (
+                    delta.function.arguments or "")
+    assert [f for f in finishes if f] == ["length"]
+    *complete, cut = arguments.values()
+    assert complete and all(isinstance(json.loads(text), dict) for text in complete)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut)
+
