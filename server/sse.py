@@ -170,9 +170,9 @@ async def chat_chunks(
                 rest, calls = watchers[choice].finish(reason)
                 if rest:
                     yield text_chunk(choice, rest, held[choice])
-                for delta in call_deltas(calls):
-                    yield chunk(choice, ChatDelta(tool_calls=delta)).model_dump_json()
-                reason = calls_reason(calls, reason)
+                for delta in call_deltas(calls, tools.legacy):
+                    yield chunk(choice, delta).model_dump_json()
+                reason = calls_reason(calls, reason, tools.legacy)
             yield chunk(choice, ChatDelta(), finish=reason).model_dump_json()
     if include_usage and finished:
         yield chunk(0, ChatDelta(), usage=usage_of(*finished)).model_dump_json()

@@ -48,6 +48,7 @@ class ToolPlan:
     grammar_trigger: str | None = None  # under `auto`: the grammar starts at this text
     # The tools for a chat template that renders them itself (None: they are in `messages`).
     template_tools: list[dict] | None = None
+    legacy: bool = False  # the request sent deprecated `functions`: reply with `function_call`
 
 
 def plan_tools(
@@ -77,12 +78,13 @@ def plan_tools(
         # As the client sent them: a template may print every key it is given.
         described = [tool.model_dump(exclude_unset=True) for tool in allowed]
         return ToolPlan(messages, fmt, grammar, active=True, grammar_trigger=trigger,
-                        template_tools=described)
+                        template_tools=described, legacy=request.legacy_functions())
     system = Message("system", _tool_prompt(request, fmt, allowed, forced))
     if messages and messages[0].role == "system":
         system = Message("system", f"{messages[0].content}\n\n{system.content}")
         messages = messages[1:]
-    return ToolPlan([system, *messages], fmt, grammar, active=True, grammar_trigger=trigger)
+    return ToolPlan([system, *messages], fmt, grammar, active=True, grammar_trigger=trigger,
+                    legacy=request.legacy_functions())
 
 
 def _allowed(request: ChatCompletionRequest) -> list:

@@ -13,6 +13,7 @@ import json
 
 from hearth.server.protocol import (
     AssistantMessage,
+    ChatDelta,
     FinishReason,
     FunctionCall,
     FunctionCallDelta,
@@ -40,10 +41,13 @@ def read_calls(fmt: CallFormat, text: str, reason: FinishReason) -> list[ToolCal
     return calls
 
 
-def calls_reason(calls: list[ToolCall], reason: FinishReason) -> FinishReason:
-    """A reply's finish_reason: `tool_calls` when it made calls, unless max_tokens cut it
-    (`length` says the last call may be incomplete; `tool_calls` would claim it whole)."""
-    return "tool_calls" if calls and reason != "length" else reason
+def calls_reason(calls: list[ToolCall], reason: FinishReason, legacy: bool) -> FinishReason:
+    """A reply's finish_reason: `tool_calls` (`function_call` for the deprecated functions)
+    when it made calls, unless max_tokens cut it (`length` says the last call may be
+    incomplete; `tool_calls` would claim it whole)."""
+    if not calls or reason == "length":
+        return reason
+    return "function_call" if legacy else "tool_calls"
 
 
 def assistant_reply(
@@ -58,17 +62,25 @@ def assistant_reply(
     content = plan.call_format.before_calls(text)
     if not calls:
         return AssistantMessage(content=content), reason
-    return AssistantMessage(content=content or None, tool_calls=calls), calls_reason(calls, reason)
+    finish = calls_reason(calls, reason, plan.legacy)
+    if plan.legacy:  # one call: the legacy grammar allows no more
+        return AssistantMessage(content=content or None, function_call=calls[0].function), finish
+    return AssistantMessage(content=content or None, tool_calls=calls), finish
 
 
-def call_deltas(calls: list[ToolCall]) -> list[list[ToolCallDelta]]:
-    """Each call as two streamed deltas: its id and name, then its arguments."""
+def call_deltas(calls: list[ToolCall], legacy: bool) -> list[ChatDelta]:
+    """Each call as two streamed deltas: its id and name, then its arguments (for the
+    deprecated functions, the one call as `function_call` deltas, which have no id)."""
     deltas = []
-    for index, call in enumerate(calls):
+    for index, call in enumerate(calls[:1] if legacy else calls):
         head = FunctionCallDelta(name=call.function.name, arguments="")
-        deltas.append([ToolCallDelta(index=index, id=call.id, type="function", function=head)])
         body = FunctionCallDelta(arguments=call.function.arguments)
-        deltas.append([ToolCallDelta(index=index, function=body)])
+        if legacy:
+            deltas += [ChatDelta(function_call=head), ChatDelta(function_call=body)]
+            continue
+        deltas.append(ChatDelta(tool_calls=[
+            ToolCallDelta(index=index, id=call.id, type="function", function=head)]))
+        deltas.append(ChatDelta(tool_calls=[ToolCallDelta(index=index, function=body)]))
     return deltas
 
 

@@ -157,3 +157,43 @@ def test_forced_calls_cut_off_by_max_tokens_finish_length_streamed_or_not(client
     with pytest.raises(json.JSONDecodeError):
         json.loads(cut)
 
+
+WEATHER_FUNCTION = TOOLS[0]["function"]
+
+
+def test_legacy_functions_get_a_function_call_streamed_or_not(client, model_id):
+    """The deprecated functions/function_call were ignored: a 200 with prose and no call."""
+    args = {"model": model_id, "messages": ASK, "functions": [WEATHER_FUNCTION],
+            "function_call": {"name": "get_weather"}, "max_tokens": 120, "temperature": 0}
+    choice = client.chat.completions.create(**args).choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None
+    assert choice.message.function_call.name == "get_weather"
+    arguments = json.loads(choice.message.function_call.arguments)
+    jsonschema.validate(arguments, WEATHER_PARAMETERS)
+    names, parts, finishes = [], [], []
+    for chunk in client.chat.completions.create(**args, stream=True):
+        for streamed in chunk.choices:
+            finishes.append(streamed.finish_reason)
+            if streamed.delta.function_call:
+                names.append(streamed.delta.function_call.name)
+                parts.append(streamed.delta.function_call.arguments or "")
+    assert [f for f in finishes if f] == ["function_call"]
+    assert [n for n in names if n] == ["get_weather"]
+    assert "".join(parts) == choice.message.function_call.arguments
+    # The call and its result go back as legacy turns, and the model answers.
+    followup = client.chat.completions.create(
+        model=model_id, functions=[WEATHER_FUNCTION], function_call="none", max_tokens=16,
+        messages=[*ASK, {"role": "assistant", "content": None, "function_call": {
+            "name": "get_weather", "arguments": choice.message.function_call.arguments}},
+            {"role": "function", "name": "get_weather", "content": "18 C and sunny"}],
+    ).choices[0]
+    assert followup.finish_reason in ("stop", "length") and followup.message.content
+
+
+def test_legacy_functions_with_tools_are_400_naming_functions(client, model_id):
+    """functions and tools at once were accepted, the functions silently dropped."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=model_id, messages=ASK, tools=TOOLS,
+                                       functions=[WEATHER_FUNCTION], max_tokens=8)
+    assert refused.value.body["param"] == "functions"
