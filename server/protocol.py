@@ -20,11 +20,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 # Response header: how many of the oldest messages were left out to fit the context.
 DROPPED_MESSAGES_HEADER = "X-Hearth-Dropped-Messages"
@@ -110,9 +112,11 @@ class ToolCall(BaseModel):
 
 
 class ChatMessage(RequestBody):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # `function`: a result of the deprecated function calling (see `_legacy_functions`).
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    function_call: FunctionCall | None = None  # a deprecated assistant turn's one call
     tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
     tool_call_id: str | None = None  # a tool turn: the call it answers
 
@@ -306,6 +310,10 @@ Truncation = Literal["disabled", "auto"]
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     model: str
+    # Deprecated by OpenAI for tools and tool_choice, and served as them (see
+    # `_legacy_functions`): legacy clients still send these and need their calls back.
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+    functions: list[FunctionDefinition] | None = Field(default=None, min_length=1)
     logprobs: bool | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -337,6 +345,42 @@ class ChatCompletionRequest(_SamplingFields):
         return (self.top_logprobs or 0) if self.logprobs else None
 
     @model_validator(mode="after")
+    def _legacy_functions(self) -> ChatCompletionRequest:
+        """The deprecated function calling as the tool calling that replaced it.
+
+        `functions` become `tools`, `function_call` the `tool_choice` (one call: a legacy
+        reply has room for one), and the history's `function_call` turns and `function`
+        results become tool calls and tool results. The reply is written back in the legacy
+        shape (`message.function_call`, finish_reason `function_call`). Ignoring these
+        fields answered a legacy client with prose and no call.
+        """
+        if self.functions is not None and self.tools is not None:
+            raise _field_error("functions", "send either functions or tools, not both")
+        if self.function_call is not None and self.tool_choice is not None:
+            raise _field_error("function_call", "send either function_call or tool_choice, not both")
+        if self.function_call is not None and self.functions is None:
+            raise _field_error("function_call", "function_call needs functions")
+        self.messages = _without_legacy_turns(self.messages)
+        if self.functions is None:
+            return self
+        names = {function.name for function in self.functions}
+        if isinstance(self.function_call, NamedFunction):
+            if self.function_call.name not in names:
+                raise _field_error(
+                    "function_call", f"function_call names '{self.function_call.name}', "
+                    "which is not in functions")
+            self.tool_choice = NamedToolChoice(type="function", function=self.function_call)
+        elif self.function_call is not None:
+            self.tool_choice = self.function_call
+        self.tools = [ToolDefinition(type="function", function=f) for f in self.functions]
+        self.parallel_tool_calls = False
+        return self
+
+    def legacy_functions(self) -> bool:
+        """Whether the reply's call goes back as the deprecated `function_call`."""
+        return self.functions is not None
+
+    @model_validator(mode="after")
     def _one_constraint(self) -> ChatCompletionRequest:
         if self.grammar is not None and self.structured_format() is not None:
             raise ValueError("send either grammar or a json response_format, not both")
@@ -349,6 +393,19 @@ class ChatCompletionRequest(_SamplingFields):
         elif self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice 'required' needs tools")
         return self
+
+    def parallel_calls(self) -> bool:
+        """Whether the reply may hold several tool calls.
+
+        A named tool_choice means one call of that function unless the client sets
+        parallel_tool_calls to true itself: under the default, a small model called the same
+        function again and again until max_tokens cut it off.
+        """
+        if self.parallel_tool_calls is False:
+            return False
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return "parallel_tool_calls" in self.model_fields_set
+        return True
 
     def tools_active(self) -> bool:
         """Whether the reply may (or must) be tool calls."""
@@ -369,6 +426,29 @@ class ChatCompletionRequest(_SamplingFields):
         return self.max_completion_tokens or self.max_tokens
 
 
+def _field_error(field: str, message: str) -> ValidationError:
+    """A 400 naming `field`, raised from a validator of the whole request."""
+    return ValidationError.from_exception_data(
+        "ChatCompletionRequest",
+        [{"type": PydanticCustomError("invalid_value", message), "loc": (field,), "input": None}],
+    )
+
+
+def _without_legacy_turns(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Deprecated function-calling turns as tool-calling ones: an assistant's
+    `function_call` as its one tool call, a `function` message as the result answering it."""
+    modern, last_call = [], None
+    for message in messages:
+        if message.role == "assistant" and message.function_call and not message.tool_calls:
+            last_call = ToolCall(function=message.function_call)
+            message = message.model_copy(update={"function_call": None, "tool_calls": [last_call]})
+        elif message.role == "function":
+            message = message.model_copy(
+                update={"role": "tool", "tool_call_id": last_call.id if last_call else None})
+        modern.append(message)
+    return modern
+
+
 class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0  # prompt tokens whose KV came from the prompt cache
 
@@ -380,20 +460,22 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
-FinishReason = Literal["stop", "length", "tool_calls"]
+FinishReason = Literal["stop", "length", "tool_calls", "function_call"]
 
 
 def _without_absent_calls(data: dict) -> dict:
-    # OpenAI leaves `tool_calls` out of a message or delta that has none; some clients
-    # read a null there as "calls follow".
-    if data.get("tool_calls") is None:
-        data.pop("tool_calls", None)
+    # OpenAI leaves `tool_calls` (and the deprecated `function_call`) out of a message or
+    # delta that has none; some clients read a null there as "calls follow".
+    for key in ("function_call", "tool_calls"):
+        if data.get(key) is None:
+            data.pop(key, None)
     return data
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    function_call: FunctionCall | None = None  # the reply to deprecated `functions`
     tool_calls: list[ToolCall] | None = None
 
     @model_serializer(mode="wrap")
@@ -454,6 +536,7 @@ class ChatDelta(BaseModel):
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    function_call: FunctionCallDelta | None = None  # the reply to deprecated `functions`
     tool_calls: list[ToolCallDelta] | None = None
 
     @model_serializer(mode="wrap")

@@ -34,7 +34,7 @@ from hearth.server.protocol import (
     Usage,
 )
 from hearth.server.streaming import SSE_END, Chunk
-from hearth.server.tools.reply import CallWatcher, call_deltas
+from hearth.server.tools.reply import CallWatcher, call_deltas, calls_reason
 from pydantic import BaseModel
 
 DONE = "[DONE]"
@@ -152,12 +152,12 @@ async def chat_chunks(
             finished.append(event)
             reason = event.reason
             if watchers is not None:
-                rest, calls = watchers[choice].finish()
+                rest, calls = watchers[choice].finish(reason)
                 if rest:
                     yield text_chunk(choice, rest, held[choice])
-                for delta in call_deltas(calls):
-                    yield chunk(choice, ChatDelta(tool_calls=delta)).model_dump_json()
-                reason = "tool_calls" if calls else reason
+                for delta in call_deltas(calls, tools.legacy):
+                    yield chunk(choice, delta).model_dump_json()
+                reason = calls_reason(calls, reason, tools.legacy)
             yield chunk(choice, ChatDelta(), finish=reason).model_dump_json()
     if include_usage and finished:
         yield chunk(0, ChatDelta(), usage=usage_of(*finished)).model_dump_json()

@@ -59,17 +59,37 @@ class CallFormat:
         if start < 0:
             return text, []
         body = text[start + len(self.opener) :]
-        calls = self._calls(body)
+        calls, _ = self._parse_calls(body)
         if not calls:
             return text, []
         return text[:start].strip(), calls
+
+    def cut_call(self, text: str) -> tuple[str, str] | None:
+        """The name and the arguments written so far of a call the text breaks off inside
+        (max_tokens ran out), or None when no call was cut after its name."""
+        start = text.find(self.opener) if self.opener else _first_brace(text)
+        if start < 0:
+            return None
+        body = text[start + len(self.opener) :]
+        _, complete = self._parse_calls(body)
+        begun = None
+        for begun in _CALL_HEAD.finditer(body, complete):
+            pass  # the last call begun after the complete ones
+        if begun is None:
+            return None
+        try:
+            name = json.loads(begun["name"])
+        except json.JSONDecodeError:
+            return None
+        return name, body[begun.end() :]
 
     def before_calls(self, text: str) -> str:
         """The text up to the opener: what a reader may see of a reply whose call broke off."""
         start = text.find(self.opener) if self.opener else _first_brace(text)
         return text if start < 0 else text[:start].strip()
 
-    def _calls(self, body: str) -> list[ParsedCall]:
+    def _parse_calls(self, body: str) -> tuple[list[ParsedCall], int]:
+        """The calls written whole, and where the text after the last of them starts."""
         decoder = json.JSONDecoder()
         found: list[ParsedCall] = []
         position = 0
@@ -85,7 +105,7 @@ class CallFormat:
                 call = self._call(item)
                 if call is not None:
                     found.append(call)
-        return found
+        return found, position
 
     def _call(self, item: object) -> ParsedCall | None:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -97,6 +117,12 @@ class CallFormat:
             except json.JSONDecodeError:
                 return None
         return ParsedCall(item["name"], arguments) if isinstance(arguments, dict) else None
+
+
+# The start of one call's JSON up to its arguments, as the call grammar writes it.
+_CALL_HEAD = re.compile(
+    r'\{\s*"name"\s*:\s*(?P<name>"(?:[^"\\]|\\.)*")\s*,\s*"(?:arguments|parameters)"\s*:\s*'
+)
 
 
 def _literal(text: str) -> str:

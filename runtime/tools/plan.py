@@ -48,6 +48,7 @@ class ToolPlan:
     grammar_trigger: str | None = None  # under `auto`: the grammar starts at this text
     # The tools for a chat template that renders them itself (None: they are in `messages`).
     template_tools: list[dict] | None = None
+    legacy: bool = False  # the request sent deprecated `functions`: reply with `function_call`
 
 
 def plan_tools(
@@ -77,12 +78,13 @@ def plan_tools(
         # As the client sent them: a template may print every key it is given.
         described = [tool.model_dump(exclude_unset=True) for tool in allowed]
         return ToolPlan(messages, fmt, grammar, active=True, grammar_trigger=trigger,
-                        template_tools=described)
+                        template_tools=described, legacy=request.legacy_functions())
     system = Message("system", _tool_prompt(request, fmt, allowed, forced))
     if messages and messages[0].role == "system":
         system = Message("system", f"{messages[0].content}\n\n{system.content}")
         messages = messages[1:]
-    return ToolPlan([system, *messages], fmt, grammar, active=True, grammar_trigger=trigger)
+    return ToolPlan([system, *messages], fmt, grammar, active=True, grammar_trigger=trigger,
+                    legacy=request.legacy_functions())
 
 
 def _allowed(request: ChatCompletionRequest) -> list:
@@ -106,7 +108,7 @@ def _tool_prompt(request: ChatCompletionRequest, fmt: CallFormat, allowed: list,
     )
     example = fmt.render([ParsedCall(allowed[0].function.name, {"argument": "value"})])
     when = WHEN["required" if forced else "auto"]
-    if request.parallel_tool_calls is not False and not fmt.as_list:
+    if request.parallel_calls() and not fmt.as_list:
         when += " To call several tools at once, write one such block per call."
     return TOOL_PROMPT.format(tools=listed, example=example, when=when)
 
@@ -130,8 +132,7 @@ def _call_grammar(request: ChatCompletionRequest, fmt: CallFormat, allowed: list
         f"{CALL_RULE} ::= {line.removeprefix('root ::= ')}" if line.startswith("root ::= ") else line
         for line in rules
     ]
-    parallel = request.parallel_tool_calls is not False
-    return "\n".join([fmt.grammar_root(CALL_RULE, parallel), *renamed])
+    return "\n".join([fmt.grammar_root(CALL_RULE, request.parallel_calls()), *renamed])
 
 
 def _message(message: ChatMessage, fmt: CallFormat) -> Message:

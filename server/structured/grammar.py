@@ -19,6 +19,11 @@ formats (`email`, `uri`...). Remote `$ref`s are refused: the server fetches noth
 
 Objects keep their properties in the schema's order, and whitespace between tokens is at
 most one space, so a small model cannot wander into endless blank lines.
+
+Strings are JSON strings: the converter's own `char` rule takes any character but a quote
+or a backslash, so a raw newline or other control character, which JSON forbids in a string,
+could make a constrained reply fail to parse (a raw newline was seen inside a "name"). Its
+`char` rule and its `dot` (a pattern's `.`) are replaced by rules without U+0000-U+001F.
 """
 
 from __future__ import annotations
@@ -75,12 +80,27 @@ def raw_grammar(grammar: str, *, param: str = "grammar") -> str:
     return grammar
 
 
+# A JSON string's characters: anything but `"`, `\` and U+0000-U+001F, or an escape.
+JSON_CHAR = r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+# The converter's rules that produce a string's characters, as JSON allows them.
+_STRING_RULES = {"char": JSON_CHAR, "dot": r'[^"\\\x00-\x1F]'}
+
+
+def _json_strings(gbnf: str) -> str:
+    """The converter's grammar with string characters that JSON allows (see above)."""
+    lines = []
+    for line in gbnf.splitlines():
+        name, _, _ = line.partition(" ::= ")
+        lines.append(f"{name} ::= {_STRING_RULES[name]}" if name in _STRING_RULES else line)
+    return "\n".join(lines)
+
+
 # Clients send the same few schemas over and over (one per pydantic model); compiling a
 # large one takes milliseconds, a cache hit nothing. The key is the schema's JSON text.
 @lru_cache(maxsize=256)
 def _compile_schema(schema_json: str, param: str) -> str:
     try:
-        gbnf = json_schema_to_gbnf(schema_json)
+        gbnf = _json_strings(json_schema_to_gbnf(schema_json))
     except RecursionError:
         raise InvalidSchema("The JSON schema nests too deeply.", param=param) from None
     # The converter reports what it cannot follow by assertions and lookups; each names

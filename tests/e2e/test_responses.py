@@ -90,3 +90,15 @@ def test_store_false_keeps_nothing_and_unknown_ids_are_404(client, model_id):
     with pytest.raises(openai.NotFoundError) as missing:
         client.responses.create(model=model_id, input="Hi", previous_response_id="resp_nope")
     assert missing.value.body["param"] == "previous_response_id"
+
+
+def test_input_messages_without_a_type_are_answered(client, model_id):
+    """Messages without `"type": "message"` (the agents SDKs' default) got 400 'input.str'."""
+    response = client.responses.create(
+        model=model_id, temperature=0, max_output_tokens=16,
+        input=[{"role": "user", "content": "What is the capital of France?"}])
+    assert response.status in {"completed", "incomplete"} and response.output_text
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=model_id, max_output_tokens=4,
+                                input=[{"role": "wizard", "content": "Hi"}])
+    assert refused.value.body["param"] == "input[0].role"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+import httpx
 import jsonschema
 import openai
 import pytest
@@ -135,3 +136,29 @@ def test_invalid_schema_is_400_and_the_server_still_serves(client, model_id):
         )
     assert "strng" in refused.value.message
     assert client.chat.completions.create(model=model_id, messages=ASK, max_tokens=4).choices
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "json_schema", "json_schema": {"name": "person", "strict": True, "schema": {
+            "type": "object", "properties": {"name": {"type": "string", "maxLength": 12}},
+            "required": ["name"], "additionalProperties": False}}},
+        {"type": "json_object"},
+    ],
+)
+def test_constrained_strings_hold_no_raw_control_characters(client, server, model_id,
+                                                            response_format):
+    """The grammar let a raw newline into a string ("name"): the reply was not valid JSON."""
+    # A newline the model is pushed to write wherever the grammar lets it.
+    [newline] = httpx.post(f"{server.url}/tokenize", json={"content": "\n"}).json()["tokens"]
+    reply = client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "Invent a person as JSON."}],
+        response_format=response_format, max_tokens=60, temperature=0,
+        logit_bias={str(newline): 100},
+    ).choices[0]
+    # No control character anywhere: the grammar's whitespace is a space, and strings
+    # must escape them.
+    assert not re.search("[\x00-\x1f]", reply.message.content), reply.message.content
+    if reply.finish_reason == "stop":  # json_object may run to max_tokens
+        assert isinstance(json.loads(reply.message.content), dict)

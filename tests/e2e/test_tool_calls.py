@@ -109,3 +109,91 @@ def test_required_with_parallel_calls_ends_with_valid_calls(client, model_id):
     for call in choice.message.tool_calls:
         assert call.function.name in {"get_weather", "get_time"}
         assert isinstance(json.loads(call.function.arguments), dict)
+
+
+def test_named_tool_choice_gives_one_call_unless_parallel_calls_are_asked_for(client, model_id):
+    """Under a named tool_choice and the default parallel_tool_calls the model repeated the
+    same call four times."""
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    reply = client.chat.completions.create(
+        model=model_id, messages=ASK, tools=TOOLS, tool_choice=named, max_tokens=200,
+        temperature=0,
+    ).choices[0]
+    assert reply.finish_reason == "tool_calls"
+    [call] = reply.message.tool_calls
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_PARAMETERS)
+
+
+# Under `required` the model writes a weather call (about 40 tokens) and goes on to a time
+# call: 60 tokens end the reply inside the second call's arguments.
+CUT_AT = 60
+
+
+def test_forced_calls_cut_off_by_max_tokens_finish_length_streamed_or_not(client, model_id):
+    """A forced call cut off by max_tokens reported finish_reason "tool_calls" and the cut
+    call was dropped; OpenAI reports "length"."""
+    args = {"model": model_id, "messages": [{"role": "user", "content": "Weather and time?"}],
+            "tools": TOOLS, "tool_choice": "required", "max_tokens": CUT_AT, "temperature": 0}
+    whole = client.chat.completions.create(**args)
+    choice = whole.choices[0]
+    assert whole.usage.completion_tokens == CUT_AT
+    assert choice.finish_reason == "length"
+    *complete, cut = choice.message.tool_calls
+    assert complete, "the reply should hold a whole call before the cut one"
+    for call in complete:
+        assert isinstance(json.loads(call.function.arguments), dict)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut.function.arguments)
+    finishes, arguments = [], {}
+    for chunk in client.chat.completions.create(**args, stream=True):
+        for streamed in chunk.choices:
+            finishes.append(streamed.finish_reason)
+            for delta in streamed.delta.tool_calls or []:
+                arguments[delta.index] = arguments.get(delta.index, "") + (
+                    delta.function.arguments or "")
+    assert [f for f in finishes if f] == ["length"]
+    *complete, cut = arguments.values()
+    assert complete and all(isinstance(json.loads(text), dict) for text in complete)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut)
+
+
+WEATHER_FUNCTION = TOOLS[0]["function"]
+
+
+def test_legacy_functions_get_a_function_call_streamed_or_not(client, model_id):
+    """The deprecated functions/function_call were ignored: a 200 with prose and no call."""
+    args = {"model": model_id, "messages": ASK, "functions": [WEATHER_FUNCTION],
+            "function_call": {"name": "get_weather"}, "max_tokens": 120, "temperature": 0}
+    choice = client.chat.completions.create(**args).choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None
+    assert choice.message.function_call.name == "get_weather"
+    arguments = json.loads(choice.message.function_call.arguments)
+    jsonschema.validate(arguments, WEATHER_PARAMETERS)
+    names, parts, finishes = [], [], []
+    for chunk in client.chat.completions.create(**args, stream=True):
+        for streamed in chunk.choices:
+            finishes.append(streamed.finish_reason)
+            if streamed.delta.function_call:
+                names.append(streamed.delta.function_call.name)
+                parts.append(streamed.delta.function_call.arguments or "")
+    assert [f for f in finishes if f] == ["function_call"]
+    assert [n for n in names if n] == ["get_weather"]
+    assert "".join(parts) == choice.message.function_call.arguments
+    # The call and its result go back as legacy turns, and the model answers.
+    followup = client.chat.completions.create(
+        model=model_id, functions=[WEATHER_FUNCTION], function_call="none", max_tokens=16,
+        messages=[*ASK, {"role": "assistant", "content": None, "function_call": {
+            "name": "get_weather", "arguments": choice.message.function_call.arguments}},
+            {"role": "function", "name": "get_weather", "content": "18 C and sunny"}],
+    ).choices[0]
+    assert followup.finish_reason in ("stop", "length") and followup.message.content
+
+
+def test_legacy_functions_with_tools_are_400_naming_functions(client, model_id):
+    """functions and tools at once were accepted, the functions silently dropped."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=model_id, messages=ASK, tools=TOOLS,
+                                       functions=[WEATHER_FUNCTION], max_tokens=8)
+    assert refused.value.body["param"] == "functions"

@@ -40,6 +40,7 @@ class ScriptedGeneration:
     fail_after: Exception | None = None
     cancelled: bool = False
     done: bool = False
+    finish_reason: str = "stop"
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         try:
@@ -48,7 +49,7 @@ class ScriptedGeneration:
                 yield TextDelta(piece)
             if self.fail_after is not None:
                 raise self.fail_after
-            yield Finished("stop", self.prompt_tokens, len(self.pieces))
+            yield Finished(self.finish_reason, self.prompt_tokens, len(self.pieces))
         finally:
             self.done = True
 

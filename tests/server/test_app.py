@@ -328,3 +328,75 @@ async def test_more_messages_than_max_messages_is_400_naming_messages():
         response = await client.post("/v1/chat/completions", json=chat(messages=messages))
         error = assert_openai_error(response, 400, "messages")
         assert "at most 3 messages" in error["message"]
+
+
+# ------------------------------------------------- deprecated functions / function_call
+
+WEATHER_FUNCTION = {
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]},
+}
+CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("function_call", [{"name": "get_weather"}, "auto", None])
+async def test_legacy_functions_are_answered_with_a_function_call(function_call):
+    """`functions` and `function_call` were silently ignored: a 200 with prose, no call."""
+    engine = ScriptedEngine(reply=[CALL_TEXT[:15], CALL_TEXT[15:]], n_ctx=4096)
+    legacy = {"functions": [WEATHER_FUNCTION]}
+    if function_call is not None:
+        legacy["function_call"] = function_call
+    async for client in client_for(engine):
+        whole = await client.post("/v1/chat/completions", json=chat(**legacy))
+        streamed = await client.post("/v1/chat/completions", json=chat(**legacy, stream=True))
+    assert whole.status_code == 200, whole.text
+    choice = whole.json()["choices"][0]
+    assert choice["finish_reason"] == "function_call"
+    assert choice["message"] == {"role": "assistant", "content": None, "function_call": {
+        "name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    # The functions reached the model as tools; a named function_call forces the call
+    # from the first token, otherwise the call grammar waits for the model's opener.
+    sent = engine.requests[0]
+    assert "get_weather" in sent.prompt.text and sent.grammar is not None
+    assert (sent.grammar_trigger is None) == isinstance(function_call, dict)
+    chunks = [json.loads(e) for e in sse_data(streamed.text)[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert all("tool_calls" not in delta for delta in deltas)
+    calls = [delta["function_call"] for delta in deltas if "function_call" in delta]
+    assert calls[0]["name"] == "get_weather"
+    assert "".join(call["arguments"] for call in calls) == '{"city": "Paris"}'
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] \
+        == ["function_call"]
+
+
+async def test_legacy_function_turns_in_the_history_are_accepted():
+    """A `function` message (a legacy call's result) was refused as an unknown role."""
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None,
+         "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"role": "function", "name": "get_weather", "content": "18 C and sunny"},
+    ]
+    engine = ScriptedEngine(n_ctx=4096)
+    async for client in client_for(engine):
+        response = await client.post("/v1/chat/completions", json=chat(
+            messages=history, functions=[WEATHER_FUNCTION]))
+    assert response.status_code == 200, response.text
+    prompt = engine.requests[0].prompt.text
+    assert '"city": "Paris"' in prompt and "18 C and sunny" in prompt
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"functions": [WEATHER_FUNCTION],
+          "tools": [{"type": "function", "function": WEATHER_FUNCTION}]}, "functions"),
+        ({"functions": [WEATHER_FUNCTION], "function_call": {"name": "launch_rocket"}},
+         "function_call"),
+        ({"function_call": "auto"}, "function_call"),
+    ],
+)
+async def test_bad_legacy_function_fields_are_400_naming_them(client, fields, param):
+    """Functions with tools (and other bad legacy fields) were ignored instead of refused."""
+    assert_openai_error(await client.post("/v1/chat/completions", json=chat(**fields)), 400, param)

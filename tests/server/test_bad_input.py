@@ -163,6 +163,31 @@ def test_generated_bodies_never_get_a_5xx_and_errors_have_openai_shape(app, case
         assert isinstance(error["message"], str) and error["message"]
 
 
+def test_responses_input_messages_without_a_type_are_accepted(app):
+    """`{"role", "content"}` items (no `"type": "message"`, as OpenAI allows and the agents
+    SDKs send) were refused with a 400 naming 'input.str'."""
+    response = app.post("/v1/responses", {"model": "scripted", "input": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Capital of France?"}]}]})
+    assert response.status_code == 200, response.text
+    assert response.json()["output"][0]["content"][0]["text"] == "Hello, world!"
+
+
+@pytest.mark.parametrize(
+    ("item", "param"),
+    [
+        ({"role": "wizard", "content": "Hi"}, "input[0].role"),
+        ({"type": "message", "role": "user"}, "input[0].content"),
+        ({"type": "function_call_output", "output": "18 C"}, "input[0].call_id"),
+        ({"type": "telepathy", "content": "Hi"}, "input[0].type"),
+    ],
+)
+def test_a_bad_responses_input_item_is_400_naming_its_field(app, item, param):
+    """A bad input item's error named the union's first branch ('input.str'), not the item."""
+    body = {"model": "scripted", "input": [item]}
+    assert_openai_error(app.post("/v1/responses", body), 400, param)
+
+
 def test_responses_with_an_empty_input_list_is_400_naming_input(app):
     # Found by the property test above: it reached the chat request as no messages, a 500.
     response = app.post("/v1/responses", {"model": "scripted", "input": []})

@@ -1,4 +1,5 @@
-"""Schema to grammar compilation, without a model: what compiles, what is refused, the cache."""
+"""Schema to grammar compilation: what compiles, what is refused, the cache, and what the
+compiled grammar lets through llama.cpp's grammar sampler (on the bundled model's vocabulary)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,28 @@ def test_raw_grammar_that_does_not_parse_is_invalid_grammar():
     with pytest.raises(structured.InvalidGrammar):
         structured.raw_grammar("root ::= missing")
     assert structured.raw_grammar('root ::= "ok"') == 'root ::= "ok"'
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}},
+         "required": ["name"]},
+        {"type": "object"},  # what response_format json_object compiles
+    ],
+)
+def test_schema_strings_refuse_raw_control_characters(grammar_takes, schema):
+    """The converter's string rule let a raw newline into a "name": the reply was not JSON."""
+    gbnf = compile_(schema)
+    assert grammar_takes(gbnf, '{"name": "Ada\\nLovelace \\u00e9\\t\\"x\\""}')
+    for raw in ("\n", "\t", "\r", "\x00", "\x1f"):
+        assert not grammar_takes(gbnf, f'{{"name": "Ada{raw}'), repr(raw)
+
+
+def test_pattern_strings_refuse_raw_control_characters(grammar_takes):
+    """A pattern's `.` took any character but a line break, a raw tab or quote included."""
+    gbnf = compile_({"type": "string", "pattern": "^a.c$"})
+    assert grammar_takes(gbnf, '"abc"')
+    assert not grammar_takes(gbnf, '"a\tc"')
+    assert not grammar_takes(gbnf, '"a"c"')

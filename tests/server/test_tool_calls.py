@@ -1,11 +1,14 @@
-"""Tool-call formats, plans and the streaming watcher, without a model."""
+"""Tool-call formats, plans and the streaming watcher, without a model (grammars are
+checked by llama.cpp's grammar sampler on the bundled model's vocabulary)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from hearth.engine.sampler import grammar_parses
+from hearth.runtime.pipeline import PreparedGeneration
 from hearth.runtime.tools.formats import (
     CALL_FORMATS,
     GENERIC,
@@ -15,9 +18,12 @@ from hearth.runtime.tools.formats import (
     ParsedCall,
     call_format_for,
 )
-from hearth.runtime.tools.plan import plan_tools
+from hearth.runtime.tools.plan import ToolPlan, plan_tools
 from hearth.server.protocol import ChatCompletionRequest
+from hearth.server.sse import chat_chunks
 from hearth.server.tools.reply import CallWatcher, assistant_reply
+
+from .scripted_engine import ScriptedGeneration
 
 WEATHER = {
     "type": "function",
@@ -33,6 +39,15 @@ WEATHER = {
     },
 }
 TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+
+
+async def stream(plan: ToolPlan, pieces: list[str], reason: str) -> list[dict]:
+    """The chat chunks a scripted generation of `pieces` streams under a tool plan."""
+    generation = ScriptedGeneration(pieces, prompt_tokens=5, finish_reason=reason)
+    prepared = PreparedGeneration([generation], model_id="m", tools=plan)
+    chunks = [chunk async for chunk in chat_chunks(prepared, include_usage=False)]
+    # Content chunks come framed as whole SSE events (bytes), the others as JSON text.
+    return [json.loads(c.removeprefix(b"data: ") if isinstance(c, bytes) else c) for c in chunks]
 
 
 def request(**fields) -> ChatCompletionRequest:
@@ -154,3 +169,38 @@ def test_call_cut_off_by_max_tokens_is_not_shown_as_content():
     watcher = CallWatcher(HERMES)
     sent = watcher.feed(cut)
     assert sent + watcher.finish()[0] == "Checking. "
+
+
+def test_forced_call_cut_off_by_max_tokens_finishes_length_with_the_cut_call():
+    """A call cut off by max_tokens after a whole one finished "tool_calls" and was dropped."""
+    plan = plan_tools(request(tool_choice="required"), None)
+    whole = '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    cut = whole + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa'
+    message, reason = assistant_reply(plan, cut, "length")
+    assert reason == "length" and message.content is None
+    assert [(c.function.name, c.function.arguments) for c in message.tool_calls] == [
+        ("get_time", "{}"), ("get_weather", '{"city": "Pa')]
+    streamed = asyncio.run(stream(plan, [cut[:40], cut[40:]], "length"))
+    assert [c["choices"][0]["finish_reason"] for c in streamed if c["choices"]][-1] == "length"
+    arguments = {}
+    for chunk in streamed:
+        for call in chunk["choices"][0]["delta"].get("tool_calls", []):
+            arguments[call["index"]] = arguments.get(call["index"], "") + call["function"]["arguments"]
+    assert arguments == {0: "{}", 1: '{"city": "Pa'}
+    # Ended by the model, the same whole call is a plain tool_calls reply.
+    message, reason = assistant_reply(plan, whole, "stop")
+    assert reason == "tool_calls" and len(message.tool_calls) == 1
+
+
+def test_named_tool_choice_allows_one_call_unless_parallel_calls_are_asked_for(grammar_takes):
+    """A named tool_choice under the default parallel_tool_calls let the model repeat its call."""
+    named = {"type": "function", "function": {"name": "get_time"}}
+    one = '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    default = plan_tools(request(tool_choice=named), None)
+    assert grammar_takes(default.grammar, one)
+    assert not grammar_takes(default.grammar, one + "\n<tool_call>")
+    assert "several tools at once" not in default.messages[0].content
+    asked = plan_tools(request(tool_choice=named, parallel_tool_calls=True), None)
+    assert grammar_takes(asked.grammar, one + "\n" + one)
+    required = plan_tools(request(tool_choice="required"), None)
+    assert grammar_takes(required.grammar, one + "\n" + one)

@@ -26,7 +26,17 @@ from hearth.server.protocol import (
     ToolCall,
     ToolDefinition,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 def _id(prefix: str) -> str:
@@ -78,9 +88,45 @@ class FunctionCallOutput(BaseModel):
     output: str
 
 
+def _item_type(item: object) -> object:
+    # OpenAI lets a message leave out `"type": "message"`, and the openai-agents SDK and
+    # the AI SDK do: a discriminator that needs the key refused their every request.
+    if isinstance(item, dict):
+        return item.get("type", "message")
+    return getattr(item, "type", None)
+
+
 InputItem = Annotated[
-    InputMessage | FunctionCallItem | FunctionCallOutput, Field(discriminator="type")
+    Annotated[InputMessage, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutput, Tag("function_call_output")],
+    Discriminator(
+        _item_type,
+        custom_error_type="input_item_type",
+        custom_error_message="an input item's type must be message, function_call or "
+        "function_call_output",
+    ),
 ]
+
+
+def _item_errors(error: ValidationError) -> ValidationError:
+    """A list input's errors located as the client wrote the items: `input[0].role`.
+
+    pydantic locates an error by the union branches it went through (`str`, then the list
+    and the item's type), and the first one it lists, `input.str`, named the wrong field.
+    """
+    located = []
+    for line in error.errors():
+        branch, *where = line["loc"]
+        if not str(branch).startswith("list["):
+            continue  # the `str` branch: the client sent a list
+        # `where` is the item's position, its type's tag, then the path inside the item.
+        path = (*where, "type") if line["type"] == "input_item_type" else (
+            *where[:1], *where[2:])
+        # The message as pydantic wrote it (with no context it is not formatted again).
+        located.append({"type": PydanticCustomError(line["type"], line["msg"]), "loc": path,
+                        "input": line["input"]})
+    return ValidationError.from_exception_data(error.title, located) if located else error
 
 
 # -------------------------------------------------------------------------------- request
@@ -144,12 +190,19 @@ class ResponseRequest(RequestBody):
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
 
-    @field_validator("input")
+    @field_validator("input", mode="wrap")
     @classmethod
-    def _some_input(cls, value: str | list) -> str | list:
+    def _some_input(cls, value: object, handler: ValidatorFunctionWrapHandler) -> str | list:
         if isinstance(value, list) and not value:
             raise ValueError("input must hold at least one item")
-        return value
+        if not isinstance(value, str | list):
+            raise ValueError("input must be text or a list of input items")  # noqa: TRY004
+        try:
+            return handler(value)
+        except ValidationError as error:
+            if isinstance(value, list):
+                raise _item_errors(error) from None
+            raise
 
     def input_messages(self) -> list[ChatMessage]:
         """This request's own turns (instructions and input) as chat messages."""
@@ -182,7 +235,9 @@ class ResponseRequest(RequestBody):
             "max_tokens": self.max_output_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
-            "parallel_tool_calls": self.parallel_tool_calls,
+            # Only when sent: left out, a named tool_choice means one call.
+            "parallel_tool_calls": self.parallel_tool_calls
+            if "parallel_tool_calls" in self.model_fields_set else None,
             "response_format": self._response_format(),
             "truncation": self.truncation,
         }
