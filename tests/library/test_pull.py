@@ -103,6 +103,30 @@ def test_interrupted_pull_leaves_nothing_half_written(library, hub):
     assert [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 10_000] == []
 
 
+def test_interrupting_the_pull_of_a_checkpoint_stops_at_once(library, hub, tmp_path_factory):
+    """Ctrl-C did not stop `hearth pull` of a safetensors repository: snapshot_download's
+    worker thread kept waiting on the stalled download and the process would not exit."""
+    fake, _ = hub
+    fake.add("test/tiny-llama", tiny_checkpoint(tmp_path_factory))
+    fake.stall.add("model.safetensors")
+    # No read timeout: the stall lasts until the test ends, as a dead connection can.
+    process = library.popen("pull", "test/tiny-llama:q8_0", HF_HUB_DOWNLOAD_TIMEOUT="600")
+    try:
+        assert fake.stalled.wait(timeout=120), "the download never reached half-way"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        fake.release.set()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert b"Traceback" not in output, output.decode(errors="replace")
+    assert pulled(library) == {}
+    assert list((library.root / "data").rglob("*.gguf")) == []
+    cache = library.root / "hf"
+    assert [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 10_000] == []
+
+
 def test_dropped_connection_resumes_where_it_stopped(library, hub, hub_files):
     fake, _ = hub
     name = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
@@ -131,15 +155,20 @@ def test_rm_says_what_it_removes_and_frees_the_files(library):
                             "not a pulled model")
 
 
-def test_checkpoint_repository_is_converted_once(library, hub, tmp_path_factory):
+def tiny_checkpoint(tmp_path_factory) -> dict[str, Path]:
+    """A real tiny Llama checkpoint (tests/convert's builders), as a repository's files."""
     sys.path.insert(0, str(Path(__file__).parent.parent / "convert"))
     from checkpoint_builders import build_tiny, train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny-hub")
     spm = train_tokenizer(root / "spm")
     folder = build_tiny("llama", root / "tiny", spm, 320)
+    return {p.name: p for p in folder.iterdir() if p.is_file()}
+
+
+def test_checkpoint_repository_is_converted_once(library, hub, tmp_path_factory):
     fake, _ = hub
-    fake.add("test/tiny-llama", {p.name: p for p in folder.iterdir() if p.is_file()})
+    fake.add("test/tiny-llama", tiny_checkpoint(tmp_path_factory))
     first = library.hearth("pull", "test/tiny-llama:q8_0")
     assert first.returncode == 0, first.stderr
     entry = pulled(library)["tiny-llama-Q8_0"]
@@ -173,3 +202,4 @@ def test_config_model_is_pulled_on_first_use_and_served(library, tmp_path):
         assert card.model_extra["context_length"] == 1024 and card.model_extra["loaded"]
     finally:
         server.stop()
+
