@@ -71,6 +71,26 @@ class ModelNotFound(HearthError):
         )
 
 
+class ModelFileMissing(HearthError):
+    """A library model whose file is gone (its Hugging Face cache was cleaned).
+
+    404, not 500 or 503: nothing failed in the server and retrying will not help until
+    someone fetches the file again. A code of its own, not model_not_found, because the id
+    is right and the message says the one command that brings the model back.
+    """
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_file_missing"
+
+    def __init__(self, model: str, path: str, fetch_command: str) -> None:
+        super().__init__(
+            f"The model '{model}' is in the library but its file {path} is gone; "
+            f"`{fetch_command}` fetches it again.",
+            param="model",
+        )
+
+
 class NotFound(HearthError):
     status = 404
     type = "invalid_request_error"

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
 
+import httpx
 import openai
+import pytest
 from conftest import GGUF_REPO, SPLIT_REPO, Library, assert_one_line_failure
 
-from tests.conftest import start_server
+from tests.conftest import free_port, start_server
 
 
 def sha256(path: Path) -> str:
@@ -203,3 +206,39 @@ def test_config_model_is_pulled_on_first_use_and_served(library, tmp_path):
     finally:
         server.stop()
 
+
+def test_pulled_model_whose_file_vanished_is_reported_not_fatal(library, tmp_path):
+    """A pulled model whose file was cleaned from the HF cache stopped `hearth serve` at start
+    ("model file not found") and showed in `hearth list` as "None (pulled on first use)"."""
+    assert library.hearth("pull", GGUF_REPO).returncode == 0
+    gone = "SmolLM2-135M-Instruct-Q4_K_M"  # the first of the library: the default model
+    shutil.rmtree(library.root / "hf" / "hub")  # someone cleaned the Hugging Face cache
+    fetch = f"hearth pull {GGUF_REPO}:Q4_K_M"
+
+    listing = library.hearth("list")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith(gone))
+    assert "missing" in row and fetch in row and "None" not in row, row
+
+    asked = library.hearth("serve", "--model", gone, "--port", str(free_port()))
+    assert_one_line_failure(asked, gone, fetch)  # named on purpose: no other model instead
+
+    server = start_server(tmp_path, env=library.env)
+    try:
+        warnings = [line for line in server.log().splitlines()
+                    if line.startswith("WARNING") and gone in line]
+        assert len(warnings) == 1 and fetch in warnings[0], server.log()
+        assert "smollm2" in warnings[0] and "default" in warnings[0], warnings[0]
+        assert httpx.get(f"{server.url}/health").json()["default_model"] == "smollm2"
+        client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
+        assert client.models.retrieve(gone).model_extra["state"] == "missing"
+        with pytest.raises(openai.NotFoundError) as refused:
+            client.chat.completions.create(
+                model=gone, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        assert refused.value.code == "model_file_missing", refused.value
+        assert fetch in refused.value.message and refused.value.param == "model"
+        reply = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        assert reply.choices[0].message.content
+    finally:
+        server.stop()
