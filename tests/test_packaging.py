@@ -3,6 +3,8 @@ Dockerfile that lints clean."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -42,6 +44,54 @@ def test_wheel_installs_everything_under_hearth_and_nothing_bare(wheel):
 def test_console_script_is_hearth(wheel):
     entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
     assert "hearth = hearth.cli:main" in wheel.read(entry_points).decode()
+
+
+def _distribution(requirement: str) -> str:
+    """`llama-cpp-python[server]==0.3.36` -> `llama-cpp-python` (PEP 503 normalized)."""
+    name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(c, ast.Name) and c.id in ("ImportError", "ModuleNotFoundError")
+               for c in caught)
+
+
+def _imports(node: ast.AST, where: str = "module"):
+    """(top-level module, where): "module" at import time, "function" when a call imports it,
+    "optional" inside a try that handles its ImportError."""
+    for child in ast.iter_child_nodes(node):
+        inner = where
+        if isinstance(child, ast.Try) and any(map(_catches_import_error, child.handlers)):
+            inner = "optional"
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and where == "module":
+            inner = "function"
+        if isinstance(child, ast.Import):
+            yield from ((alias.name.split(".")[0], where) for alias in child.names)
+        elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+            yield child.module.split(".")[0], where
+        yield from _imports(child, inner)
+
+
+def test_every_third_party_import_is_declared():
+    """server/registry.py and server/settings.py imported psutil, which pyproject.toml did not
+    declare, so a plain install's hearth died at start."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    core = {_distribution(r) for r in project["dependencies"]}
+    extras = {_distribution(r) for group, requirements in project["optional-dependencies"].items()
+              if group != "dev" for r in requirements}
+    owners = importlib.metadata.packages_distributions()
+    undeclared = []
+    for folder in ("hearth", "server", "prompts", "convert"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for module, where in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+                if module in sys.stdlib_module_names or module == "hearth" or where == "optional":
+                    continue
+                found = {_distribution(d) for d in owners.get(module, [module])}
+                if not found & (core if where == "module" else core | extras):
+                    undeclared.append(f"{path.relative_to(REPO)}: {module} ({where})")
+    assert undeclared == []
 
 
 @pytest.mark.slow
