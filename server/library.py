@@ -201,7 +201,8 @@ class ModelLibrary:
 
         def add(spec: ModelSpec) -> None:
             if spec.id in found:
-                if found[spec.id].path != spec.path:
+                # A config model's pulled file that is gone stays in pulled.json under its id.
+                if found[spec.id].path != spec.path and not spec.missing:
                     log.warning("model id %s found twice; keeping %s", spec.id, found[spec.id].path)
                 return
             found[spec.id] = spec

@@ -242,3 +242,29 @@ def test_pulled_model_whose_file_vanished_is_reported_not_fatal(library, tmp_pat
         assert reply.choices[0].message.content
     finally:
         server.stop()
+
+
+def test_config_model_whose_pulled_file_vanished_is_pulled_again_on_first_use(library, tmp_path):
+    """A config model's pulled file that was cleaned from the HF cache stayed recorded as its
+    file, so its first use failed to load it instead of pulling it again."""
+    config = tmp_path / "hearth.toml"
+    config.write_text(f'[[models]]\nid = "remote"\nhf = "{GGUF_REPO}:Q4_1"\n')
+    assert library.hearth("pull", f"{GGUF_REPO}:Q4_1").returncode == 0
+    pulled_entry = pulled(library)["SmolLM2-135M-Instruct-Q4_1"]
+    library.manifest.write_text(json.dumps({"models": [{**pulled_entry, "id": "remote"}]}))
+    shutil.rmtree(library.root / "hf" / "hub")
+    listing = library.hearth("list", "--config", str(config))
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("remote"))
+    assert f"{GGUF_REPO}:Q4_1 (pulled on first use)" in row, row
+    assert "found twice" not in listing.stderr, listing.stderr
+    server = start_server(tmp_path, "--config", str(config), "--model", "smollm2",
+                          env=library.env)
+    try:
+        client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
+        reply = client.chat.completions.create(
+            model="remote", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        assert reply.model == "remote" and reply.choices[0].message.content
+        assert Path(pulled(library)["remote"]["path"]).is_file()
+    finally:
+        server.stop()
