@@ -58,8 +58,15 @@ def _run_list(args: argparse.Namespace) -> int:
         return 1
     rows = [("ID", "ARCH", "QUANT", "SIZE", "CONTEXT", "WHERE")]
     for spec in library.specs:
-        if spec.path is None or not spec.path.is_file():
+        if spec.missing:
+            rows.append((spec.id, "-", "-", "-", "-",
+                         f"{spec.path}  [missing: `{spec.fetch_command}` fetches it again]"))
+            continue
+        if spec.path is None:
             rows.append((spec.id, "-", "-", "-", "-", f"{spec.hf} (pulled on first use)"))
+            continue
+        if not spec.path.is_file():
+            rows.append((spec.id, "-", "-", "-", "-", f"{spec.path}  [file not found]"))
             continue
         try:
             facts = gguf_facts(spec.path)

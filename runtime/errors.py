@@ -61,6 +61,23 @@ class ModelNotFound(HearthError):
         )
 
 
+class ModelFileMissing(HearthError):
+    """A library model whose file is gone (its Hugging Face cache was cleaned).
+
+    The id is right, so this is not ModelNotFound; nothing failed in the server, and
+    retrying will not help until someone fetches the file again, which the message says how.
+    """
+
+    code = "model_file_missing"
+
+    def __init__(self, model: str, path: str, fetch_command: str) -> None:
+        super().__init__(
+            f"The model '{model}' is in the library but its file {path} is gone; "
+            f"`{fetch_command}` fetches it again.",
+            param="model",
+        )
+
+
 class NotFound(HearthError):
     """Something other than a model that the request names is not here."""
 

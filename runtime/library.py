@@ -53,6 +53,17 @@ class ModelSpec:
     hf: str | None = None  # "repo[:QUANT]" for such a model
     lora: Path | None = None  # a GGUF LoRA adapter applied on top of `path`
     lora_scale: float = 1.0
+    pulled_as: str | None = None  # "repo[:QUANT]" for a model `hearth pull` fetched
+
+    @property
+    def missing(self) -> bool:
+        """A pulled model whose file is gone (someone cleaned the Hugging Face cache)."""
+        return self.pulled_as is not None and self.path is not None and not self.path.is_file()
+
+    @property
+    def fetch_command(self) -> str | None:
+        """The command that fetches a pulled model's file again."""
+        return f"hearth pull {self.pulled_as}" if self.pulled_as else None
 
 
 @dataclass(frozen=True)
@@ -178,7 +189,8 @@ class ModelLibrary:
 
     @property
     def default(self) -> ModelSpec:
-        return self.specs[0]
+        """The first model whose file is there: a missing one must not stop the server."""
+        return next((spec for spec in self.specs if not spec.missing), self.specs[0])
 
     def get(self, model_id: str) -> ModelSpec | None:
         return next((spec for spec in self.specs if spec.id == model_id), None)
@@ -189,7 +201,8 @@ class ModelLibrary:
 
         def add(spec: ModelSpec) -> None:
             if spec.id in found:
-                if found[spec.id].path != spec.path:
+                # A config model's pulled file that is gone stays in pulled.json under its id.
+                if found[spec.id].path != spec.path and not spec.missing:
                     log.warning("model id %s found twice; keeping %s", spec.id, found[spec.id].path)
                 return
             found[spec.id] = spec
@@ -198,7 +211,7 @@ class ModelLibrary:
         others += _bundled(settings)
         first = _chosen(settings, others)
         chosen = ([first] if first else []) + others
-        adapted = _with_lora(settings, chosen[0] if chosen else None)
+        adapted = _with_lora(settings, next((s for s in chosen if not s.missing), None))
         for spec in ([adapted] if adapted else []) + chosen:
             add(spec)
         return cls(list(found.values()))
@@ -207,10 +220,14 @@ class ModelLibrary:
 def _chosen(settings: ModelSettings, others: list[ModelSpec]) -> ModelSpec | None:
     """The model --model names (an id of the library, else a file), renamed by --alias."""
     if not settings.model:
-        if not settings.alias or not others:
+        present = [spec for spec in others if not spec.missing]
+        if not settings.alias or not present:
             return None
-        return replace(others[0], id=settings.alias)  # --alias alone names the default model
+        return replace(present[0], id=settings.alias)  # --alias alone names the default model
     known = next((spec for spec in others if spec.id == settings.model), None)
+    if known is not None and known.missing:  # asked for by name: serving another would mislead
+        raise FileNotFoundError(f"model {known.id}: its file {known.path} is gone; "
+                                f"`{known.fetch_command}` fetches it again")
     if known is not None:
         return replace(known, id=settings.alias) if settings.alias else known
     path = settings.model_file()  # FileNotFoundError with a one-line reason
@@ -242,7 +259,8 @@ def _from_entry(settings: ModelSettings, entry: ModelEntry) -> ModelSpec:
     scale = 1.0 if entry.lora_scale is None else entry.lora_scale
     if entry.hf is not None:
         pulled = PulledManifest(settings.library_dir).find(entry.id)
-        path = Path(pulled.path) if pulled else None
+        # A pulled file that is gone is pulled again on first use, like one never pulled.
+        path = Path(pulled.path) if pulled and Path(pulled.path).is_file() else None
         return ModelSpec(entry.id, "config", path, own, hf=entry.hf, lora=lora, lora_scale=scale)
     path = _in_models_dir_or_as_is(settings, entry.path or "")
     return ModelSpec(entry.id, "config", path, own, lora=lora, lora_scale=scale)
@@ -273,7 +291,8 @@ def _is_adapter(path: Path) -> bool:
 
 def _pulled(settings: ModelSettings) -> list[ModelSpec]:
     return [
-        ModelSpec(entry.id, f"pulled from {entry.repo}", Path(entry.path), settings)
+        ModelSpec(entry.id, f"pulled from {entry.repo}", Path(entry.path), settings,
+                  pulled_as=entry.repo if entry.quant == "?" else f"{entry.repo}:{entry.quant}")
         for entry in PulledManifest(settings.library_dir).entries()
     ]
 

@@ -117,7 +117,7 @@ def _pull(ref: ModelRef, settings: ModelSettings) -> PulledModel:
         raise PullError(f"{ref.repo} is a LoRA adapter, not a model: `hearth convert {ref.repo}` "
                         "makes its GGUF, which `hearth serve --lora` serves on its base")
     elif any(name.endswith(".safetensors") for name in names):
-        entry = _pull_and_convert(ref, revision, names, settings)
+        entry = _pull_and_convert(ref, revision, settings)
     else:
         raise PullError(f"{ref.repo} has neither GGUF nor safetensors files")
     PulledManifest(settings.library_dir).add(entry)
@@ -133,20 +133,20 @@ def _quant_of(name: str) -> str:
     return "?"
 
 
-def _pull_and_convert(ref: ModelRef, revision: str, names: list[str],
-                      settings: ModelSettings) -> PulledModel:
+def _pull_and_convert(ref: ModelRef, revision: str, settings: ModelSettings) -> PulledModel:
     from hearth.convert.converter import convert_checkpoint
-    from hearth.convert.hub import files_to_fetch
+    from hearth.convert.hub import fetch_checkpoint
     from hearth.convert.quantize import OUT_TYPES
-    from huggingface_hub import snapshot_download
 
     quant = (ref.quant or DEFAULT_QUANT).lower()
     out_type = OUT_TYPES.get(quant)
     if out_type is None:
         raise PullError(f"cannot convert to {ref.quant}; choose one of: "
                         f"{', '.join(t.upper() for t in OUT_TYPES)}")
-    files = files_to_fetch(ref.repo, names)  # the weights once, not in every framework's format
-    folder = Path(snapshot_download(ref.repo, revision=revision, allow_patterns=files))
+    # `hearth convert`'s fetch (the weights once, config, tokenizer), not snapshot_download:
+    # that one downloads in worker threads, which Ctrl-C does not stop, so a stalled
+    # download kept the pull from exiting until huggingface-hub gave up on it.
+    folder = fetch_checkpoint(ref.repo, revision).folder
     name = ref.repo.split("/")[1]
     model_id = f"{name}-{quant.upper()}"
     output = settings.library_dir / "converted" / f"{model_id}.gguf"

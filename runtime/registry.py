@@ -14,6 +14,9 @@ Loading rules, and why:
 - A model idle for `keep_alive` seconds is unloaded (0 keeps models loaded).
 - A model that fails to load answers that failure for its own requests; the next request
   tries again (the file may have been fixed), and every other model keeps serving.
+- A pulled model whose file is gone is "missing": a warning at start, a 404 naming the
+  command that fetches it again for its requests (checked at each load, so a pull while the
+  server runs brings it back), and the next model is the default.
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ import psutil
 from hearth.engine.base import Engine, EngineOptions, ModelInfo, SamplingParams
 from hearth.prompts import TEMPLATE, bundled_prompts, load_chat_format
 from hearth.prompts.base import ChatFormat, ModelTemplate
-from hearth.runtime.errors import HearthError, ModelLoadFailed, ModelNotFound, Overloaded
+from hearth.runtime.errors import (
+    HearthError,
+    ModelFileMissing,
+    ModelLoadFailed,
+    ModelNotFound,
+    Overloaded,
+)
 from hearth.runtime.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
 from hearth.runtime.settings import ModelSettings
 
@@ -40,7 +49,7 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[[EngineOptions], Engine]
 Puller = Callable[[ModelSpec], str]  # fetches a config model's `hf` repo; returns its path
 
-State = Literal["unloaded", "loading", "loaded", "failed"]
+State = Literal["unloaded", "loading", "loaded", "failed", "missing"]
 
 # Resident models by default: as many as the free memory holds, never more than this.
 MAX_LOADED_BY_DEFAULT = 3
@@ -122,6 +131,21 @@ class ModelRegistry:
         self.keep_alive = keep_alive
         self._load_lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        for entry in self._entries.values():
+            if entry.spec.missing:
+                self._mark_missing(entry)
+                instead = (f"; serving {self._default} as the default model instead"
+                           if entry.spec is library.specs[0] else "")
+                log.warning("model %s: its file %s is gone; `%s` fetches it again%s",
+                            entry.spec.id, entry.spec.path, entry.spec.fetch_command, instead)
+
+    @staticmethod
+    def _mark_missing(entry: _Entry) -> ModelFileMissing:
+        spec = entry.spec
+        assert spec.fetch_command is not None
+        error = ModelFileMissing(spec.id, str(spec.path), spec.fetch_command)
+        entry.state, entry.error = "missing", error.message
+        return error
 
     # ---- ids ----------------------------------------------------------------------------
 
@@ -238,6 +262,8 @@ class ModelRegistry:
         async with self._load_lock:
             if entry.state == "loaded":
                 return  # another request loaded it while this one waited
+            if entry.spec.missing:
+                raise self._mark_missing(entry)
             await self._make_room(entry)
             await self._load(entry)
 

@@ -90,11 +90,13 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
-    """Start `hearth serve` on a free port and wait until /health says ok."""
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
+                 hearth: list[str] | None = None) -> RunningServer:
+    """Start `hearth serve` (this checkout's, or the `hearth` command given) on a free port and
+    wait until /health says ok."""
     port = free_port()
     log_path = tmp / f"serve-{port}.log"
-    command = [sys.executable, "-m", "hearth", "serve", "--port", str(port), *args]
+    command = [*(hearth or [sys.executable, "-m", "hearth"]), "serve", "--port", str(port), *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -278,7 +278,7 @@ function modelState(id) {
   return state.models.find((m) => m.id === id)?.state ?? "loaded";
 }
 
-const STATE_NOTES = { loaded: "loaded", loading: "loading…", unloaded: "not loaded", failed: "failed to load" };
+const STATE_NOTES = { loaded: "loaded", loading: "loading…", unloaded: "not loaded", failed: "failed to load", missing: "file missing" };
 
 // One group a model, its chat formats inside, labelled with whether the model is resident.
 function modelGroups(cards) {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,11 +34,24 @@ class Library:
             env={**self.env, **env}, cwd=self.root, timeout=timeout, check=False,
         )
 
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "hearth", *args], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=self.env, cwd=self.root,
-        )
+    def popen(self, *args: str, **env: str) -> subprocess.Popen:
+        """`hearth ARGS` running, as a terminal starts it: with Ctrl-C (SIGINT) at its default.
+
+        A test run started in the background by a non-interactive shell (`make test &`,
+        nohup, some CI runners) has SIGINT ignored, children inherit that, and Python then
+        never raises KeyboardInterrupt: the interrupt tests timed out while huggingface-hub
+        retried the stalled download. exec keeps an ignored signal ignored but resets a
+        handled one to its default, so SIGINT is handled here while the child starts (not
+        preexec_fn, which is unsafe beside the fake Hub's threads).
+        """
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "hearth", *args], stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, env={**self.env, **env}, cwd=self.root,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     @property
     def manifest(self) -> Path:

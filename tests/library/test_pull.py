@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
 
+import httpx
 import openai
+import pytest
 from conftest import GGUF_REPO, SPLIT_REPO, Library, assert_one_line_failure
 
-from tests.conftest import start_server
+from tests.conftest import free_port, start_server
 
 
 def sha256(path: Path) -> str:
@@ -103,6 +106,30 @@ def test_interrupted_pull_leaves_nothing_half_written(library, hub):
     assert [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 10_000] == []
 
 
+def test_interrupting_the_pull_of_a_checkpoint_stops_at_once(library, hub, tmp_path_factory):
+    """Ctrl-C did not stop `hearth pull` of a safetensors repository: snapshot_download's
+    worker thread kept waiting on the stalled download and the process would not exit."""
+    fake, _ = hub
+    fake.add("test/tiny-llama", tiny_checkpoint(tmp_path_factory))
+    fake.stall.add("model.safetensors")
+    # No read timeout: the stall lasts until the test ends, as a dead connection can.
+    process = library.popen("pull", "test/tiny-llama:q8_0", HF_HUB_DOWNLOAD_TIMEOUT="600")
+    try:
+        assert fake.stalled.wait(timeout=120), "the download never reached half-way"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        fake.release.set()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert b"Traceback" not in output, output.decode(errors="replace")
+    assert pulled(library) == {}
+    assert list((library.root / "data").rglob("*.gguf")) == []
+    cache = library.root / "hf"
+    assert [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 10_000] == []
+
+
 def test_dropped_connection_resumes_where_it_stopped(library, hub, hub_files):
     fake, _ = hub
     name = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
@@ -131,15 +158,20 @@ def test_rm_says_what_it_removes_and_frees_the_files(library):
                             "not a pulled model")
 
 
-def test_checkpoint_repository_is_converted_once(library, hub, tmp_path_factory):
+def tiny_checkpoint(tmp_path_factory) -> dict[str, Path]:
+    """A real tiny Llama checkpoint (tests/convert's builders), as a repository's files."""
     sys.path.insert(0, str(Path(__file__).parent.parent / "convert"))
     from checkpoint_builders import build_tiny, train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny-hub")
     spm = train_tokenizer(root / "spm")
     folder = build_tiny("llama", root / "tiny", spm, 320)
+    return {p.name: p for p in folder.iterdir() if p.is_file()}
+
+
+def test_checkpoint_repository_is_converted_once(library, hub, tmp_path_factory):
     fake, _ = hub
-    fake.add("test/tiny-llama", {p.name: p for p in folder.iterdir() if p.is_file()})
+    fake.add("test/tiny-llama", tiny_checkpoint(tmp_path_factory))
     first = library.hearth("pull", "test/tiny-llama:q8_0")
     assert first.returncode == 0, first.stderr
     entry = pulled(library)["tiny-llama-Q8_0"]
@@ -171,5 +203,68 @@ def test_config_model_is_pulled_on_first_use_and_served(library, tmp_path):
         assert "remote" in pulled(library)
         card = client.models.retrieve("remote")
         assert card.model_extra["context_length"] == 1024 and card.model_extra["loaded"]
+    finally:
+        server.stop()
+
+
+def test_pulled_model_whose_file_vanished_is_reported_not_fatal(library, tmp_path):
+    """A pulled model whose file was cleaned from the HF cache stopped `hearth serve` at start
+    ("model file not found") and showed in `hearth list` as "None (pulled on first use)"."""
+    assert library.hearth("pull", GGUF_REPO).returncode == 0
+    gone = "SmolLM2-135M-Instruct-Q4_K_M"  # the first of the library: the default model
+    shutil.rmtree(library.root / "hf" / "hub")  # someone cleaned the Hugging Face cache
+    fetch = f"hearth pull {GGUF_REPO}:Q4_K_M"
+
+    listing = library.hearth("list")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith(gone))
+    assert "missing" in row and fetch in row and "None" not in row, row
+
+    asked = library.hearth("serve", "--model", gone, "--port", str(free_port()))
+    assert_one_line_failure(asked, gone, fetch)  # named on purpose: no other model instead
+
+    server = start_server(tmp_path, env=library.env)
+    try:
+        warnings = [line for line in server.log().splitlines()
+                    if line.startswith("WARNING") and gone in line]
+        assert len(warnings) == 1 and fetch in warnings[0], server.log()
+        assert "smollm2" in warnings[0] and "default" in warnings[0], warnings[0]
+        assert httpx.get(f"{server.url}/health").json()["default_model"] == "smollm2"
+        client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
+        assert client.models.retrieve(gone).model_extra["state"] == "missing"
+        with pytest.raises(openai.NotFoundError) as refused:
+            client.chat.completions.create(
+                model=gone, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        assert refused.value.code == "model_file_missing", refused.value
+        assert fetch in refused.value.message and refused.value.param == "model"
+        reply = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        assert reply.choices[0].message.content
+    finally:
+        server.stop()
+
+
+def test_config_model_whose_pulled_file_vanished_is_pulled_again_on_first_use(library, tmp_path):
+    """A config model's pulled file that was cleaned from the HF cache stayed recorded as its
+    file, so its first use failed to load it instead of pulling it again."""
+    config = tmp_path / "hearth.toml"
+    config.write_text(f'[[models]]\nid = "remote"\nhf = "{GGUF_REPO}:Q4_1"\n')
+    assert library.hearth("pull", f"{GGUF_REPO}:Q4_1").returncode == 0
+    pulled_entry = pulled(library)["SmolLM2-135M-Instruct-Q4_1"]
+    library.manifest.write_text(json.dumps({"models": [{**pulled_entry, "id": "remote"}]}))
+    shutil.rmtree(library.root / "hf" / "hub")
+    listing = library.hearth("list", "--config", str(config))
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("remote"))
+    assert f"{GGUF_REPO}:Q4_1 (pulled on first use)" in row, row
+    assert "found twice" not in listing.stderr, listing.stderr
+    server = start_server(tmp_path, "--config", str(config), "--model", "smollm2",
+                          env=library.env)
+    try:
+        client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
+        reply = client.chat.completions.create(
+            model="remote", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        assert reply.model == "remote" and reply.choices[0].message.content
+        assert Path(pulled(library)["remote"]["path"]).is_file()
     finally:
         server.stop()

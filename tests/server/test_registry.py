@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
-from hearth.runtime.errors import ModelLoadFailed, ModelNotFound, Overloaded
+from hearth.runtime.errors import ModelFileMissing, ModelLoadFailed, ModelNotFound, Overloaded
+from hearth.runtime.library import ModelLibrary, ModelSpec
+from hearth.runtime.registry import ModelRegistry
+from hearth.runtime.settings import ModelSettings
 
 from .scripted_engine import ScriptedEngine, scripted_registry
 
@@ -133,3 +137,28 @@ def test_unknown_ids_and_formats_are_not_found():
                     pass
 
     run(scenario())
+
+
+def test_a_pulled_model_whose_file_is_gone_is_missing_until_pulled_again(tmp_path: Path):
+    """A pulled model whose file was deleted stopped the server at start; now the next model is
+    the default and the missing one answers with the command that fetches it again."""
+    settings = ModelSettings.load({})
+    gone = tmp_path / "gone.gguf"
+    specs = [ModelSpec("gone", "pulled", gone, settings, pulled_as="o/m:Q4_K_M"),
+             ModelSpec("here", "test", tmp_path / "here.gguf", settings)]
+    engines = {"gone": CountingEngine(), "here": CountingEngine()}
+    registry = ModelRegistry(ModelLibrary(specs), lambda opts: engines[opts.name],
+                             max_loaded=2, keep_alive=0)
+    assert registry.default_id == "here"
+
+    async def scenario() -> None:
+        with pytest.raises(ModelFileMissing, match="`hearth pull o/m:Q4_K_M`"):
+            async with registry.acquire("gone"):
+                pass
+        assert registry.health()["models"]["gone"]["state"] == "missing"
+        gone.write_bytes(b"GGUF")  # pulled again while the server runs
+        async with registry.acquire("gone") as handle:
+            assert handle.model == "gone"
+
+    run(scenario())
+    assert engines["gone"].starts == 1

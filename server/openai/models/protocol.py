@@ -22,7 +22,7 @@ class ModelCard(BaseModel):
     prompt: str | None = Field(default=None, description="The chat format this id applies.")
     context_length: int | None = None
     loaded: bool | None = Field(default=None, description="Whether the model is resident.")
-    state: Literal["unloaded", "loading", "loaded", "failed"] | None = None
+    state: Literal["unloaded", "loading", "loaded", "failed", "missing"] | None = None
     # ---- end of Hearth extensions ------------------------------------------------------
 
     @classmethod
