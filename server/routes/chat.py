@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import ChatPolicy, collect_all, prepare_chat
+from hearth.server.generation import ChatPolicy, PreparedGeneration, collect_all, prepare_chat
 from hearth.server.logprobs import chat_logprobs
 from hearth.server.protocol import (
     DROPPED_MESSAGES_HEADER,
@@ -11,6 +11,7 @@ from hearth.server.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
 )
+from hearth.server.registry import ModelRegistry
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import chat_chunks, event_stream, usage_of
 from hearth.server.state import Registry, server_state
@@ -23,8 +24,9 @@ router = APIRouter()
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, registry: Registry
 ) -> ChatCompletion | Response:
-    async with registry.acquire(body.model) as handle:
-        prepared = await prepare_chat(handle, body, ChatPolicy.of(server_state(request).settings))
+    # A client that hangs up while its request waits for the model leaves the model queue.
+    policy = ChatPolicy.of(server_state(request).settings)
+    prepared = await unless_disconnected(request, _prepared(registry, body, policy))
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         return event_stream(chat_chunks(prepared, body.include_usage()), headers=headers)
@@ -44,3 +46,10 @@ async def create_chat_completion(
     response = Response(completion.model_dump_json(), media_type="application/json")
     response.headers.update(headers)
     return response
+
+
+async def _prepared(
+    registry: ModelRegistry, body: ChatCompletionRequest, policy: ChatPolicy
+) -> PreparedGeneration:
+    async with registry.acquire(body.model) as handle:
+        return await prepare_chat(handle, body, policy)

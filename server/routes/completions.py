@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.server.generation import collect_all, prepare_completion
+from hearth.server.generation import PreparedGeneration, collect_all, prepare_completion
 from hearth.server.logprobs import completion_logprobs
 from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
+from hearth.server.registry import ModelRegistry
 from hearth.server.routes.disconnect import unless_disconnected
 from hearth.server.sse import completion_chunks, event_stream, usage_of
 from hearth.server.state import Registry
@@ -17,8 +18,8 @@ router = APIRouter()
 async def create_completion(
     body: CompletionRequest, request: Request, registry: Registry
 ) -> Completion | Response:
-    async with registry.acquire(body.model) as handle:
-        prepared = await prepare_completion(handle, body)
+    # A client that hangs up while its request waits for the model leaves the model queue.
+    prepared = await unless_disconnected(request, _prepared(registry, body))
     echo = body.prompt_text() if body.echo else ""
     if body.stream:
         return event_stream(completion_chunks(prepared, body.include_usage(), echo))
@@ -38,3 +39,8 @@ async def create_completion(
         choices=choices,
         usage=usage_of(*(whole.finished for whole in collected)),
     )
+
+
+async def _prepared(registry: ModelRegistry, body: CompletionRequest) -> PreparedGeneration:
+    async with registry.acquire(body.model) as handle:
+        return await prepare_completion(handle, body)
