@@ -26,7 +26,8 @@ async def create_response(
     store = _store(request)
     policy = ChatPolicy.of(server_state(request).settings)
     if body.stream:
-        prepared, conversation = await serving.start(registry, store, body, policy)
+        prepared, conversation = await unless_disconnected(
+            request, serving.start(registry, store, body, policy))
         return EventSourceResponse(
             serving.events(body, prepared, store, conversation), sep="\n", ping=15)
     return await unless_disconnected(
