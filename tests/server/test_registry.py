@@ -284,3 +284,28 @@ def test_unknown_ids_and_formats_are_not_found():
                     pass
 
     run(scenario())
+
+
+def test_a_request_cancelled_while_its_model_loads_leaves_the_model_loaded():
+    """A request cancelled mid-load cut the load short and left its model 'loading' for good,
+    so the next request started a second engine."""
+    engines = {"a": CountingEngine(), "b": CountingEngine()}
+    registry = scripted_registry(engines, max_loaded=2, keep_alive=0)
+
+    async def scenario() -> None:
+        b = asyncio.create_task(use(registry, "b", []))
+        deadline = time.monotonic() + 30
+        while registry.health()["models"]["b"]["state"] != "loading":
+            assert time.monotonic() < deadline and not b.done()
+            await asyncio.sleep(0.001)
+        b.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await b
+        while registry.health()["models"]["b"]["state"] != "loaded":
+            assert time.monotonic() < deadline, registry.health()
+            await asyncio.sleep(0.01)
+        async with registry.acquire("b") as handle:
+            assert handle.model == "b"
+
+    run(scenario())
+    assert engines["b"].starts == 1
