@@ -18,5 +18,7 @@ def build_registry(settings: ModelSettings) -> ModelRegistry:
         LlamaEngine,
         max_loaded=getattr(settings, "max_loaded_models", None),
         keep_alive=keep_alive,
+        max_queue=getattr(settings, "max_queue", 64),
+        load_timeout=getattr(settings, "load_timeout", 300.0),
         puller=lambda spec: pull_for_config(spec, settings),
     )

@@ -9,8 +9,14 @@ Loading rules, and why:
   that load instead of starting another: two loads of one model would double its memory.
 - At most `max_loaded` models are resident. To load another, the least recently used
   *idle* model is unloaded; a model with requests in flight (or being prepared) is never
-  unloaded under them. When every resident model is busy the request is refused with 503
-  and Retry-After rather than queued behind an unknown amount of work.
+  unloaded under them. When every resident model is busy the request waits until one is
+  idle, as Ollama's do, rather than failing.
+- Waiting requests form one queue, in arrival order across models. While any request
+  waits, new ones queue behind it even for a resident model: otherwise a steady stream of
+  requests for a busy model A keeps it busy and a request for B waits forever. The queue
+  holds at most `max_queue` requests (beyond it, 503 with Retry-After), and a request that
+  waits `load_timeout` seconds gives up with 503 and Retry-After. A cancelled request (its
+  client hung up) leaves the queue.
 - A model idle for `keep_alive` seconds is unloaded (0 keeps models loaded).
 - A model that fails to load answers that failure for its own requests; the next request
   tries again (the file may have been fixed), and every other model keeps serving.
@@ -42,6 +48,7 @@ from hearth.runtime.errors import (
     Overloaded,
 )
 from hearth.runtime.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
+from hearth.runtime.model_queue import ModelQueue
 from hearth.runtime.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -120,6 +127,8 @@ class ModelRegistry:
         *,
         max_loaded: int | None = None,
         keep_alive: float = 300.0,
+        max_queue: int = 64,
+        load_timeout: float = 300.0,
         puller: Puller | None = None,
     ) -> None:
         self._entries = {spec.id: _Entry(spec) for spec in library.specs}
@@ -129,6 +138,7 @@ class ModelRegistry:
         self._puller = puller
         self.max_loaded = max_loaded or default_max_loaded(library.specs)
         self.keep_alive = keep_alive
+        self._queue = ModelQueue(max_queue, load_timeout)
         self._load_lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         for entry in self._entries.values():
@@ -218,18 +228,45 @@ class ModelRegistry:
         """The model behind `model_id`, loaded, and kept loaded while the block runs.
 
         Submit the request inside the block: from then on the engine's own count of active
-        requests keeps the model resident.
+        requests keeps the model resident. Cancel the task to give up a place in the queue.
         """
         entry, variant = self._split(model_id)
-        entry.pins += 1
+        await self._take_turn(entry)
         try:
-            if entry.state != "loaded":
-                await self._ensure_loaded(entry)
             entry.last_used = time.monotonic()
             yield self._handle(entry, model_id, variant)
         finally:
             entry.pins -= 1
             entry.last_used = time.monotonic()
+            self._queue.wake()
+
+    async def _take_turn(self, entry: _Entry) -> None:
+        """Return with `entry` pinned and loaded, after the requests queued before this one."""
+        if self._queue.empty and entry.state == "loaded":
+            entry.pins += 1
+            return
+        async with self._queue.turn(entry.spec.id, lambda: self._has_room(entry)):
+            entry.pins += 1
+            try:
+                if entry.state != "loaded":
+                    await self._shielded_load(entry)
+            except BaseException:
+                entry.pins -= 1
+                raise
+
+    def _has_room(self, entry: _Entry) -> bool:
+        """`entry` is resident, or loading it now unloads at most idle models."""
+        if entry.state == "loaded":
+            return True
+        others = [e for e in self._entries.values() if e.engine is not None and e is not entry]
+        return sum(e.busy for e in others) < self.max_loaded
+
+    async def _shielded_load(self, entry: _Entry) -> None:
+        # A request cancelled mid-load (its client left) must not cut the load short: a
+        # half-started engine would stay "loading" for good. The load finishes on its own.
+        load = asyncio.ensure_future(self._ensure_loaded(entry))
+        load.add_done_callback(_retrieve)
+        await asyncio.shield(load)
 
     def _handle(self, entry: _Entry, model_id: str, variant: str | None) -> ModelHandle:
         assert entry.engine is not None
@@ -323,6 +360,7 @@ class ModelRegistry:
         entry.formats.clear()
         if engine is not None:
             await engine.close()
+        self._queue.wake()
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -376,7 +414,7 @@ class ModelRegistry:
                 report.update(entry.engine.load())
             models[entry.spec.id] = report
         return {"default_model": self._default, "max_loaded_models": self.max_loaded,
-                "models": models}
+                "model_queue": self._queue.waiting, "models": models}
 
 
 def _model_template(info: ModelInfo, settings: ModelSettings) -> ModelTemplate | None:
@@ -396,6 +434,12 @@ def _variant_prompt(model_id: str, entry: _Entry) -> str | None:
     if base == entry.spec.id and variant:
         return variant
     return entry.spec.settings.prompt
+
+
+def _retrieve(load: asyncio.Future[None]) -> None:
+    """A load whose request was cancelled: its failure is logged by _load, not re-raised."""
+    if not load.cancelled():
+        load.exception()
 
 
 def _one_line(error: Exception) -> str:

@@ -302,7 +302,8 @@ class ServerSettings(ModelSettings):
         default=None, description="Require this key as 'Authorization: Bearer KEY'."
     )
     max_queue: int = Field(
-        default=64, ge=0, description="Requests that may wait for a slot; beyond it, 503."
+        default=64, ge=0, description="Requests that may wait for a slot, and requests that "
+        "may wait for their model to be loaded; beyond either, 503."
     )
     max_messages: int = Field(
         default=2048, ge=1, description="Most messages one chat request may carry (400)."
@@ -319,6 +320,13 @@ class ServerSettings(ModelSettings):
     keep_alive: str = Field(
         default="5m",
         description="Unload a model idle this long (30s, 5m, 1h; 0 = never).",
+    )
+    load_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a request may wait for its model's turn: for a busy loaded model "
+        "to become idle so that its own can load (--max-loaded-models), or behind requests that "
+        "do; beyond it, 503.",
     )
     cors_origins: str | None = Field(
         default=None,

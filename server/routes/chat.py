@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.runtime.pipeline import ChatPolicy, collect_all, prepare_chat
+from hearth.runtime.observer import GenerationObserver
+from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect_all, prepare_chat
+from hearth.runtime.registry import ModelRegistry
 from hearth.server.access_log import observer_of
 from hearth.server.disconnect import unless_disconnected
 from hearth.server.logprobs import chat_logprobs
@@ -26,10 +28,11 @@ async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, registry: Registry
 ) -> ChatCompletion | Response:
     state = server_state(request)
-    async with registry.acquire(body.model) as handle:
-        prepared = await prepare_chat(
-            handle, body, ChatPolicy.of(state.settings), observer_of(request)
-        )
+    # A client that hangs up while its request waits for the model leaves the model queue.
+    policy = ChatPolicy.of(state.settings)
+    prepared = await unless_disconnected(
+        request, _prepared(registry, body, policy, observer_of(request))
+    )
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
     if body.stream:
         chunks = chat_chunks(prepared, body.include_usage())
@@ -50,3 +53,13 @@ async def create_chat_completion(
     response = Response(completion.model_dump_json(), media_type="application/json")
     response.headers.update(headers)
     return response
+
+
+async def _prepared(
+    registry: ModelRegistry,
+    body: ChatCompletionRequest,
+    policy: ChatPolicy,
+    observer: GenerationObserver,
+) -> PreparedGeneration:
+    async with registry.acquire(body.model) as handle:
+        return await prepare_chat(handle, body, policy, observer)

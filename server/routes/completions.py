@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hearth.runtime.pipeline import collect_all, prepare_completion
+from hearth.runtime.observer import GenerationObserver
+from hearth.runtime.pipeline import PreparedGeneration, collect_all, prepare_completion
+from hearth.runtime.registry import ModelRegistry
 from hearth.server.access_log import observer_of
 from hearth.server.disconnect import unless_disconnected
 from hearth.server.logprobs import completion_logprobs
@@ -19,8 +21,8 @@ router = APIRouter()
 async def create_completion(
     body: CompletionRequest, request: Request, registry: Registry
 ) -> Completion | Response:
-    async with registry.acquire(body.model) as handle:
-        prepared = await prepare_completion(handle, body, observer_of(request))
+    # A client that hangs up while its request waits for the model leaves the model queue.
+    prepared = await unless_disconnected(request, _prepared(registry, body, observer_of(request)))
     echo = body.prompt_text() if body.echo else ""
     if body.stream:
         chunks = completion_chunks(prepared, body.include_usage(), echo)
@@ -41,3 +43,10 @@ async def create_completion(
         choices=choices,
         usage=usage_of(*(whole.finished for whole in collected)),
     )
+
+
+async def _prepared(
+    registry: ModelRegistry, body: CompletionRequest, observer: GenerationObserver
+) -> PreparedGeneration:
+    async with registry.acquire(body.model) as handle:
+        return await prepare_completion(handle, body, observer)

@@ -3,7 +3,9 @@ the bundled SmolLM2 (llama) and Gemma 3 270M (gemma3), loaded on demand."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -89,6 +91,75 @@ def test_requests_during_a_load_wait_for_that_one_load(one_at_a_time):
     assert len(replies) == 3 and all(replies)
     assert saw_loading
     assert len(re.findall(rf"loaded {GEMMA} in", one_at_a_time.log())) == before + 1
+
+
+def test_a_request_for_b_waits_for_a_stream_of_a_then_swaps_instead_of_503(one_at_a_time):
+    """With one model resident, a request for B while A streamed got 503 'all 1 loaded models
+    are busy' instead of waiting for A to finish."""
+    client = openai.OpenAI(base_url=one_at_a_time.api, api_key="none", timeout=300,
+                           max_retries=0)  # a retried 503 would hide the bug
+    ask(client, SMOL)  # so that Gemma is not resident
+    stream = client.chat.completions.create(
+        model=SMOL, messages=QUESTION, temperature=0, max_tokens=300, stream=True,
+        logit_bias={"2": -100},  # no end-of-sequence: A streams all 300 tokens
+    )
+    chunks = iter(stream)
+    next(chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content)
+    replies: list[str] = []
+    errors: list[Exception] = []
+
+    def ask_gemma() -> None:
+        try:
+            replies.append(ask(client, f"{GEMMA}:chat-with-bob"))
+        except openai.APIError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=ask_gemma)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while health(one_at_a_time).get("model_queue") != 1:  # B waits while A streams
+        assert not errors, errors
+        assert thread.is_alive() and time.monotonic() < deadline, health(one_at_a_time)
+        time.sleep(0.05)
+    assert states(one_at_a_time) == {SMOL: "loaded", GEMMA: "unloaded"}
+    finishes = [chunk.choices[0].finish_reason for chunk in chunks
+                if chunk.choices and chunk.choices[0].finish_reason]
+    assert finishes == ["length"]  # A ran to its end: the swap did not cut it short
+    thread.join(timeout=300)
+    assert not errors, errors
+    assert len(replies) == 1 and "Paris" in replies[0]
+    assert states(one_at_a_time) == {SMOL: "unloaded", GEMMA: "loaded"}
+    assert health(one_at_a_time)["model_queue"] == 0
+
+
+def test_a_client_that_hangs_up_while_waiting_for_its_model_leaves_the_queue(one_at_a_time):
+    """A request for B whose client hung up while A streamed stayed queued and loaded B."""
+    client = openai.OpenAI(base_url=one_at_a_time.api, api_key="none", timeout=300)
+    ask(client, SMOL)  # so that Gemma is not resident
+    stream = client.chat.completions.create(
+        model=SMOL, messages=QUESTION, temperature=0, max_tokens=600, stream=True,
+        logit_bias={"2": -100},
+    )
+    chunks = iter(stream)
+    next(chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content)
+    body = json.dumps({"model": GEMMA, "messages": QUESTION, "max_tokens": 4}).encode()
+    with socket.create_connection(("127.0.0.1", one_at_a_time.port), timeout=30) as gone:
+        gone.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        until_queue_is(one_at_a_time, 1)
+    until_queue_is(one_at_a_time, 0)  # the client hung up: its request left the queue...
+    assert health(one_at_a_time)["models"][SMOL]["slots_busy"] == 1  # ...while A streams
+    assert [chunk.choices[0].finish_reason for chunk in chunks
+            if chunk.choices and chunk.choices[0].finish_reason] == ["length"]
+    assert states(one_at_a_time) == {SMOL: "loaded", GEMMA: "unloaded"}
+
+
+def until_queue_is(server: RunningServer, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while health(server).get("model_queue") != count:
+        assert time.monotonic() < deadline, health(server)
+        time.sleep(0.05)
 
 
 def test_unknown_model_is_still_404(one_at_a_time):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from pathlib import Path
 
 import pytest
+from hearth.engine.base import GenerationRequest, Prompt
 from hearth.runtime.errors import ModelFileMissing, ModelLoadFailed, ModelNotFound, Overloaded
 from hearth.runtime.library import ModelLibrary, ModelSpec
 from hearth.runtime.registry import ModelRegistry
@@ -73,22 +76,170 @@ def test_a_model_with_requests_in_flight_is_never_unloaded():
     registry = scripted_registry(engines, max_loaded=1, keep_alive=0)
 
     async def scenario() -> None:
-        async with registry.acquire("a") as handle:
-            from hearth.engine.base import GenerationRequest, Prompt
-
-            generation = handle.engine.submit(GenerationRequest(Prompt("hi")))
-        assert handle.engine.active == 1
-        with pytest.raises(Overloaded):
-            async with registry.acquire("b"):
-                pass
-        assert engines["a"].started
-        async for _ in generation:
-            pass
-        async with registry.acquire("b"):  # a finished: now it may go
-            pass
+        generation = await generating(registry, "a")
+        b = asyncio.create_task(use(registry, "b", []))
+        await waiting(registry, 1, b)
+        assert engines["a"].started and engines["a"].closes == 0
+        await finish(generation)
+        await b  # a finished: now it may go
 
     run(scenario())
     assert engines["a"].closes == 1 and engines["b"].started
+
+
+async def generating(registry, model: str):
+    """A generation of `model` submitted and left unread, so that the model stays busy."""
+    async with registry.acquire(model) as handle:
+        return handle.engine.submit(GenerationRequest(Prompt("hi")))
+
+
+async def finish(generation) -> None:
+    async for _ in generation:
+        pass
+
+
+async def use(registry, model: str, order: list[str]) -> None:
+    async with registry.acquire(model):
+        order.append(model)
+
+
+async def waiting(registry, count: int, *tasks: asyncio.Task) -> None:
+    """Until `count` requests wait for their model; a task that already ended raises its error."""
+    deadline = time.monotonic() + 30
+    while True:
+        await asyncio.sleep(0.01)
+        for task in tasks:
+            if task.done():
+                task.result()
+        if registry.health()["model_queue"] == count:
+            return
+        assert time.monotonic() < deadline, registry.health()
+
+
+def test_a_request_for_a_model_that_is_not_resident_waits_for_a_busy_one_instead_of_503():
+    """With every resident model busy, a request for another model got 503 at once."""
+    engines = {"a": CountingEngine(), "b": CountingEngine()}
+    registry = scripted_registry(engines, max_loaded=1, keep_alive=0)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        generation = await generating(registry, "a")
+        b = asyncio.create_task(use(registry, "b", order))
+        await waiting(registry, 1, b)
+        assert order == []  # b waits while a generates
+        await finish(generation)
+        await b
+
+    run(scenario())
+    assert order == ["b"] and engines["a"].closes == 1
+
+
+def test_requests_waiting_for_a_swap_go_in_arrival_order_across_models():
+    """Requests waiting for a model swap were not served in the order they arrived."""
+    engines = {name: CountingEngine() for name in "abc"}
+    registry = scripted_registry(engines, max_loaded=1, keep_alive=0)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        generation = await generating(registry, "a")
+        tasks = []
+        for model in ("b", "c", "a"):  # a is resident, yet it arrived last
+            tasks.append(asyncio.create_task(use(registry, model, order)))
+            await waiting(registry, len(tasks), *tasks)
+        await finish(generation)
+        await asyncio.gather(*tasks)
+
+    run(scenario())
+    assert order == ["b", "c", "a"]
+    assert [engines[name].starts for name in "abc"] == [2, 1, 1]
+
+
+def test_a_stream_of_requests_for_the_resident_model_does_not_starve_another():
+    """Requests for the busy resident model kept it busy while a request for another waited."""
+    engines = {"a": CountingEngine(), "b": CountingEngine()}
+    registry = scripted_registry(engines, max_loaded=1, keep_alive=0)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        generation = await generating(registry, "a")
+        b = asyncio.create_task(use(registry, "b", order))
+        await waiting(registry, 1, b)
+        more_a = []
+        for count in range(2, 5):  # a keeps being asked for while b waits
+            more_a.append(asyncio.create_task(use(registry, "a", order)))
+            await waiting(registry, count, b, *more_a)
+        assert order == []  # none of them jumped ahead of b onto the busy a
+        await finish(generation)
+        await asyncio.gather(b, *more_a)
+
+    run(scenario())
+    assert order == ["b", "a", "a", "a"]
+    assert engines["a"].starts == 2 and engines["b"].starts == 1
+
+
+def test_a_full_wait_queue_is_refused_with_retry_after():
+    """Requests waiting for a model swap were not bounded by --max-queue."""
+    engines = {name: CountingEngine() for name in "abc"}
+    registry = scripted_registry(engines, max_loaded=1, keep_alive=0, max_queue=2)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        generation = await generating(registry, "a")
+        queued = [asyncio.create_task(use(registry, model, order)) for model in "bc"]
+        await waiting(registry, 2, *queued)
+        with pytest.raises(Overloaded, match="--max-queue") as full:
+            await use(registry, "a", order)  # even for the resident model: it waits behind b
+        assert full.value.retry_after >= 1
+        assert registry.health()["model_queue"] == 2
+        await finish(generation)
+        await asyncio.gather(*queued)
+
+    run(scenario())
+    assert order == ["b", "c"]
+
+
+def test_a_request_waiting_past_the_load_timeout_gets_503_with_retry_after():
+    """A request for a model that is not resident was refused at once instead of waiting up to
+    --load-timeout for the busy model."""
+    engines = {"a": CountingEngine(), "b": CountingEngine()}
+    registry = scripted_registry(engines, max_loaded=1, keep_alive=0, load_timeout=0.5)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        generation = await generating(registry, "a")
+        b = asyncio.create_task(use(registry, "b", order))
+        await waiting(registry, 1, b)  # it queues first...
+        with pytest.raises(Overloaded, match="--load-timeout") as late:
+            await b  # ...and gives up when a is still busy after the load timeout
+        assert late.value.retry_after >= 1
+        assert registry.health()["model_queue"] == 0
+        await finish(generation)
+        await use(registry, "b", order)  # once a is idle, b loads
+
+    run(scenario())
+    assert order == ["b"] and engines["b"].starts == 1
+
+
+def test_a_cancelled_waiter_leaves_the_queue():
+    """A request given up while it waited for its model kept its place in the queue."""
+    engines = {"a": CountingEngine(), "b": CountingEngine()}
+    registry = scripted_registry(engines, max_loaded=1, keep_alive=0)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        generation = await generating(registry, "a")
+        b = asyncio.create_task(use(registry, "b", order))
+        await waiting(registry, 1, b)
+        b.cancel()  # what a client that hangs up does to its request
+        with contextlib.suppress(asyncio.CancelledError):
+            await b
+        assert registry.health()["model_queue"] == 0
+        await use(registry, "a", order)  # nothing waits: the busy resident model takes it
+        await finish(generation)
+
+    run(scenario())
+    assert order == ["a"]
+    assert engines["b"].starts == 0 and engines["a"].closes == 0
 
 
 def test_keep_alive_unloads_an_idle_model():
@@ -162,3 +313,28 @@ def test_a_pulled_model_whose_file_is_gone_is_missing_until_pulled_again(tmp_pat
 
     run(scenario())
     assert engines["gone"].starts == 1
+
+
+def test_a_request_cancelled_while_its_model_loads_leaves_the_model_loaded():
+    """A request cancelled mid-load cut the load short and left its model 'loading' for good,
+    so the next request started a second engine."""
+    engines = {"a": CountingEngine(), "b": CountingEngine()}
+    registry = scripted_registry(engines, max_loaded=2, keep_alive=0)
+
+    async def scenario() -> None:
+        b = asyncio.create_task(use(registry, "b", []))
+        deadline = time.monotonic() + 30
+        while registry.health()["models"]["b"]["state"] != "loading":
+            assert time.monotonic() < deadline and not b.done()
+            await asyncio.sleep(0.001)
+        b.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await b
+        while registry.health()["models"]["b"]["state"] != "loaded":
+            assert time.monotonic() < deadline, registry.health()
+            await asyncio.sleep(0.01)
+        async with registry.acquire("b") as handle:
+            assert handle.model == "b"
+
+    run(scenario())
+    assert engines["b"].starts == 1

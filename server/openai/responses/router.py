@@ -29,7 +29,9 @@ async def create_response(
     store, observer = state.responses, observer_of(request)
     policy = ChatPolicy.of(state.settings)
     if body.stream:
-        prepared, conversation = await serving.start(registry, store, body, policy, observer)
+        # A client that hangs up while its request waits for the model leaves the model queue.
+        prepared, conversation = await unless_disconnected(
+            request, serving.start(registry, store, body, policy, observer))
         source = serving.ResponseStream(body, prepared, store, conversation)
         return stream_response(source, drain=state.drain)
     return await unless_disconnected(
