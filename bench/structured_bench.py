@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from hearth.engine import grammar as engine_grammar
 from hearth.engine.base import Finished, GenerationRequest, Prompt, SamplingParams
 from hearth.engine.llama import LlamaEngine
 from hearth.engine.sampler import SamplerChain
+from hearth.runtime import structured
 from hearth.runtime.settings import ModelSettings, bundled_model_path
-from hearth.server.structured import grammar as structured
 
 PROMPT = (
     "<|im_start|>user\nList ten animals with their habitat and a short fact about each."
@@ -143,7 +144,7 @@ async def main(args: argparse.Namespace) -> None:
         await engine.close()
     for n in (10, 100):
         schema = large_schema(n)
-        structured._compile_schema.cache_clear()
+        engine_grammar._compile.cache_clear()
         start = time.perf_counter()
         structured.schema_grammar(schema, param="bench")
         cold = time.perf_counter() - start

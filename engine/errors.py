@@ -48,3 +48,7 @@ class ModelLoadError(EngineError):
 
 class InvalidTokens(EngineError):
     """Token ids outside the model's vocabulary."""
+
+
+class GrammarRefused(EngineError):
+    """A JSON schema llama.cpp's converter cannot compile, or a grammar its parser refuses."""

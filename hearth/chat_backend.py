@@ -23,7 +23,7 @@ from hearth.runtime.errors import ContextOverflow, HearthError, as_hearth_error
 from hearth.runtime.pipeline import submit_chat
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ModelSettings
-from hearth.server.protocol import DROPPED_MESSAGES_HEADER
+from hearth.server.openai.protocol import DROPPED_MESSAGES_HEADER
 
 log = logging.getLogger(__name__)
 

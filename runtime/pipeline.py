@@ -1,4 +1,4 @@
-"""From a validated OpenAI request (or a `hearth chat` turn) to an admitted generation.
+"""From a request in the runtime's terms (or a `hearth chat` turn) to an admitted generation.
 
 Chat requests go through the chosen chat format (template or transcript); a conversation
 that does not fit the context is refused (400 context_length_exceeded, as OpenAI does)
@@ -43,10 +43,10 @@ from hearth.runtime.errors import (
 )
 from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
 from hearth.runtime.registry import ModelHandle
+from hearth.runtime.requests import ChatRequest, TextRequest, Truncation
 from hearth.runtime.settings import ServerSettings
+from hearth.runtime.structured import output_grammar, raw_grammar
 from hearth.runtime.tools.plan import ToolPlan, plan_tools
-from hearth.server.protocol import ChatCompletionRequest, CompletionRequest, Truncation
-from hearth.server.structured.grammar import chat_grammar, completion_grammar
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -150,12 +150,8 @@ class ReplyTrimmer:
         return visible
 
 
-def chat_messages(request: ChatCompletionRequest) -> list[Message]:
-    # OpenAI's `developer` role is the newer name of `system`.
-    return [
-        Message(role="system" if m.role == "developer" else m.role, content=m.text())
-        for m in request.messages
-    ]
+def chat_messages(request: ChatRequest) -> list[Message]:
+    return [Message(role=turn.role, content=turn.content) for turn in request.turns]
 
 
 def prompt_budget(n_ctx: int, max_tokens: int | None) -> int:
@@ -269,14 +265,14 @@ def _render_chat(
 
 async def prepare_chat(
     handle: ModelHandle,
-    request: ChatCompletionRequest,
+    request: ChatRequest,
     policy: ChatPolicy = ChatPolicy(),
     observer: GenerationObserver = NO_OBSERVER,
 ) -> PreparedGeneration:
-    if len(request.messages) > policy.max_messages:
+    if len(request.turns) > policy.max_messages:
         raise InvalidRequest(
             f"A conversation may have at most {policy.max_messages} messages; this one has "
-            f"{len(request.messages)}.",
+            f"{len(request.turns)}.",
             param="messages",
         )
     native = handle.chat_format.knows_tools
@@ -284,24 +280,24 @@ async def prepare_chat(
     return await submit_chat(
         handle,
         tools.messages if tools else chat_messages(request),
-        max_tokens=request.token_limit(),
-        sampling=request.sampling_params(handle.sampling),
-        stop=request.stop_sequences(),
-        grammar=tools.grammar if tools else chat_grammar(request),
+        max_tokens=request.max_tokens,
+        sampling=request.sampling.over(handle.sampling),
+        stop=request.stop,
+        grammar=tools.grammar if tools else output_grammar(request.output),
         grammar_trigger=tools.grammar_trigger if tools else None,
         tools=tools,
-        n=request.n or 1,
-        logprobs=request.token_logprobs(),
-        truncate=request.truncates(policy.truncation),
+        n=request.n,
+        logprobs=request.logprobs,
+        truncate=(request.truncation or policy.truncation) == "auto",
         observer=observer,
     )
 
 
 async def prepare_completion(
-    handle: ModelHandle, request: CompletionRequest, observer: GenerationObserver = NO_OBSERVER
+    handle: ModelHandle, request: TextRequest, observer: GenerationObserver = NO_OBSERVER
 ) -> PreparedGeneration:
     observer.model_chosen(handle.id)
-    prompt = Prompt(request.prompt_text(), add_special=True, parse_special=False)
+    prompt = Prompt(request.prompt, add_special=True, parse_special=False)
     # Tokenized in a worker thread first (see submit_chat); the engine keeps the tokens.
     await asyncio.to_thread(handle.engine.count_tokens, prompt)
     try:
@@ -309,12 +305,12 @@ async def prepare_completion(
             GenerationRequest(
                 prompt=prompt,
                 max_tokens=request.max_tokens,
-                stop=request.stop_sequences(),
-                sampling=request.sampling_params(handle.sampling),
-                grammar=completion_grammar(request),
+                stop=request.stop,
+                sampling=request.sampling.over(handle.sampling),
+                grammar=raw_grammar(request.grammar) if request.grammar is not None else None,
                 logprobs=request.logprobs,
             ),
-            request.n or 1,
+            request.n,
         )
     except ContextExceeded as overflow:
         error = from_engine(overflow)

@@ -26,12 +26,13 @@ from hearth.server.drain import Drain, DrainGuard
 from hearth.server.errors import install_error_handlers
 from hearth.server.health import router as health
 from hearth.server.metrics import install_metrics
+from hearth.server.openai.chat import router as chat
+from hearth.server.openai.completions import router as completions
 from hearth.server.openai.embeddings import router as embeddings
 from hearth.server.openai.models import router as models
 from hearth.server.openai.responses import router as responses
 from hearth.server.openapi import API_ERROR_RESPONSES, HEALTH_RESPONSES, install_openapi
 from hearth.server.origins import install_origin_guards
-from hearth.server.routes import chat, completions
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.state import ServerState
 from hearth.server.tokenize import router as tokenize

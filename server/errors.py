@@ -31,7 +31,7 @@ from hearth.runtime.errors import (
     as_hearth_error,
 )
 from hearth.server.disconnect import ClientGone
-from hearth.server.protocol import ErrorDetail, ErrorResponse
+from hearth.server.openai.protocol import ErrorDetail, ErrorResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from hearth.server.protocol import ErrorResponse
+from hearth.server.openai.protocol import ErrorResponse
 
 _ERRORS = {
     400: "Invalid request: malformed JSON, a bad value (`param` names it), or a prompt longer "

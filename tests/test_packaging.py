@@ -153,3 +153,14 @@ def test_dockerfile_copies_every_package_folder_and_installs_like_the_readme():
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
     assert re.search(r"^USER \d+$", dockerfile, re.MULTILINE)  # not root
     assert "EXPOSE 8080" in dockerfile and "HEARTH_HOST=0.0.0.0" in dockerfile
+
+
+def test_every_package_folder_is_listed_for_setuptools():
+    """A moved or new subpackage missing from pyproject's list is left out of a plain
+    install, though the editable install a developer tests with still finds it."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    for name, folder in setuptools["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO / folder).parts
+            assert ".".join((name, *parts)) in listed, init.relative_to(REPO)

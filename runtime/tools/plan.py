@@ -20,9 +20,9 @@ import json
 from dataclasses import dataclass
 
 from hearth.prompts.base import Message, ToolCallTurn
+from hearth.runtime.requests import ChatRequest, Tool, ToolUse, Turn
+from hearth.runtime.structured import schema_grammar
 from hearth.runtime.tools.formats import CallFormat, ParsedCall, call_format_for
-from hearth.server.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
-from hearth.server.structured.grammar import schema_grammar
 
 TOOL_PROMPT = """You can call these tools (JSON schemas of their arguments):
 {tools}
@@ -48,83 +48,73 @@ class ToolPlan:
     grammar_trigger: str | None = None  # under `auto`: the grammar starts at this text
     # The tools for a chat template that renders them itself (None: they are in `messages`).
     template_tools: list[dict] | None = None
-    legacy: bool = False  # the request sent deprecated `functions`: reply with `function_call`
 
 
 def plan_tools(
-    request: ChatCompletionRequest, chat_template: str | None, native: bool = False
+    request: ChatRequest, chat_template: str | None, native: bool = False
 ) -> ToolPlan | None:
     """The plan for a request that has tools or tool turns in its history; None otherwise.
 
     `native`: the chat format renders tools and tool turns itself."""
-    has_history = any(m.role == "tool" or m.tool_calls for m in request.messages)
-    if not request.tools and not has_history:
+    use = request.tools
+    if (use is None or not use.tools) and not request.has_tool_history():
         return None
     fmt = call_format_for(chat_template)
     if native:
-        messages = [_native_message(m) for m in request.messages]
+        messages = [_native_message(turn) for turn in request.turns]
     else:
-        messages = [_message(m, fmt) for m in request.messages]
-    if not request.tools_active():
+        messages = [_message(turn, fmt) for turn in request.turns]
+    if use is None or not use.active:
         return ToolPlan(messages, fmt, grammar=None, active=False,
                         template_tools=[] if native else None)
-    allowed = _allowed(request)
-    forced = request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice)
+    allowed = use.allowed()
     # Forced: the grammar holds from the first token. Under `auto` it waits for the opener
     # (a lazy grammar); a family without one is parsed as written.
-    grammar = _call_grammar(request, fmt, allowed) if forced or fmt.opener else None
-    trigger = None if forced else fmt.opener.strip() or None
+    grammar = _call_grammar(use, fmt, allowed) if use.forced or fmt.opener else None
+    trigger = None if use.forced else fmt.opener.strip() or None
     if native:
         # As the client sent them: a template may print every key it is given.
-        described = [tool.model_dump(exclude_unset=True) for tool in allowed]
+        described = [tool.as_sent for tool in allowed]
         return ToolPlan(messages, fmt, grammar, active=True, grammar_trigger=trigger,
-                        template_tools=described, legacy=request.legacy_functions())
-    system = Message("system", _tool_prompt(request, fmt, allowed, forced))
+                        template_tools=described)
+    system = Message("system", _tool_prompt(use, fmt, allowed))
     if messages and messages[0].role == "system":
         system = Message("system", f"{messages[0].content}\n\n{system.content}")
         messages = messages[1:]
-    return ToolPlan([system, *messages], fmt, grammar, active=True, grammar_trigger=trigger,
-                    legacy=request.legacy_functions())
+    return ToolPlan([system, *messages], fmt, grammar, active=True, grammar_trigger=trigger)
 
 
-def _allowed(request: ChatCompletionRequest) -> list:
-    tools = request.tools or []
-    if isinstance(request.tool_choice, NamedToolChoice):
-        return [t for t in tools if t.function.name == request.tool_choice.function.name]
-    return tools
-
-
-def _tool_prompt(request: ChatCompletionRequest, fmt: CallFormat, allowed: list, forced: bool) -> str:
+def _tool_prompt(use: ToolUse, fmt: CallFormat, allowed: tuple[Tool, ...]) -> str:
     listed = "\n".join(
         json.dumps(
             {
-                "name": t.function.name,
-                "description": t.function.description or "",
-                "parameters": t.function.parameters or {"type": "object"},
+                "name": tool.name,
+                "description": tool.description or "",
+                "parameters": tool.parameters or {"type": "object"},
             },
             ensure_ascii=False,
         )
-        for t in allowed
+        for tool in allowed
     )
-    example = fmt.render([ParsedCall(allowed[0].function.name, {"argument": "value"})])
-    when = WHEN["required" if forced else "auto"]
-    if request.parallel_calls() and not fmt.as_list:
+    example = fmt.render([ParsedCall(allowed[0].name, {"argument": "value"})])
+    when = WHEN["required" if use.forced else "auto"]
+    if use.parallel and not fmt.as_list:
         when += " To call several tools at once, write one such block per call."
     return TOOL_PROMPT.format(tools=listed, example=example, when=when)
 
 
-def _call_grammar(request: ChatCompletionRequest, fmt: CallFormat, allowed: list) -> str:
+def _call_grammar(use: ToolUse, fmt: CallFormat, allowed: tuple[Tool, ...]) -> str:
     alternatives = [
         {
             "type": "object",
             "properties": {
-                "name": {"const": t.function.name},
-                fmt.arguments_key: t.function.parameters or {"type": "object"},
+                "name": {"const": tool.name},
+                fmt.arguments_key: tool.parameters or {"type": "object"},
             },
             "required": ["name", fmt.arguments_key],
             "additionalProperties": False,
         }
-        for t in allowed
+        for tool in allowed
     ]
     schema = alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
     rules = schema_grammar(schema, param="tools").splitlines()
@@ -132,29 +122,26 @@ def _call_grammar(request: ChatCompletionRequest, fmt: CallFormat, allowed: list
         f"{CALL_RULE} ::= {line.removeprefix('root ::= ')}" if line.startswith("root ::= ") else line
         for line in rules
     ]
-    return "\n".join([fmt.grammar_root(CALL_RULE, request.parallel_calls()), *renamed])
+    return "\n".join([fmt.grammar_root(CALL_RULE, use.parallel), *renamed])
 
 
-def _message(message: ChatMessage, fmt: CallFormat) -> Message:
-    if message.role == "tool":
-        return Message("user", f"<tool_response>\n{message.text()}\n</tool_response>")
-    role = "system" if message.role == "developer" else message.role
-    if message.role == "assistant" and message.tool_calls:
-        calls = [ParsedCall(c.function.name, _arguments(c.function.arguments)) for c in message.tool_calls]
-        text = "\n".join(part for part in (message.text(), fmt.render(calls)) if part)
+def _message(turn: Turn, fmt: CallFormat) -> Message:
+    if turn.role == "tool":
+        return Message("user", f"<tool_response>\n{turn.content}\n</tool_response>")
+    if turn.role == "assistant" and turn.tool_calls:
+        calls = [ParsedCall(call.name, _arguments(call.arguments)) for call in turn.tool_calls]
+        text = "\n".join(part for part in (turn.content, fmt.render(calls)) if part)
         return Message("assistant", text)
-    return Message(role, message.text())
+    return Message(turn.role, turn.content)
 
 
-def _native_message(message: ChatMessage) -> Message:
-    if message.role == "tool":
-        return Message("tool", message.text(), tool_call_id=message.tool_call_id)
-    role = "system" if message.role == "developer" else message.role
+def _native_message(turn: Turn) -> Message:
+    if turn.role == "tool":
+        return Message("tool", turn.content, tool_call_id=turn.tool_call_id)
     calls = tuple(
-        ToolCallTurn(c.id, c.function.name, _arguments(c.function.arguments))
-        for c in message.tool_calls or ()
+        ToolCallTurn(call.id, call.name, _arguments(call.arguments)) for call in turn.tool_calls
     )
-    return Message(role, message.text(), tool_calls=calls)
+    return Message(turn.role, turn.content, tool_calls=calls)
 
 
 def _arguments(text: str) -> dict:

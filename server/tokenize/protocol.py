@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hearth.server.protocol import RequestBody
+from hearth.server.openai.protocol import RequestBody
 from pydantic import BaseModel, Field
 
 # Not part of OpenAI's API: llama.cpp's server offers these, and tools that count tokens or

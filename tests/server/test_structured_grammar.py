@@ -4,8 +4,9 @@ compiled grammar lets through llama.cpp's grammar sampler (on the bundled model'
 from __future__ import annotations
 
 import pytest
+from hearth.engine import grammar as engine_grammar
+from hearth.runtime import structured
 from hearth.server.errors import to_openai
-from hearth.server.structured import grammar as structured
 
 
 def compile_(schema: dict) -> str:
@@ -46,11 +47,11 @@ def test_uncompilable_schemas_are_invalid_schema_naming_the_part(schema, named):
 
 
 def test_compiled_grammars_are_cached_per_schema_text():
-    structured._compile_schema.cache_clear()
+    engine_grammar._compile.cache_clear()
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     first, second = compile_(schema), compile_(dict(schema))
     assert first is second
-    assert structured._compile_schema.cache_info().hits == 1
+    assert engine_grammar._compile.cache_info().hits == 1
 
 
 def test_raw_grammar_that_does_not_parse_is_invalid_grammar():

@@ -7,8 +7,8 @@ import json
 import pytest
 from hearth.engine.text import StopMatcher, Utf8Assembler
 from hearth.runtime.pipeline import ReplyTrimmer
-from hearth.server.protocol import ChatChunkChoice, ChatCompletionChunk, ChatDelta
-from hearth.server.sse import TextChunks
+from hearth.server.openai.chat.protocol import ChatChunkChoice, ChatCompletionChunk, ChatDelta
+from hearth.server.openai.streaming import TextChunks
 from hearth.server.streaming import SEP
 from sse_starlette import ServerSentEvent
 

@@ -9,6 +9,7 @@ import json
 import pytest
 from hearth.engine.sampler import grammar_parses
 from hearth.runtime.pipeline import PreparedGeneration
+from hearth.runtime.requests import ChatRequest
 from hearth.runtime.tools.formats import (
     CALL_FORMATS,
     GENERIC,
@@ -19,9 +20,10 @@ from hearth.runtime.tools.formats import (
     call_format_for,
 )
 from hearth.runtime.tools.plan import ToolPlan, plan_tools
-from hearth.server.protocol import ChatCompletionRequest
-from hearth.server.sse import chat_chunks
-from hearth.server.tools.reply import CallWatcher, assistant_reply
+from hearth.runtime.tools.reply import CallWatcher, read_reply
+from hearth.server.openai.chat.protocol import ChatCompletionRequest
+from hearth.server.openai.chat.serving import chat_chunks
+from hearth.server.openai.chat.tool_calls import assistant_message, finish_reason
 
 from .scripted_engine import ScriptedGeneration
 
@@ -50,11 +52,18 @@ async def stream(plan: ToolPlan, pieces: list[str], reason: str) -> list[dict]:
     return [json.loads(c.removeprefix(b"data: ") if isinstance(c, bytes) else c) for c in chunks]
 
 
-def request(**fields) -> ChatCompletionRequest:
+def request(**fields) -> ChatRequest:
+    """A chat completion request as the runtime takes it."""
     return ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "user", "content": "Weather in Paris?"}],
          "tools": [WEATHER, TIME], **fields}
-    )
+    ).to_runtime()
+
+
+def assistant_reply(plan: ToolPlan, text: str, reason: str):
+    """The whole reply as the chat completions endpoint answers it."""
+    reply = read_reply(plan, text, reason)
+    return assistant_message(reply, legacy=False), finish_reason(reply, legacy=False)
 
 
 @pytest.mark.parametrize(
@@ -148,16 +157,16 @@ def test_watcher_never_lets_call_text_out_even_split_mid_opener():
     watcher = CallWatcher(HERMES)
     pieces = ["Sure. <tool", "_ca", 'll>\n{"name": "get_time", "arguments": {}}', "\n</tool_call>"]
     sent = "".join(watcher.feed(p) for p in pieces)
-    rest, calls = watcher.finish()
-    assert sent == "Sure. " and rest == ""
-    assert [c.function.name for c in calls] == ["get_time"]
+    reply = watcher.finish()
+    assert sent == "Sure. " and reply.content == ""
+    assert [c.name for c in reply.calls] == ["get_time"]
 
 
 def test_watcher_releases_a_held_prefix_that_was_no_opener():
     watcher = CallWatcher(HERMES)
     sent = watcher.feed("a <tool") + watcher.feed("box> b")
-    rest, calls = watcher.finish()
-    assert sent + rest == "a <toolbox> b" and calls == []
+    reply = watcher.finish()
+    assert sent + reply.content == "a <toolbox> b" and reply.calls == ()
 
 
 def test_call_cut_off_by_max_tokens_is_not_shown_as_content():
@@ -168,7 +177,7 @@ def test_call_cut_off_by_max_tokens_is_not_shown_as_content():
     assert (message.content, reason) == ("Checking.", "length")
     watcher = CallWatcher(HERMES)
     sent = watcher.feed(cut)
-    assert sent + watcher.finish()[0] == "Checking. "
+    assert sent + watcher.finish().content == "Checking. "
 
 
 def test_forced_call_cut_off_by_max_tokens_finishes_length_with_the_cut_call():

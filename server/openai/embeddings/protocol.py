@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from hearth.server.protocol import RequestBody
+from hearth.server.openai.protocol import RequestBody
 from pydantic import BaseModel, field_validator
 
 

@@ -11,8 +11,8 @@ import uuid
 from typing import Annotated, Literal
 
 from hearth.runtime.errors import InvalidRequest
-from hearth.server.protocol import (
-    ChatCompletionRequest,
+from hearth.server.openai.chat.protocol import ChatCompletionRequest
+from hearth.server.openai.protocol import (
     ChatMessage,
     FunctionCall,
     FunctionDefinition,

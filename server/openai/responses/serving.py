@@ -17,7 +17,10 @@ from hearth.runtime.errors import DrainTimeout
 from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
 from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect, prepare_chat
 from hearth.runtime.registry import ModelRegistry
+from hearth.runtime.tools.reply import Reply, read_reply
 from hearth.server.errors import to_openai
+from hearth.server.openai.chat.tool_calls import wire_calls
+from hearth.server.openai.protocol import ChatMessage
 from hearth.server.openai.responses.protocol import (
     IncompleteDetails,
     InputTokensDetails,
@@ -30,8 +33,6 @@ from hearth.server.openai.responses.protocol import (
     ResponseUsage,
 )
 from hearth.server.openai.responses.store import ResponseStore
-from hearth.server.protocol import AssistantMessage, ChatMessage, FinishReason
-from hearth.server.tools.reply import assistant_reply
 
 
 async def start(
@@ -47,7 +48,7 @@ async def start(
         history = store.get(body.previous_response_id, "previous_response_id").conversation
     chat = body.to_chat(history)
     async with registry.acquire(body.model) as handle:
-        prepared = await prepare_chat(handle, chat, policy, observer)
+        prepared = await prepare_chat(handle, chat.to_runtime(), policy, observer)
     return prepared, history + body.input_messages()
 
 
@@ -59,15 +60,15 @@ def finish(
     text: str,
     finished: Finished,
 ) -> Response:
-    message, reason = assistant_reply(prepared.tools, text, finished.reason)
+    reply = read_reply(prepared.tools, text, finished.reason)
+    cut = reply.end == "length"
     response = Response(
-        status="incomplete" if reason == "length" else "completed",
-        incomplete_details=IncompleteDetails(reason="max_output_tokens")
-        if reason == "length" else None,
+        status="incomplete" if cut else "completed",
+        incomplete_details=IncompleteDetails(reason="max_output_tokens") if cut else None,
         instructions=body.instructions,
         max_output_tokens=body.max_output_tokens,
         model=prepared.model_id,
-        output=output_items(message, reason),
+        output=output_items(reply),
         parallel_tool_calls=body.parallel_tool_calls is not False,
         previous_response_id=body.previous_response_id,
         store=body.store,
@@ -87,21 +88,20 @@ def finish(
         metadata=body.metadata or {},
     )
     if body.store:
-        reply = ChatMessage(role="assistant", content=message.content,
-                            tool_calls=message.tool_calls)
-        store.put(response, [*conversation, reply])
+        turn = ChatMessage(role="assistant", content=reply.content or None,
+                           tool_calls=wire_calls(reply) or None)
+        store.put(response, [*conversation, turn])
     return response
 
 
-def output_items(message: AssistantMessage, reason: FinishReason) -> list[OutputItem]:
+def output_items(reply: Reply) -> list[OutputItem]:
     items: list[OutputItem] = []
-    if message.content:
+    if reply.content:
         items.append(OutputMessage(
-            status="incomplete" if reason == "length" else "completed",
-            content=[OutputText(text=message.content)]))
-    for call in message.tool_calls or []:
-        items.append(OutputFunctionCall(call_id=call.id, name=call.function.name,
-                                        arguments=call.function.arguments))
+            status="incomplete" if reply.end == "length" else "completed",
+            content=[OutputText(text=reply.content)]))
+    for call in reply.calls:
+        items.append(OutputFunctionCall(call_id=call.id, name=call.name, arguments=call.arguments))
     return items
 
 

@@ -11,8 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from hearth.runtime.errors import NotFound
+from hearth.server.openai.protocol import ChatMessage
 from hearth.server.openai.responses.protocol import Response
-from hearth.server.protocol import ChatMessage
 
 MAX_STORED = 512
 TTL_SECONDS = 3600.0

@@ -8,17 +8,12 @@ from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect_all,
 from hearth.runtime.registry import ModelRegistry
 from hearth.server.access_log import observer_of
 from hearth.server.disconnect import unless_disconnected
-from hearth.server.logprobs import chat_logprobs
-from hearth.server.protocol import (
-    DROPPED_MESSAGES_HEADER,
-    ChatChoice,
-    ChatCompletion,
-    ChatCompletionRequest,
-)
-from hearth.server.sse import OpenAIStream, chat_chunks, usage_of
+from hearth.server.openai.chat.protocol import ChatCompletion, ChatCompletionRequest
+from hearth.server.openai.chat.serving import chat_chunks, whole_completion
+from hearth.server.openai.protocol import DROPPED_MESSAGES_HEADER
+from hearth.server.openai.streaming import OpenAIStream
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response
-from hearth.server.tools.reply import assistant_reply
 
 router = APIRouter()
 
@@ -34,22 +29,12 @@ async def create_chat_completion(
         request, _prepared(registry, body, policy, observer_of(request))
     )
     headers = {DROPPED_MESSAGES_HEADER: str(prepared.dropped_messages)}
+    legacy = body.legacy_functions()
     if body.stream:
-        chunks = chat_chunks(prepared, body.include_usage())
+        chunks = chat_chunks(prepared, body.include_usage(), legacy)
         return stream_response(OpenAIStream(prepared, chunks), drain=state.drain, headers=headers)
     collected = await unless_disconnected(request, collect_all(prepared))
-    choices = []
-    for index, whole in enumerate(collected):
-        message, finish_reason = assistant_reply(prepared.tools, whole.text, whole.finished.reason)
-        logprobs = chat_logprobs(whole.logprobs) if prepared.logprobs is not None else None
-        choices.append(
-            ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish_reason)
-        )
-    completion = ChatCompletion(
-        model=prepared.model_id,
-        choices=choices,
-        usage=usage_of(*(whole.finished for whole in collected)),
-    )
+    completion = whole_completion(prepared, collected, legacy)
     response = Response(completion.model_dump_json(), media_type="application/json")
     response.headers.update(headers)
     return response
@@ -62,4 +47,4 @@ async def _prepared(
     observer: GenerationObserver,
 ) -> PreparedGeneration:
     async with registry.acquire(body.model) as handle:
-        return await prepare_chat(handle, body, policy, observer)
+        return await prepare_chat(handle, body.to_runtime(), policy, observer)

@@ -1,4 +1,4 @@
-"""From a request's `response_format` (or raw `grammar`) to GBNF for llama.cpp's grammar sampler.
+"""GBNF for llama.cpp's grammar sampler: JSON schemas compiled, hand-written grammars checked.
 
 JSON schemas are compiled by llama-cpp-python's converter (`llama_cpp.llama_grammar`, its
 port of llama.cpp's json-schema-to-grammar.py): a maintained library rather than our own.
@@ -31,29 +31,27 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
+from hearth.engine.errors import GrammarRefused
 from hearth.engine.sampler import grammar_parses
-from hearth.runtime.errors import InvalidRequest
-from hearth.server.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    JSONObjectResponseFormat,
-    JSONSchemaResponseFormat,
-)
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-
-class InvalidSchema(InvalidRequest):
-    code = "invalid_json_schema"
+__all__ = ["check_grammar", "schema_to_gbnf"]
 
 
-class InvalidGrammar(InvalidRequest):
-    code = "invalid_grammar"
-
-
-def schema_grammar(schema: dict, *, param: str) -> str:
-    """GBNF for a JSON schema, or InvalidSchema naming what the converter refused."""
+def schema_to_gbnf(schema: dict) -> str:
+    """GBNF (root rule `root`) for a JSON schema, or GrammarRefused naming what the
+    converter could not follow."""
     # Key order is kept (no sort_keys): it is the order the reply's properties follow.
-    return _compile_schema(json.dumps(_hoist_root_ref(schema)), param)
+    return _compile(json.dumps(_hoist_root_ref(schema)))
+
+
+def check_grammar(grammar: str) -> None:
+    """Raise GrammarRefused unless llama.cpp's parser takes the grammar (root rule `root`)."""
+    if not grammar.strip() or not grammar_parses(grammar):
+        raise GrammarRefused(
+            "The grammar is not valid GBNF with a `root` rule (llama.cpp's parser refused it; "
+            "the server log names the rule)."
+        )
 
 
 def _hoist_root_ref(schema: dict) -> dict:
@@ -68,16 +66,6 @@ def _hoist_root_ref(schema: dict) -> dict:
         return schema
     rest = {key: value for key, value in schema.items() if key != "$ref"}
     return {**rest, "anyOf": [{"$ref": schema["$ref"]}]}
-
-
-def raw_grammar(grammar: str, *, param: str = "grammar") -> str:
-    if not grammar.strip() or not grammar_parses(grammar):
-        raise InvalidGrammar(
-            "The grammar is not valid GBNF with a `root` rule (llama.cpp's parser refused it; "
-            "the server log names the rule).",
-            param=param,
-        )
-    return grammar
 
 
 # A JSON string's characters: anything but `"`, `\` and U+0000-U+001F, or an escape.
@@ -98,21 +86,19 @@ def _json_strings(gbnf: str) -> str:
 # Clients send the same few schemas over and over (one per pydantic model); compiling a
 # large one takes milliseconds, a cache hit nothing. The key is the schema's JSON text.
 @lru_cache(maxsize=256)
-def _compile_schema(schema_json: str, param: str) -> str:
+def _compile(schema_json: str) -> str:
     try:
         gbnf = _json_strings(json_schema_to_gbnf(schema_json))
     except RecursionError:
-        raise InvalidSchema("The JSON schema nests too deeply.", param=param) from None
+        raise GrammarRefused("The JSON schema nests too deeply.") from None
     # The converter reports what it cannot follow by assertions and lookups; each names
     # the offending part of the schema, which is what the client needs to see.
     except (AssertionError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise InvalidSchema(
-            f"The JSON schema cannot be compiled to a grammar: {_describe(error)}", param=param
+        raise GrammarRefused(
+            f"The JSON schema cannot be compiled to a grammar: {_describe(error)}"
         ) from None
     if not grammar_parses(gbnf):
-        raise InvalidSchema(
-            "The JSON schema compiled to a grammar llama.cpp cannot parse.", param=param
-        )
+        raise GrammarRefused("The JSON schema compiled to a grammar llama.cpp cannot parse.")
     return gbnf
 
 
@@ -121,19 +107,3 @@ def _describe(error: Exception) -> str:
         return f"no definition {error.args[0]!r} (check $ref targets)"
     text = str(error) or type(error).__name__
     return text if len(text) <= 300 else text[:300] + "..."
-
-
-def chat_grammar(request: ChatCompletionRequest) -> str | None:
-    """The grammar a chat request's reply must follow, or None for free text."""
-    structured = request.structured_format()
-    if isinstance(structured, JSONSchemaResponseFormat):
-        schema = structured.json_schema.json_schema
-        param = "response_format.json_schema.schema"
-        return schema_grammar(schema if schema is not None else {"type": "object"}, param=param)
-    if isinstance(structured, JSONObjectResponseFormat):
-        return schema_grammar({"type": "object"}, param="response_format")
-    return completion_grammar(request)
-
-
-def completion_grammar(request: ChatCompletionRequest | CompletionRequest) -> str | None:
-    return raw_grammar(request.grammar) if request.grammar is not None else None

@@ -8,9 +8,14 @@ from hearth.runtime.pipeline import PreparedGeneration, collect_all, prepare_com
 from hearth.runtime.registry import ModelRegistry
 from hearth.server.access_log import observer_of
 from hearth.server.disconnect import unless_disconnected
-from hearth.server.logprobs import completion_logprobs
-from hearth.server.protocol import Completion, CompletionChoice, CompletionRequest
-from hearth.server.sse import OpenAIStream, completion_chunks, usage_of
+from hearth.server.openai.completions.protocol import (
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+)
+from hearth.server.openai.completions.serving import completion_chunks
+from hearth.server.openai.logprobs import completion_logprobs
+from hearth.server.openai.streaming import OpenAIStream, usage_of
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response
 
@@ -49,4 +54,4 @@ async def _prepared(
     registry: ModelRegistry, body: CompletionRequest, observer: GenerationObserver
 ) -> PreparedGeneration:
     async with registry.acquire(body.model) as handle:
-        return await prepare_completion(handle, body, observer)
+        return await prepare_completion(handle, body.to_runtime(), observer)

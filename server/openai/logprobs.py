@@ -6,12 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hearth.engine.base import TokenLogprob
-from hearth.server.protocol import (
-    ChoiceLogprobs,
-    CompletionLogprobs,
-    TokenLogprobOut,
-    TopLogprob,
-)
+from hearth.server.openai.completions.protocol import CompletionLogprobs
+from hearth.server.openai.protocol import ChoiceLogprobs, TokenLogprobOut, TopLogprob
 
 
 def _text(piece: bytes) -> str:

@@ -1,0 +1,111 @@
+"""A reply read for tool calls, whole or as it streams: its content, its calls, its end.
+
+While streaming, text goes out as content until the call format's opener appears; from
+there the text is held and parsed when the generation ends, so a client never sees the raw
+call text. The tail of the text that could be the start of the opener is held back
+meanwhile (as a stop string is), so a call's first characters never leak out. Each API
+writes the calls in its own shape; what they are and why the reply ended is decided here,
+once, for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from hearth.runtime.requests import ToolCall
+from hearth.runtime.tools.formats import CallFormat
+from hearth.runtime.tools.plan import ToolPlan
+
+# Why a reply ended: its own end or a stop string, max_tokens, or calls to make.
+ReplyEnd = Literal["stop", "length", "tool_calls"]
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: str  # the text outside the calls
+    calls: tuple[ToolCall, ...]
+    end: ReplyEnd
+
+
+def read_calls(fmt: CallFormat, text: str, reason: str) -> tuple[ToolCall, ...]:
+    """The calls in a reply. One that max_tokens cut off after its name is kept with the
+    arguments written so far, as OpenAI's API returns it (under finish_reason `length`)."""
+    calls = [
+        ToolCall(new_call_id(), call.name, json.dumps(call.arguments, ensure_ascii=False))
+        for call in fmt.parse(text)[1]
+    ]
+    cut = fmt.cut_call(text) if reason == "length" else None
+    if cut is not None:
+        calls.append(ToolCall(new_call_id(), cut[0], cut[1]))
+    return tuple(calls)
+
+
+def reply_end(calls: tuple[ToolCall, ...], reason: str) -> ReplyEnd:
+    """`tool_calls` when the reply made calls, unless max_tokens cut it: `length` says the
+    last call may be incomplete, where `tool_calls` would claim it whole."""
+    if calls and reason != "length":
+        return "tool_calls"
+    return "length" if reason == "length" else "stop"
+
+
+def read_reply(plan: ToolPlan | None, text: str, reason: str) -> Reply:
+    """A whole reply: tool calls (and the text before them) or text."""
+    if plan is None or not plan.active:
+        return Reply(text, (), reply_end((), reason))
+    calls = read_calls(plan.call_format, text, reason)
+    # The raw text of a call is never content, not even of one cut off before its name.
+    return Reply(plan.call_format.before_calls(text), calls, reply_end(calls, reason))
+
+
+class CallWatcher:
+    """Splits a streamed reply into content to send now and call text to hold."""
+
+    def __init__(self, fmt: CallFormat) -> None:
+        self._format = fmt
+        self._held = ""
+        self._calling = False
+
+    def feed(self, text: str) -> str:
+        self._held += text
+        if self._calling:
+            return ""
+        opener = self._format.opener
+        if not opener:
+            # A bare-JSON family: a reply that opens with "{" is a call.
+            visible = self._held.lstrip()
+            if not visible:
+                return ""
+            self._calling = visible.startswith("{")
+            return "" if self._calling else self._release(len(self._held))
+        found = self._held.find(opener)
+        if found >= 0:
+            self._calling = True
+            return self._release(found)
+        return self._release(len(self._held) - _prefix_overlap(self._held, opener))
+
+    def finish(self, reason: str = "stop") -> Reply:
+        """What is left to send as content, the calls found in the held text, and the end."""
+        calls = read_calls(self._format, self._held, reason)
+        if not calls:
+            # Held because a call began: a call cut off before its name is not shown.
+            return Reply("" if self._calling else self._held, (), reply_end((), reason))
+        return Reply(self._format.before_calls(self._held), calls, reply_end(calls, reason))
+
+    def _release(self, upto: int) -> str:
+        out, self._held = self._held[:upto], self._held[upto:]
+        return out
+
+
+def _prefix_overlap(text: str, opener: str) -> int:
+    """The length of the longest end of text that is a start of opener."""
+    for size in range(min(len(text), len(opener) - 1), 0, -1):
+        if opener.startswith(text[-size:]):
+            return size
+    return 0

@@ -1,0 +1,1 @@
+"""POST /v1/completions: the raw prompt, no chat format."""

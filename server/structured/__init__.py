@@ -1,1 +1,0 @@
-"""Structured output: grammars that constrain what the model may write."""
