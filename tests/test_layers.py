@@ -80,3 +80,22 @@ def test_llama_cpp_is_imported_by_the_engine_alone():
 def test_the_three_layers_are_top_level_packages():
     for folder in ("engine", "runtime", "server"):
         assert (REPO / folder / "__init__.py").is_file(), folder
+
+
+def test_the_readme_map_names_every_module_of_the_three_layers():
+    """The README's map listed 11 of server/'s 23 modules; a module it leaves out is one a
+    newcomer cannot place."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## How it is built"):]
+    section = section[: section.index("```", section.index("```") + 3)]
+    missing = [
+        str(path.relative_to(REPO))
+        for folder in ("engine", "runtime", "server")
+        for path in modules(folder)
+        if path.name != "__init__.py"
+        and path.name not in section
+        # A module of a sub-folder (an endpoint's router, protocol, serving) may be named
+        # by its folder instead.
+        and not (path.parent != REPO / folder and f"{path.parent.name}/" in section)
+    ]
+    assert not missing, missing
