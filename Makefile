@@ -42,8 +42,15 @@ test: setup browser node
 test-fast: setup
 	$(BIN)/python -m pytest -m "not full" $(PYTEST_ARGS)
 
+LINTED := hearth engine runtime server prompts convert tests bench
+
 lint: setup
-	$(BIN)/ruff check hearth engine runtime server prompts convert tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+format: setup
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
 
 # What CI runs: the lint, then the README's test command.
 ci: lint test

@@ -99,3 +99,14 @@ def test_the_readme_map_names_every_module_of_the_three_layers():
         and not (path.parent != REPO / folder and f"{path.parent.name}/" in section)
     ]
     assert not missing, missing
+
+
+def test_every_stream_goes_through_the_one_wrapper():
+    """The drain guard lived in the chat stream writer only, so a /v1/responses stream cut by
+    SIGTERM ended torn: every stream must be built by server/streaming.py."""
+    builders = [
+        str(path.relative_to(REPO))
+        for path in modules("server")
+        if "EventSourceResponse(" in path.read_text()
+    ]
+    assert builders == ["server/streaming.py"]
