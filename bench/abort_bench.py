@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import tempfile
@@ -44,10 +45,8 @@ async def hang_up_at(client: httpx.AsyncClient, model: str, chunks: int, delay: 
         request = asyncio.create_task(client.post("/v1/chat/completions", json=body))
         await asyncio.sleep(delay)
         request.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
             await request
-        except (asyncio.CancelledError, httpx.HTTPError):
-            pass
         return
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         seen = 0

@@ -181,7 +181,7 @@ def _samplers(params: SamplingParams, n_vocab: int, seed: int) -> list:
     samplers = []
     if params.logit_bias:
         biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
-        for slot, (token, bias) in zip(biases, params.logit_bias):
+        for slot, (token, bias) in zip(biases, params.logit_bias, strict=True):
             slot.token = token
             # OpenAI's -100/100 mean "ban"/"force"; llama.cpp takes any float, and -inf bans.
             slot.bias = float("-inf") if bias <= -100 else bias

@@ -77,7 +77,7 @@ def _run_list(args: argparse.Namespace) -> int:
                      str(facts.context_length or "?"), f"{spec.path}  [{spec.source}]"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
     return 0
 
 

@@ -237,7 +237,7 @@ class ModelChatTemplate(FittedFormat):
             with RenderBudget(RENDER_SECONDS, limit):
                 return _joined(
                     self._template.generate(
-                        messages=[_message(m, c) for m, c in zip(messages, contents)],
+                        messages=[_message(m, c) for m, c in zip(messages, contents, strict=True)],
                         bos_token=self.model.bos_token,
                         eos_token=self.model.eos_token,
                         add_generation_prompt=True,

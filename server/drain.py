@@ -12,6 +12,7 @@ cut short (a finish_reason, a terminal event) and says why, rather than a torn c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -68,10 +69,8 @@ class Drain:
             for stream in list(self._streams):
                 stream.finish_now()
             # Each ends at the engine's next step; give them a moment to write their end.
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 5)
-            except TimeoutError:
-                pass
         log.info("drained in %.1f s", time.monotonic() - started)
 
 

@@ -72,9 +72,8 @@ class CallFormat:
             return None
         body = text[start + len(self.opener) :]
         _, complete = self._parse_calls(body)
-        begun = None
-        for begun in _CALL_HEAD.finditer(body, complete):
-            pass  # the last call begun after the complete ones
+        # The last call begun after the complete ones.
+        begun = next(reversed(list(_CALL_HEAD.finditer(body, complete))), None)
         if begun is None:
             return None
         try:

@@ -50,13 +50,13 @@ def test_completion_logprobs_match_llama_cpp_python(client, model_id, reference)
     theirs = theirs["choices"][0]
     assert ours.text == theirs["text"]
     assert ours.logprobs.tokens == theirs["logprobs"]["tokens"]
-    for mine, other in zip(ours.logprobs.token_logprobs, theirs["logprobs"]["token_logprobs"]):
+    for mine, other in zip(ours.logprobs.token_logprobs, theirs["logprobs"]["token_logprobs"], strict=True):
         assert mine == pytest.approx(other, abs=1e-3)
-    for mine, other in zip(ours.logprobs.top_logprobs, theirs["logprobs"]["top_logprobs"]):
+    for mine, other in zip(ours.logprobs.top_logprobs, theirs["logprobs"]["top_logprobs"], strict=True):
         assert list(mine) == list(other)[:3]  # the same alternatives, likeliest first
         assert list(mine.values()) == pytest.approx(list(other.values())[:3], abs=1e-3)
     # Offsets point at each token's text within the choice's text.
-    for token, offset in zip(ours.logprobs.tokens, ours.logprobs.text_offset):
+    for token, offset in zip(ours.logprobs.tokens, ours.logprobs.text_offset, strict=True):
         assert ours.text[offset:].startswith(token)
 
 
