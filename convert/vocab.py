@@ -152,6 +152,9 @@ def _byte_level_post_processor(folder: Path) -> bool:
 class AddedToken:
     content: str
     special: bool
+    # Whether the token swallows the whitespace before / after it when text is split on it.
+    lstrip: bool = False
+    rstrip: bool = False
 
 
 def _json_or_empty(path: Path) -> Any:
@@ -175,10 +178,15 @@ def added_tokens(folder: Path) -> dict[int, AddedToken]:
         found[int(token_id)] = AddedToken(content, content in special_contents)
     decoder = _json_or_empty(folder / "tokenizer_config.json").get("added_tokens_decoder", {})
     for token_id, entry in decoder.items():
-        found[int(token_id)] = AddedToken(entry["content"], bool(entry.get("special")))
+        found[int(token_id)] = _added_token(entry)
     for entry in _json_or_empty(folder / "tokenizer.json").get("added_tokens", []):
-        found[int(entry["id"])] = AddedToken(entry["content"], bool(entry.get("special")))
+        found[int(entry["id"])] = _added_token(entry)
     return found
+
+
+def _added_token(entry: dict[str, Any]) -> AddedToken:
+    return AddedToken(entry["content"], bool(entry.get("special")), bool(entry.get("lstrip")),
+                      bool(entry.get("rstrip")))
 
 
 def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
