@@ -22,7 +22,9 @@ make it abort, which would otherwise take `hearth convert` down with it.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -146,16 +148,18 @@ def llama_cpp_tokens(gguf_path: Path, texts: list[str]) -> list[list[int]]:
         done = subprocess.run(
             [sys.executable, "-m", "hearth.convert.tokenizer_check", str(gguf_path)],
             input=json.dumps(texts), capture_output=True, text=True, timeout=LLAMA_CPP_TIMEOUT,
-            check=False,
+            check=False, env={**os.environ, "GGML_NO_BACKTRACE": "1"},  # no gdb on an abort
         )
     except subprocess.TimeoutExpired as e:
         raise ConversionError(f"llama.cpp took over {LLAMA_CPP_TIMEOUT} s to load the written "
                               "vocabulary") from e
     if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        why = lines[-1][-200:] if lines else f"exit status {done.returncode}"
-        raise ConversionError(f"llama.cpp cannot load the written vocabulary ({why}); the "
-                              "tokenizer files are incomplete or of a kind it cannot read")
+        how = (f"crashed ({signal.Signals(-done.returncode).name})" if done.returncode < 0
+               else f"failed (exit status {done.returncode})")
+        lines = [" ".join(line.split()) for line in done.stderr.splitlines() if line.strip()]
+        raise ConversionError(f"llama.cpp {how} reading the written vocabulary"
+                              f"{': ' + lines[-1][-200:] if lines else ''}; the tokenizer files "
+                              "are incomplete or of a kind it cannot read")
     return json.loads(done.stdout)
 
 
