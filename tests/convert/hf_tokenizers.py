@@ -361,3 +361,25 @@ def mistral_legacy_false_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
         {**special, "add_bos_token": True, "add_eos_token": False, "legacy": False,
          "tokenizer_class": "LlamaTokenizer", "added_tokens_decoder": decoder}))
     return dest
+
+
+def gemma3_tokenizer_model(gemma3_gguf: Path, dest: Path) -> Path:
+    """Gemma 3's real tokenizer as Google ships it: tokenizer.model (262,144 pieces, no "▁"
+    prefix) and tokenizer_config.json listing its added tokens, read back from the Gemma 3 270M
+    GGUF that llama.cpp's converter wrote from those files (it wrote the whitespace-run pieces
+    "▁▁".. with spaces, and <unk> as a control token; both are undone here)."""
+    tokens, scores, types = _gguf_vocab(gemma3_gguf)
+    pieces = [t.replace(" ", "\u2581") if kind == 4 else t for t, kind in zip(tokens, types)]
+    types[3] = 2  # <unk> is SentencePiece's unknown piece
+    sentencepiece_model(pieces, scores, types, dest, add_dummy_prefix=False,
+                        special_ids={"pad": 0, "eos": 1, "bos": 2, "unk": 3})
+    decoder = {str(i): _added_token_entry(piece, kind in (2, 3), False)
+               for i, (piece, kind) in enumerate(zip(pieces, types)) if kind in (2, 3, 4)}
+    special = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>",
+               "pad_token": "<pad>"}
+    (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {**special, "add_bos_token": True, "add_eos_token": False,
+         "tokenizer_class": "GemmaTokenizer", "added_tokens_decoder": decoder},
+        ensure_ascii=False))
+    return dest
