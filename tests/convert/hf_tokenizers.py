@@ -363,12 +363,35 @@ def mistral_legacy_false_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
     return dest
 
 
+# llama.cpp's token attributes (llama_token_attr bits) -> the GGUF token types they come from,
+# strongest first (llama.cpp also marks Gemma's <unusedN> control tokens UNUSED).
+ATTR_TYPES = ((1 << 5, 6), (1 << 4, 4), (1 << 3, 3), (1 << 0, 2), (1 << 2, 1), (1 << 1, 5))
+
+
+def llama_cpp_vocab(path: Path) -> tuple[list[str], list[float], list[int]]:
+    """A GGUF's tokens, scores and token types as llama.cpp loads them (gguf-py's reader takes
+    half a minute over a 262,144-token vocabulary; llama.cpp a second)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        ids = range(llama_cpp.llama_vocab_n_tokens(vocab))
+        tokens = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8") for i in ids]
+        scores = [float(llama_cpp.llama_vocab_get_score(vocab, i)) for i in ids]
+        attrs = [int(llama_cpp.llama_vocab_get_attr(vocab, i)) for i in ids]
+    finally:
+        llm.close()
+    types = [next(kind for bit, kind in ATTR_TYPES if attr & bit) for attr in attrs]
+    return tokens, scores, types
+
+
 def gemma3_tokenizer_model(gemma3_gguf: Path, dest: Path) -> Path:
     """Gemma 3's real tokenizer as Google ships it: tokenizer.model (262,144 pieces, no "▁"
     prefix) and tokenizer_config.json listing its added tokens, read back from the Gemma 3 270M
     GGUF that llama.cpp's converter wrote from those files (it wrote the whitespace-run pieces
     "▁▁".. with spaces, and <unk> as a control token; both are undone here)."""
-    tokens, scores, types = _gguf_vocab(gemma3_gguf)
+    tokens, scores, types = llama_cpp_vocab(gemma3_gguf)
     pieces = [t.replace(" ", "\u2581") if kind == 4 else t for t, kind in zip(tokens, types)]
     types[3] = 2  # <unk> is SentencePiece's unknown piece
     sentencepiece_model(pieces, scores, types, dest, add_dummy_prefix=False,

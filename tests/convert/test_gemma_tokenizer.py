@@ -10,7 +10,7 @@ from checkpoint_builders import build_tiny
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 from hearth.convert.tokenizer_check import SAMPLES, SPECIAL
-from hf_tokenizers import vocab_test_pairs
+from hf_tokenizers import llama_cpp_vocab, vocab_test_pairs
 
 GEMMA3_VOCAB = 262144
 
@@ -33,11 +33,8 @@ def _llama_cpp_tokens(path: Path, texts: list[str]) -> list[list[int]]:
 
 
 def _vocabulary(path: Path) -> tuple[list[str], list[int]]:
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    return ([str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()],
-            [int(t) for t in reader.fields["tokenizer.ggml.token_type"].contents()])
+    tokens, _, types = llama_cpp_vocab(path)
+    return tokens, types
 
 
 def test_rebuilt_gemma3_tokenizer_model_is_gemma3s(
