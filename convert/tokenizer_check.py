@@ -10,7 +10,7 @@ before the output is renamed.
 The reference is transformers' (fast) tokenizer, without importing transformers: `tokenizer.json`
 through the tokenizers library when the folder has one (that file is what it loads), else
 `tokenizer.model` through SentencePiece, split on the added tokens first, as transformers does
-(`SentencePieceReference`). Samples with the end-of-sequence token in them are encoded whole, so
+(`SentencePieceReference`). Each sample is encoded whole, the end-of-sequence token in it, so
 the added tokens' lstrip/rstrip flags and tokenizer_config.json's `legacy` count: llama.cpp can
 be told neither (it strips spaces after special tokens only in models it knows by name, Phi-3),
 and a folder whose text after a special token reads differently must fail here.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hearth.convert.errors import ConversionError
-from hearth.convert.vocab import AddedToken, added_tokens
+from hearth.convert.vocab import AddedToken, _json_or_empty, added_tokens
 
 SPECIAL = object()  # stands for the model's end-of-sequence token inside a sample
 
@@ -55,6 +55,10 @@ METASPACE = "\u2581"
 NO_DUMMY_PREFIX = b"\x1a\x02\x18\x00"
 # Seconds llama.cpp may take to load a vocabulary (Gemma's 262,144 pieces take a few).
 LLAMA_CPP_TIMEOUT = 300
+
+# Said when the text around the end-of-sequence token differs: what llama.cpp cannot be told.
+AFTER_SPECIAL = (" (llama.cpp drops the spaces after a special token only in a model named "
+                 "Phi-3, and knows nothing of tokenizer_config.json's legacy)")
 
 Encoder = Callable[[str], list[int]]
 
@@ -101,7 +105,8 @@ class SentencePieceReference:
         self.prefix = SentencePieceNormalizer(model_proto=proto).Normalize("a").startswith(METASPACE)
         config = _json_or_empty(folder / "tokenizer_config.json")
         self.legacy = config.get("legacy") is not False
-        tokens = {token.content: (token_id, token) for token_id, token in added_tokens(folder).items()}
+        tokens = {token.content: (token_id, token)
+                  for token_id, token in added_tokens(folder).items() if token.content}
         if special is not None and special[0] not in tokens:
             tokens[special[0]] = (special[1], AddedToken(special[0], True))
         self.added = tokens
@@ -130,10 +135,6 @@ class SentencePieceReference:
         return list(self.processor.encode(text))
 
 
-def _json_or_empty(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def reference_tokenizer(folder: Path, eos: tuple[str, int] | None) -> ReferenceTokenizer:
     """tokenizer.json when there is one (transformers loads it), else tokenizer.model."""
     if (folder / "tokenizer.json").is_file():
@@ -154,26 +155,34 @@ def llama_cpp_tokens(gguf_path: Path, texts: list[str]) -> list[list[int]]:
         raise ConversionError(f"llama.cpp took over {LLAMA_CPP_TIMEOUT} s to load the written "
                               "vocabulary") from e
     if done.returncode != 0:
-        how = (f"crashed ({signal.Signals(-done.returncode).name})" if done.returncode < 0
+        how = (f"crashed ({_signal_name(-done.returncode)})" if done.returncode < 0
                else f"failed (exit status {done.returncode})")
         lines = [" ".join(line.split()) for line in done.stderr.splitlines() if line.strip()]
         raise ConversionError(f"llama.cpp {how} reading the written vocabulary"
                               f"{': ' + lines[-1][-200:] if lines else ''}; the tokenizer files "
                               "are incomplete or of a kind it cannot read")
-    return json.loads(done.stdout)
+    return json.loads(done.stdout.splitlines()[-1])  # the child's last line; llama.cpp may talk
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def check_tokenizer(gguf_path: Path, folder: Path, eos: tuple[str, int] | None) -> None:
     """Raise ConversionError naming the first sample the GGUF's vocabulary tokenizes differently."""
     reference = reference_tokenizer(folder, eos)
-    texts = [reference.text(sample) for sample in reference.samples()]
-    for text, got in zip(texts, llama_cpp_tokens(gguf_path, texts)):
+    samples = reference.samples()
+    texts = [reference.text(sample) for sample in samples]
+    for sample, text, got in zip(samples, texts, llama_cpp_tokens(gguf_path, texts)):
         want = reference.encode(text)
         if got != want:
             raise ConversionError(
                 f"the GGUF's vocabulary tokenizes {text!r} as {got[:12]}, the checkpoint's "
                 f"tokenizer as {want[:12]}; refusing to write a model that reads text "
-                "differently from the original"
+                f"differently from the original{AFTER_SPECIAL if SPECIAL in sample else ''}"
             )
 
 
@@ -187,7 +196,7 @@ def _tokenize_stdin(gguf_path: str) -> None:
         ids = [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in texts]
     finally:
         llm.close()
-    sys.stdout.write(json.dumps(ids))
+    sys.stdout.write("\n" + json.dumps(ids) + "\n")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_phi3_not_named_phi3_converted_though_llama_cpp_keeps_the_space_after_en
     the GGUF read 'Paris<|end|> is the end' with an extra '▁', and the check let it through."""
     out = tmp_path / "out" / "model.gguf"
     out.parent.mkdir()
-    with pytest.raises(ConversionError, match=r"'Paris<\|end\|> is the end'"):
+    with pytest.raises(ConversionError, match=r"'Paris<\|end\|> is the end'.*named Phi-3"):
         convert_checkpoint(phi3_folder, out, OUT_TYPES["f16"], progress=False, name="my-chat")
     assert list(out.parent.iterdir()) == []
 
