@@ -26,6 +26,7 @@ from typing import Any
 import gguf
 from hearth.convert.errors import ConversionError
 from hearth.convert.sentencepiece_json import (
+    METASPACE,
     adds_space_prefix,
     is_sentencepiece_json,
     sentencepiece_json_pieces,
@@ -152,6 +153,9 @@ def _byte_level_post_processor(folder: Path) -> bool:
 class AddedToken:
     content: str
     special: bool
+    # Whether the token swallows the whitespace before / after it when text is split on it.
+    lstrip: bool = False
+    rstrip: bool = False
 
 
 def _json_or_empty(path: Path) -> Any:
@@ -175,10 +179,15 @@ def added_tokens(folder: Path) -> dict[int, AddedToken]:
         found[int(token_id)] = AddedToken(content, content in special_contents)
     decoder = _json_or_empty(folder / "tokenizer_config.json").get("added_tokens_decoder", {})
     for token_id, entry in decoder.items():
-        found[int(token_id)] = AddedToken(entry["content"], bool(entry.get("special")))
+        found[int(token_id)] = _added_token(entry)
     for entry in _json_or_empty(folder / "tokenizer.json").get("added_tokens", []):
-        found[int(entry["id"])] = AddedToken(entry["content"], bool(entry.get("special")))
+        found[int(entry["id"])] = _added_token(entry)
     return found
+
+
+def _added_token(entry: dict[str, Any]) -> AddedToken:
+    return AddedToken(entry["content"], bool(entry.get("special")), bool(entry.get("lstrip")),
+                      bool(entry.get("rstrip")))
 
 
 def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
@@ -196,7 +205,7 @@ def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
         types.append(_piece_type(processor, i))
     # "default", as llama.cpp's converter writes for every SentencePiece vocabulary.
     vocab = Vocabulary("llama", "default", tokens, scores, types)
-    _merge_added(vocab, added_tokens(folder))
+    _merge_added(vocab, added_tokens(folder), over_sentencepiece_model=True)
     return vocab
 
 
@@ -224,20 +233,31 @@ def _looks_like_control(content: str) -> bool:
         content.startswith(start) and content.endswith(end) for start, end in CONTROL_BRACKETS)
 
 
-def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken]) -> None:
-    """Added tokens override base pieces with the same id and extend the list past its end."""
+def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken], *,
+                 over_sentencepiece_model: bool = False) -> None:
+    """Added tokens override base pieces with the same id and extend the list past its end.
+
+    Over a tokenizer.model they are written as llama.cpp's converter writes them: a user-defined
+    token's "▁" becomes a space (llama.cpp matches user-defined tokens in the raw text, so
+    Gemma's whitespace runs "▁▁".. would never match), and a listed <unk> takes the added type.
+    """
+    keep = (gguf.TokenType.BYTE,) if over_sentencepiece_model else (gguf.TokenType.UNKNOWN,
+                                                                    gguf.TokenType.BYTE)
     for token_id in sorted(added):
         token = added[token_id]
         control = token.special or _looks_like_control(token.content)
         kind = gguf.TokenType.CONTROL if control else gguf.TokenType.USER_DEFINED
+        content = token.content
+        if over_sentencepiece_model and kind == gguf.TokenType.USER_DEFINED:
+            content = content.replace(METASPACE, " ")
         if token_id < len(vocab.tokens):
-            if vocab.types[token_id] in (gguf.TokenType.UNKNOWN, gguf.TokenType.BYTE):
-                continue  # <unk> and byte pieces keep their SentencePiece meaning
-            vocab.tokens[token_id] = token.content
+            if vocab.types[token_id] in keep:
+                continue  # byte pieces (and <unk>) keep their SentencePiece meaning
+            vocab.tokens[token_id] = content
             vocab.types[token_id] = kind
             continue
         vocab.pad_to(token_id)  # a gap in the added ids: placeholders, with the warning
-        vocab.tokens.append(token.content)
+        vocab.tokens.append(content)
         vocab.scores.append(ADDED_TOKEN_SCORE)
         vocab.types.append(kind)
 

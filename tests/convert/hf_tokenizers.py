@@ -246,3 +246,163 @@ def gemma3_tokenizer_json(dest: Path) -> Path:
     tokenizer.save_pretrained(dest)
     gguf_path.unlink()
     return dest
+
+
+def _gguf_vocab(vocab_gguf: Path) -> tuple[list[str], list[float], list[int]]:
+    import gguf
+
+    reader = gguf.GGUFReader(vocab_gguf)
+    return ([str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()],
+            [float(s) for s in reader.fields["tokenizer.ggml.scores"].contents()],
+            [int(t) for t in reader.fields["tokenizer.ggml.token_type"].contents()])
+
+
+def sentencepiece_model(pieces: list[str], scores: list[float], types: list[int], dest: Path, *,
+                        add_dummy_prefix: bool, special_ids: dict[str, int]) -> Path:
+    """A SentencePiece BPE tokenizer.model with these pieces (GGUF token types are SentencePiece's
+    piece types), byte fallback, no normalization, as LLaMA's, Phi-3's and Gemma's are."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    model = pb.ModelProto()
+    for piece, score, kind in zip(pieces, scores, types):
+        model.pieces.add(piece=piece, score=score, type=kind)
+    spec = model.trainer_spec
+    spec.model_type = pb.TrainerSpec.BPE
+    spec.vocab_size = len(pieces)
+    spec.byte_fallback = True
+    spec.unk_id, spec.bos_id, spec.eos_id = (special_ids[k] for k in ("unk", "bos", "eos"))
+    spec.pad_id = special_ids.get("pad", -1)
+    normalizer = model.normalizer_spec
+    normalizer.name = "identity"
+    normalizer.add_dummy_prefix = add_dummy_prefix
+    normalizer.remove_extra_whitespaces = False
+    normalizer.escape_whitespaces = True
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "tokenizer.model"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+# Phi-3-mini-128k-instruct's added tokens: id -> (content, special, rstrip), as its tokenizer.json
+# and tokenizer_config.json list them. </s> is not special there, and every token but <unk>,
+# <s> and <|endoftext|> eats the spaces after it (llama.cpp hard-codes the same rule for Phi-3).
+PHI3_ADDED = {
+    0: ("<unk>", True, False), 1: ("<s>", True, False), 2: ("</s>", False, True),
+    32000: ("<|endoftext|>", True, False), 32001: ("<|assistant|>", True, True),
+    **{32001 + k: (f"<|placeholder{k}|>", True, True) for k in range(1, 5)},
+    32006: ("<|system|>", True, True), 32007: ("<|end|>", True, True),
+    32008: ("<|placeholder5|>", True, True), 32009: ("<|placeholder6|>", True, True),
+    32010: ("<|user|>", True, True),
+}
+PHI3_PIECES = 32000  # SentencePiece pieces in tokenizer.model; the added tokens follow
+
+
+def _added_token_entry(content: str, special: bool, rstrip: bool) -> dict:
+    return {"content": content, "lstrip": False, "normalized": False, "rstrip": rstrip,
+            "single_word": False, "special": special}
+
+
+def _sentencepiece_tokenizer_json(pieces: list[str], scores: list[float], types: list[int],
+                                  added: dict[int, tuple[str, bool, bool]], path: Path) -> None:
+    """tokenizer.json as transformers 4 saved LLaMA-family SentencePiece tokenizers: BPE with byte
+    fallback, a "▁" prepended to every piece of text between added tokens."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+
+    normal = [t == 1 for t in types]
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=_spm_merges(pieces, scores, normal),
+                                     unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
+                                                 normalizers.Replace(" ", "\u2581")])
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                           decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tokenizer.add_tokens([AddedToken(content, special=special, rstrip=rstrip, lstrip=False,
+                                     normalized=False)
+                          for _, (content, special, rstrip) in sorted(added.items())])
+    tokenizer.save(str(path))
+
+
+def phi3_tokenizer_folder(vocab_gguf: Path, dest: Path, eos: str = "<|end|>") -> Path:
+    """Phi-3-mini-128k-instruct's tokenizer files, rebuilt from llama.cpp's ggml-vocab-phi-3.gguf:
+    tokenizer.model (LLaMA 2's 32,000 pieces), tokenizer.json, tokenizer_config.json (legacy false,
+    the added tokens with their rstrip flags) and special_tokens_map.json."""
+    tokens, scores, types = _gguf_vocab(vocab_gguf)
+    pieces, piece_scores = tokens[:PHI3_PIECES], scores[:PHI3_PIECES]
+    # SentencePiece's own types: <unk> is its unknown piece, <s> and </s> its control pieces.
+    piece_types = [2, 3, 3, *types[3:PHI3_PIECES]]
+    piece_scores[:3] = [0.0, 0.0, 0.0]
+    sentencepiece_model(pieces, piece_scores, piece_types, dest, add_dummy_prefix=True,
+                        special_ids={"unk": 0, "bos": 1, "eos": 2})
+    _sentencepiece_tokenizer_json(pieces, piece_scores, piece_types, PHI3_ADDED,
+                                  dest / "tokenizer.json")
+    special = {"bos_token": "<s>", "eos_token": eos, "unk_token": "<unk>",
+               "pad_token": "<|endoftext|>"}
+    (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    decoder = {str(i): _added_token_entry(*entry) for i, entry in sorted(PHI3_ADDED.items())}
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {**special, "add_bos_token": True, "add_eos_token": False, "legacy": False,
+         "clean_up_tokenization_spaces": False, "tokenizer_class": "LlamaTokenizer",
+         "added_tokens_decoder": decoder}))
+    return dest
+
+
+def mistral_legacy_false_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
+    """A Mistral-style tokenizer (LLaMA 2's pieces, from ggml-vocab-phi-3.gguf) kept only as
+    tokenizer.model, with tokenizer_config.json saying legacy false, as Mistral 7B's does."""
+    tokens, scores, types = _gguf_vocab(vocab_gguf)
+    piece_scores = [0.0, 0.0, 0.0, *scores[3:PHI3_PIECES]]
+    sentencepiece_model(tokens[:PHI3_PIECES], piece_scores, [2, 3, 3, *types[3:PHI3_PIECES]],
+                        dest, add_dummy_prefix=True, special_ids={"unk": 0, "bos": 1, "eos": 2})
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    decoder = {str(i): _added_token_entry(content, True, False)
+               for i, content in enumerate(("<unk>", "<s>", "</s>"))}
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {**special, "add_bos_token": True, "add_eos_token": False, "legacy": False,
+         "tokenizer_class": "LlamaTokenizer", "added_tokens_decoder": decoder}))
+    return dest
+
+
+# llama.cpp's token attributes (llama_token_attr bits) -> the GGUF token types they come from,
+# strongest first (llama.cpp also marks Gemma's <unusedN> control tokens UNUSED).
+ATTR_TYPES = ((1 << 5, 6), (1 << 4, 4), (1 << 3, 3), (1 << 0, 2), (1 << 2, 1), (1 << 1, 5))
+
+
+def llama_cpp_vocab(path: Path) -> tuple[list[str], list[float], list[int]]:
+    """A GGUF's tokens, scores and token types as llama.cpp loads them (gguf-py's reader takes
+    half a minute over a 262,144-token vocabulary; llama.cpp a second)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        ids = range(llama_cpp.llama_vocab_n_tokens(vocab))
+        tokens = [llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8") for i in ids]
+        scores = [float(llama_cpp.llama_vocab_get_score(vocab, i)) for i in ids]
+        attrs = [int(llama_cpp.llama_vocab_get_attr(vocab, i)) for i in ids]
+    finally:
+        llm.close()
+    types = [next(kind for bit, kind in ATTR_TYPES if attr & bit) for attr in attrs]
+    return tokens, scores, types
+
+
+def gemma3_tokenizer_model(gemma3_gguf: Path, dest: Path) -> Path:
+    """Gemma 3's real tokenizer as Google ships it: tokenizer.model (262,144 pieces, no "▁"
+    prefix) and tokenizer_config.json listing its added tokens, read back from the Gemma 3 270M
+    GGUF that llama.cpp's converter wrote from those files (it wrote the whitespace-run pieces
+    "▁▁".. with spaces, and <unk> as a control token; both are undone here)."""
+    tokens, scores, types = llama_cpp_vocab(gemma3_gguf)
+    pieces = [t.replace(" ", "\u2581") if kind == 4 else t for t, kind in zip(tokens, types)]
+    types[3] = 2  # <unk> is SentencePiece's unknown piece
+    sentencepiece_model(pieces, scores, types, dest, add_dummy_prefix=False,
+                        special_ids={"pad": 0, "eos": 1, "bos": 2, "unk": 3})
+    decoder = {str(i): _added_token_entry(piece, kind in (2, 3), False)
+               for i, (piece, kind) in enumerate(zip(pieces, types)) if kind in (2, 3, 4)}
+    special = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>",
+               "pad_token": "<pad>"}
+    (dest / "special_tokens_map.json").write_text(json.dumps(special))
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {**special, "add_bos_token": True, "add_eos_token": False,
+         "tokenizer_class": "GemmaTokenizer", "added_tokens_decoder": decoder},
+        ensure_ascii=False))
+    return dest

@@ -160,3 +160,52 @@ def test_killed_conversion_leaves_nothing(tiny_models: dict[str, Path], tmp_path
     )
     assert done.returncode == 128 + 15
     assert list(tmp_path.iterdir()) == []
+
+
+def _no_byte_pieces_tokenizer(dest: Path) -> Path:
+    """A SentencePiece-style tokenizer.json (BPE with byte fallback) that lacks the 256 byte
+    pieces <0x00>..<0xFF> byte fallback needs."""
+    import string
+
+    from tokenizers import AddedToken, Tokenizer, models, normalizers
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "\u2581": 3}
+    for char in string.ascii_letters + string.digits + string.punctuation:
+        vocab[char] = len(vocab)
+    merges = [("\u2581", "t"), ("h", "e"), ("\u2581t", "he")]
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>",
+                                     fuse_unk=True, byte_fallback=True))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
+                                                 normalizers.Replace(" ", "\u2581")])
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                                  for t in ("<unk>", "<s>", "</s>")])
+    dest.mkdir(parents=True)
+    tokenizer.save(str(dest / "tokenizer.json"))
+    (dest / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+         "tokenizer_class": "LlamaTokenizer"}))
+    return dest
+
+
+def test_tokenizer_without_byte_pieces_aborted_hearth_convert(tmp_path: Path) -> None:
+    """llama.cpp aborted (std::out_of_range) inside the tokenizer check and took `hearth convert`
+    down with it: exit 134, a gdb backtrace, and the .partial file left behind."""
+    from checkpoint_builders import build_tiny_with_tokenizer_json
+    from tokenizers import Tokenizer
+
+    tokenizer = _no_byte_pieces_tokenizer(tmp_path / "tokenizer")
+    size = Tokenizer.from_file(str(tokenizer / "tokenizer.json")).get_vocab_size()
+    source = build_tiny_with_tokenizer_json(tmp_path / "model", tokenizer, size)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    hearth = Path(sys.executable).with_name("hearth")
+    done = subprocess.run([str(hearth), "convert", str(source), "-o", str(out_dir / "m.gguf"),
+                           "--outtype", "f16"], capture_output=True, text=True, check=False,
+                          timeout=600)
+    said = [line for line in done.stderr.splitlines()
+            if line.strip() and not line.startswith(("INFO ", "WARNING "))]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert len(said) == 1 and said[0].startswith("hearth convert: error: llama.cpp crashed")
+    assert list(out_dir.iterdir()) == []
