@@ -24,8 +24,9 @@ from pathlib import Path
 
 import httpx
 import psutil
-from hearth.runtime.settings import bundled_model_path
 from prometheus_client.parser import text_string_to_metric_families
+
+from hearth.runtime.settings import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth
@@ -33,11 +34,13 @@ from servers import RunningServer, ServerConfig, free_port, hearth
 EOS = "2"  # SmolLM2's <|im_end|>: banned, so no stream ends before its client hangs up
 
 
-
 async def hang_up_at(client: httpx.AsyncClient, model: str, chunks: int, delay: float) -> None:
     """Stream a reply and drop the connection after `chunks` data lines (-1: before any)."""
     body = {
-        "model": model, "stream": True, "max_tokens": 200, "logit_bias": {EOS: -100},
+        "model": model,
+        "stream": True,
+        "max_tokens": 200,
+        "logit_bias": {EOS: -100},
         "messages": [{"role": "user", "content": "Tell me a long story about a lighthouse."}],
     }
     if chunks < 0:
@@ -93,11 +96,16 @@ def settled(url: str, timeout: float = 30.0) -> dict[str, float]:
 
 def completes(url: str) -> bool:
     model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
-    body = {"model": model, "max_tokens": 8,
-            "messages": [{"role": "user", "content": "Say hello."}]}
+    body = {
+        "model": model,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }
     response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
     return response.status_code == 200 and response.json()["choices"][0]["finish_reason"] in (
-        "stop", "length")
+        "stop",
+        "length",
+    )
 
 
 def main() -> None:
@@ -115,8 +123,10 @@ def main() -> None:
         server = RunningServer("hearth", hearth(config), port, Path(tmp) / "serve.log")
         process = psutil.Process(server.process.pid)
         try:
-            print(f"{args.streams} streams a round, {args.concurrency} at a time, "
-                  "--parallel 4, each dropped at a random point")
+            print(
+                f"{args.streams} streams a round, {args.concurrency} at a time, "
+                "--parallel 4, each dropped at a random point"
+            )
             for round_ in range(1, args.rounds + 1):
                 before = process.memory_info().rss
                 started = time.monotonic()
@@ -124,11 +134,13 @@ def main() -> None:
                 seconds = time.monotonic() - started
                 gauges = settled(server.url)
                 after = process.memory_info().rss
-                print(f"round {round_}: {seconds:5.1f} s; after it slots busy "
-                      f"{gauges.get('hearth_slots_busy', 0):.0f}, waiting "
-                      f"{gauges.get('hearth_waiting', 0):.0f} (both must be 0); RSS "
-                      f"{before / 2**20:.0f} -> {after / 2**20:.0f} MiB; a new request "
-                      f"completes: {completes(server.url)}")
+                print(
+                    f"round {round_}: {seconds:5.1f} s; after it slots busy "
+                    f"{gauges.get('hearth_slots_busy', 0):.0f}, waiting "
+                    f"{gauges.get('hearth_waiting', 0):.0f} (both must be 0); RSS "
+                    f"{before / 2**20:.0f} -> {after / 2**20:.0f} MiB; a new request "
+                    f"completes: {completes(server.url)}"
+                )
         finally:
             server.stop()
 

@@ -29,9 +29,10 @@ from pathlib import Path
 import hypothesis
 import requests
 import schemathesis
-from hearth.runtime.settings import bundled_model_path
 from hypothesis import HealthCheck, given
 from schemathesis import GenerationMode
+
+from hearth.runtime.settings import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth
@@ -39,14 +40,17 @@ from servers import RunningServer, ServerConfig, free_port, hearth
 FAILURES: list[str] = []
 
 
-
 def draw(operation: schemathesis.APIOperation, mode: GenerationMode, count: int) -> list:
     """`count` generated cases for one operation, without sending them yet."""
     cases: list = []
 
     @hypothesis.settings(
-        max_examples=count, deadline=None, database=None, derandomize=True,
-        suppress_health_check=list(HealthCheck), phases=[hypothesis.Phase.generate],
+        max_examples=count,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[hypothesis.Phase.generate],
     )
     @given(operation.as_strategy(generation_mode=mode))
     def collect(case) -> None:
@@ -64,8 +68,13 @@ def openai_shaped(response: requests.Response) -> bool:
         error = response.json()["error"]
     except (ValueError, KeyError, TypeError):
         return False
-    return (isinstance(error, dict) and isinstance(error.get("message"), str)
-            and isinstance(error.get("type"), str) and "param" in error and "code" in error)
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("message"), str)
+        and isinstance(error.get("type"), str)
+        and "param" in error
+        and "code" in error
+    )
 
 
 def aim_at_the_model(case, model: str) -> None:
@@ -96,8 +105,9 @@ def keep_replies_short(case) -> None:
         return
     for field in LENGTH_FIELDS.get(case.operation.path, ()):
         value = case.body.get(field)
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)
-                             and value > MAX_TOKENS):
+        if value is None or (
+            isinstance(value, int) and not isinstance(value, bool) and value > MAX_TOKENS
+        ):
             case.body[field] = MAX_TOKENS
 
 
@@ -108,8 +118,9 @@ def send(case, base_url: str) -> tuple[int | None, str | None]:
     except requests.RequestException as error:
         return None, f"no answer: {type(error).__name__}"
     if response.status_code >= 500:
-        return response.status_code, (f"{response.status_code}: {response.text[:200]}\n"
-                                      f"    {case.as_curl_command()[:800]}")
+        return response.status_code, (
+            f"{response.status_code}: {response.text[:200]}\n    {case.as_curl_command()[:800]}"
+        )
     if response.status_code >= 400 and not openai_shaped(response):
         return response.status_code, f"not OpenAI-shaped: {response.text[:200]}"
     return response.status_code, None
@@ -133,7 +144,7 @@ def main() -> None:
             server.stop()
             log = (Path(tmp) / "serve.log").read_text(errors="replace")
             if "Traceback" in log:
-                print("\nthe server's last traceback:\n" + log[log.rindex("Traceback"):][-2500:])
+                print("\nthe server's last traceback:\n" + log[log.rindex("Traceback") :][-2500:])
     print(f"server still running at the end: {alive}")
     if not alive or FAILURES:
         raise SystemExit(1)
@@ -142,10 +153,14 @@ def main() -> None:
 def run(url: str, examples: int, only: str | None = None) -> None:
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     model = requests.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
-    print(f"schemathesis {schemathesis.SCHEMATHESIS_VERSION}, {examples} cases per operation "
-          "and mode\n")
-    print(f"{'operation':32} {'mode':9} {'cases':>5} {'2xx':>5} {'4xx':>5} {'5xx':>4} "
-          f"{'bad shape':>9} {'s':>6}")
+    print(
+        f"schemathesis {schemathesis.SCHEMATHESIS_VERSION}, {examples} cases per operation "
+        "and mode\n"
+    )
+    print(
+        f"{'operation':32} {'mode':9} {'cases':>5} {'2xx':>5} {'4xx':>5} {'5xx':>4} "
+        f"{'bad shape':>9} {'s':>6}"
+    )
     totals: collections.Counter = collections.Counter()
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -167,12 +182,16 @@ def run(url: str, examples: int, only: str | None = None) -> None:
                     FAILURES.append(f"{operation.label} [{mode.value}] {failure}")
             totals.update(seen)
             totals["cases"] += len(cases)
-            print(f"{operation.label:32} {mode.value:9} {len(cases):5} {seen['2xx']:5} "
-                  f"{seen['4xx']:5} {seen['5xx']:4} {seen['bad shape']:9} "
-                  f"{time.monotonic() - started:6.1f}")
-    print(f"\ncases {totals['cases']}: 2xx {totals['2xx']}, 4xx {totals['4xx']}, "
-          f"5xx {totals['5xx']}, no answer {totals['none']}, "
-          f"errors not in OpenAI's shape {totals['bad shape']}")
+            print(
+                f"{operation.label:32} {mode.value:9} {len(cases):5} {seen['2xx']:5} "
+                f"{seen['4xx']:5} {seen['5xx']:4} {seen['bad shape']:9} "
+                f"{time.monotonic() - started:6.1f}"
+            )
+    print(
+        f"\ncases {totals['cases']}: 2xx {totals['2xx']}, 4xx {totals['4xx']}, "
+        f"5xx {totals['5xx']}, no answer {totals['none']}, "
+        f"errors not in OpenAI's shape {totals['bad shape']}"
+    )
     for failure in FAILURES[:20]:
         print("FAIL", failure)
 

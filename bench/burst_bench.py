@@ -38,10 +38,27 @@ def start(parallel: int, max_queue: int, threads: int, log: Path) -> tuple[subpr
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hearth", "serve", "--port", str(port),
-             "--parallel", str(parallel), "--max-queue", str(max_queue), "--n-ctx", "1024",
-             "--threads", str(threads), "--no-web", "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "hearth",
+                "serve",
+                "--port",
+                str(port),
+                "--parallel",
+                str(parallel),
+                "--max-queue",
+                str(max_queue),
+                "--n-ctx",
+                "1024",
+                "--threads",
+                str(threads),
+                "--no-web",
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -58,8 +75,12 @@ def start(parallel: int, max_queue: int, threads: int, log: Path) -> tuple[subpr
 
 async def one_client(client: httpx.AsyncClient, model: str, tokens: int, go: asyncio.Event) -> str:
     body = {
-        "model": model, "messages": [{"role": "user", "content": "Tell me a long story."}],
-        "max_tokens": tokens, "temperature": 0, "logit_bias": {EOS: -100}, "stream": True,
+        "model": model,
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "max_tokens": tokens,
+        "temperature": 0,
+        "logit_bias": {EOS: -100},
+        "stream": True,
         "stream_options": {"include_usage": True},
     }
     await go.wait()
@@ -74,7 +95,7 @@ async def one_client(client: httpx.AsyncClient, model: str, tokens: int, go: asy
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue
-            data = line[len("data: "):]
+            data = line[len("data: ") :]
             if data == "[DONE]":
                 done = True
                 continue
@@ -109,8 +130,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         process, url = start(args.parallel, args.max_queue, args.threads, Path(tmp) / "serve.log")
         try:
-            print(f"{args.clients} clients at once, --parallel {args.parallel} "
-                  f"--max-queue {args.max_queue}, {args.tokens} tokens each")
+            print(
+                f"{args.clients} clients at once, --parallel {args.parallel} "
+                f"--max-queue {args.max_queue}, {args.tokens} tokens each"
+            )
             for round_ in range(1, args.rounds + 1):
                 started = time.perf_counter()
                 counts = asyncio.run(burst(url, args.clients, args.tokens))

@@ -34,8 +34,11 @@ def measure(url: str, n: int, tokens: int) -> dict[str, int]:
     question = f"{uuid.uuid4()} " + "Tell me about the sea and the sky. " * 20
     before = httpx.get(f"{url}/health").json()["engine"]
     body = {
-        "model": "smollm2", "messages": [{"role": "user", "content": question}],
-        "max_tokens": tokens, "temperature": 1.0, "n": n,
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": tokens,
+        "temperature": 1.0,
+        "n": n,
     }
     usage = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600).json()["usage"]
     after = httpx.get(f"{url}/health").json()["engine"]
@@ -54,15 +57,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     port = free_port()
-    command = [sys.executable, "-m", "hearth", "serve", "--port", str(port), "--n-ctx", "2048",
-               "--no-web", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "hearth",
+        "serve",
+        "--port",
+        str(port),
+        "--n-ctx",
+        "2048",
+        "--no-web",
+        "--log-level",
+        "warning",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         server = RunningServer("hearth", command, port, Path(tmp) / "serve.log")
         try:
             for round_ in range(1, args.rounds + 1):
                 for n in (1, args.choices):
                     figures = measure(server.url, n, args.tokens)
-                    print(f"round {round_}  n={n}  " + "  ".join(f"{k} {v}" for k, v in figures.items()))
+                    print(
+                        f"round {round_}  n={n}  "
+                        + "  ".join(f"{k} {v}" for k, v in figures.items())
+                    )
         finally:
             server.stop()
 

@@ -62,8 +62,9 @@ def measure(command: list[str], scratch: Path) -> Run | None:
         # The reference cannot convert every layout Hearth takes (StableLM 2 12B's per-head
         # norms); that is a row of the table, not the end of the run.
         last = done.stderr.strip().splitlines()[-1:] or [""]
-        print(f"  {Path(command[1]).name} exited {done.returncode}: {last[0][:160]}",
-              file=sys.stderr)
+        print(
+            f"  {Path(command[1]).name} exited {done.returncode}: {last[0][:160]}", file=sys.stderr
+        )
         return None
     peak_kib = int(report.read_text().split()[-1])
     return Run(seconds, peak_kib / 1024)
@@ -183,10 +184,14 @@ def main(argv: list[str] | None = None) -> None:
                     if run is not None:
                         runs[tool].append(run)
             per_round = (time.perf_counter() - round_start) / args.rounds
-            seconds = {tool: f"{statistics.median(r.seconds for r in rs):.2f}" if rs else "fails"
-                       for tool, rs in runs.items()}
-            peak = {tool: f"{max(r.peak_rss_mb for r in rs):.0f}" if rs else "fails"
-                    for tool, rs in runs.items()}
+            seconds = {
+                tool: f"{statistics.median(r.seconds for r in rs):.2f}" if rs else "fails"
+                for tool, rs in runs.items()
+            }
+            peak = {
+                tool: f"{max(r.peak_rss_mb for r in rs):.0f}" if rs else "fails"
+                for tool, rs in runs.items()
+            }
             print(
                 f"{arch:<13} {size:>8.1f} {seconds['hearth']:>9} {seconds['reference']:>12} "
                 f"{peak['hearth']:>10} {peak['reference']:>13} {build_seconds:>8.1f} "

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from hearth.runtime.settings import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth
 
 EOS = "2"  # SmolLM2's <|im_end|>: banned, so each reply runs to its max_tokens
-
 
 
 @dataclass
@@ -51,16 +51,18 @@ class StreamEnd:
 
 def stream(url: str, model: str, max_tokens: int, end: StreamEnd) -> None:
     body = {
-        "model": model, "stream": True, "max_tokens": max_tokens, "logit_bias": {EOS: -100},
+        "model": model,
+        "stream": True,
+        "max_tokens": max_tokens,
+        "logit_bias": {EOS: -100},
         "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
     }
     try:
-        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body,
-                          timeout=300) as response:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as response:
             for line in response.iter_lines():
                 if not line.startswith("data: "):
                     continue
-                data = line[len("data: "):]
+                data = line[len("data: ") :]
                 if data == "[DONE]":
                     end.done = True
                     continue
@@ -78,8 +80,7 @@ def stream(url: str, model: str, max_tokens: int, end: StreamEnd) -> None:
         end.started.set()
 
 
-def scenario(name: str, streams: int, max_tokens: int, drain_timeout: float,
-             threads: int) -> None:
+def scenario(name: str, streams: int, max_tokens: int, drain_timeout: float, threads: int) -> None:
     port = free_port()
     config = ServerConfig(bundled_model_path(), port, threads, slots=4, ctx_per_slot=2048)
     command = [*hearth(config), "--drain-timeout", str(drain_timeout)]
@@ -87,8 +88,10 @@ def scenario(name: str, streams: int, max_tokens: int, drain_timeout: float,
         server = RunningServer("hearth", command, port, Path(tmp) / "serve.log")
         model = httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"]
         ends = [StreamEnd() for _ in range(streams)]
-        workers = [threading.Thread(target=stream, args=(server.url, model, max_tokens, end))
-                   for end in ends]
+        workers = [
+            threading.Thread(target=stream, args=(server.url, model, max_tokens, end))
+            for end in ends
+        ]
         for worker in workers:
             worker.start()
         for end in ends:
@@ -109,8 +112,10 @@ def scenario(name: str, streams: int, max_tokens: int, drain_timeout: float,
     print(f"\n{name}: {streams} streams of {max_tokens} tokens, --drain-timeout {drain_timeout:g}")
     for i, end in enumerate(ends, 1):
         how = f"torn ({end.torn})" if end.torn else "closed"
-        print(f"  stream {i}: {end.tokens:4} tokens, finish_reason {end.finish_reason}, "
-              f"error event {end.error_event}, [DONE] {end.done}, {how}")
+        print(
+            f"  stream {i}: {end.tokens:4} tokens, finish_reason {end.finish_reason}, "
+            f"error event {end.error_event}, [DONE] {end.done}, {how}"
+        )
     print(f"  a new request during the drain: {newcomer}")
     print(f"  exit status {status}, {exited:.1f} s after SIGTERM")
 

@@ -35,6 +35,7 @@ def rate(stamps: list[float]) -> float:
 
 def llama_cpp_rate(model: Path, threads: int, tokens: int) -> float:
     import llama_cpp
+
     from hearth.engine.cpu import keep_amx_off_by_default
 
     keep_amx_off_by_default()  # the same kernels as the server it is compared with
@@ -59,14 +60,22 @@ async def engine_rate(model: Path, threads: int, tokens: int) -> float:
         request = GenerationRequest(
             Prompt(PROMPT), max_tokens=tokens, sampling=SamplingParams(temperature=0)
         )
-        stamps = [time.perf_counter() async for e in engine.submit(request) if isinstance(e, TextDelta)]
+        stamps = [
+            time.perf_counter() async for e in engine.submit(request) if isinstance(e, TextDelta)
+        ]
     finally:
         await engine.close()
     return rate(stamps)
 
 
 def http_rate(url: str, tokens: int) -> float:
-    body = {"model": "bench", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True}
+    body = {
+        "model": "bench",
+        "prompt": PROMPT,
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+    }
     stamps = []
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=300) as response:
         for line in response.iter_lines():
@@ -86,7 +95,11 @@ def main() -> int:
     from hearth.runtime.settings import bundled_model_path
 
     model = args.model or bundled_model_path()
-    results: dict[str, list[float]] = {"llama_cpp.Llama": [], "hearth engine": [], "hearth over HTTP": []}
+    results: dict[str, list[float]] = {
+        "llama_cpp.Llama": [],
+        "hearth engine": [],
+        "hearth over HTTP": [],
+    }
     config = ServerConfig(model, args.port, args.threads, 1, 1024)
     log = Path(tempfile.mkdtemp(prefix="hearth-overhead-")) / "serve.log"
     # Interleave the three so drift in machine load hits each alike.
@@ -99,8 +112,10 @@ def main() -> int:
             results["hearth over HTTP"].append(http_rate(server.url, args.tokens))
         finally:
             server.stop()
-    print(f"model {model.name}, threads {args.threads}, {args.tokens} tokens, "
-          f"median of {args.repeat}\n")
+    print(
+        f"model {model.name}, threads {args.threads}, {args.tokens} tokens, "
+        f"median of {args.repeat}\n"
+    )
     print("| path | decode tokens/s (median) | min | max |")
     print("|---|---|---|---|")
     medians = {}
@@ -109,8 +124,10 @@ def main() -> int:
         print(f"| {name} | {medians[name]:.1f} | {min(values):.1f} | {max(values):.1f} |")
     http, engine = medians["hearth over HTTP"], medians["hearth engine"]
     print(f"\nHTTP layer cost vs the engine in process: {100 * (1 - http / engine):+.1f}%")
-    print(f"hearth over HTTP vs llama_cpp.Llama in process: "
-          f"{100 * (http / medians['llama_cpp.Llama'] - 1):+.1f}%")
+    print(
+        f"hearth over HTTP vs llama_cpp.Llama in process: "
+        f"{100 * (http / medians['llama_cpp.Llama'] - 1):+.1f}%"
+    )
     return 0
 
 

@@ -35,11 +35,31 @@ def free_port() -> int:
 def start(models_dir: Path, max_loaded: int, threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "hearth", "serve", "--model", SMOL, "--models-dir",
-         str(models_dir), "--max-loaded-models", str(max_loaded), "--keep-alive", "0",
-         "--port", str(port), "--threads", str(threads), "--n-ctx", "2048", "--no-web",
-         "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "hearth",
+            "serve",
+            "--model",
+            SMOL,
+            "--models-dir",
+            str(models_dir),
+            "--max-loaded-models",
+            str(max_loaded),
+            "--keep-alive",
+            "0",
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            "--n-ctx",
+            "2048",
+            "--no-web",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -56,9 +76,16 @@ def start(models_dir: Path, max_loaded: int, threads: int) -> tuple[subprocess.P
 
 def ask(url: str, model: str) -> float:
     started = time.perf_counter()
-    response = httpx.post(f"{url}/v1/chat/completions", timeout=300, json={
-        "model": model, "max_tokens": 1, "temperature": 0,
-        "messages": [{"role": "user", "content": "Hi"}]})
+    response = httpx.post(
+        f"{url}/v1/chat/completions",
+        timeout=300,
+        json={
+            "model": model,
+            "max_tokens": 1,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    )
     response.raise_for_status()
     return time.perf_counter() - started
 
@@ -102,9 +129,11 @@ def main() -> None:
             process.terminate()
             process.wait()
         for model in (SMOL, GEMMA):
-            print(f"{model:20s} resident: {statistics.median(resident[model]) * 1000:6.0f} ms"
-                  f"   after a switch: {statistics.median(switching[model]) * 1000:6.0f} ms"
-                  f"   (1-token reply, median of {args.rounds})")
+            print(
+                f"{model:20s} resident: {statistics.median(resident[model]) * 1000:6.0f} ms"
+                f"   after a switch: {statistics.median(switching[model]) * 1000:6.0f} ms"
+                f"   (1-token reply, median of {args.rounds})"
+            )
 
 
 if __name__ == "__main__":

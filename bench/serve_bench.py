@@ -137,9 +137,7 @@ def plan(tokens: int, levels: list[int], kinds: tuple[str, ...] = SCENARIO_KINDS
             )
         )
     scenarios.append(Scenario("ttft", ("TTFT cold s", "TTFT warm s"), ttft_cold_warm))
-    scenarios.append(
-        Scenario("users", ("4 users TTFT s",), lambda url: users_taking_turns(url, 4))
-    )
+    scenarios.append(Scenario("users", ("4 users TTFT s",), lambda url: users_taking_turns(url, 4)))
     return [scenario for scenario in scenarios if scenario.kind in kinds]
 
 
@@ -150,7 +148,9 @@ def measure(scenario: Scenario, server: RunningServer) -> dict[str, float | None
     except Exception as error:  # noqa: BLE001
         print(f"  {server.name}: failed: {error!r}", file=sys.stderr, flush=True)
         return dict.fromkeys(scenario.metrics)
-    return dict(zip(scenario.metrics, values if isinstance(values, tuple) else (values,), strict=True))
+    return dict(
+        zip(scenario.metrics, values if isinstance(values, tuple) else (values,), strict=True)
+    )
 
 
 Rounds = list[dict[str, float | None]]
@@ -215,7 +215,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server")
     parser.add_argument("--only", default=None, help="comma-separated subset of servers")
-    parser.add_argument("--rounds", type=int, default=1, help="run every scenario on every server N times")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every scenario on every server N times"
+    )
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIO_KINDS),

@@ -35,27 +35,70 @@ def free_port() -> int:
 
 def hearth(c: ServerConfig) -> list[str]:
     return [
-        sys.executable, "-m", "hearth", "serve", "--model", str(c.model), "--alias", "bench",
-        "--port", str(c.port), "--threads", str(c.threads), "--parallel", str(c.slots),
-        "--n-ctx", str(c.ctx_per_slot), "--no-web", "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "hearth",
+        "serve",
+        "--model",
+        str(c.model),
+        "--alias",
+        "bench",
+        "--port",
+        str(c.port),
+        "--threads",
+        str(c.threads),
+        "--parallel",
+        str(c.slots),
+        "--n-ctx",
+        str(c.ctx_per_slot),
+        "--no-web",
+        "--log-level",
+        "warning",
     ]
 
 
 def llama_cpp_python(c: ServerConfig) -> list[str]:
     # One llama.cpp context for everyone: that is how its server works.
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(c.model),
-        "--model_alias", "bench", "--port", str(c.port), "--n_threads", str(c.threads),
-        "--n_threads_batch", str(c.threads), "--n_ctx", str(c.ctx_per_slot), "--verbose", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(c.model),
+        "--model_alias",
+        "bench",
+        "--port",
+        str(c.port),
+        "--n_threads",
+        str(c.threads),
+        "--n_threads_batch",
+        str(c.threads),
+        "--n_ctx",
+        str(c.ctx_per_slot),
+        "--verbose",
+        "False",
     ]
 
 
 def llama_server(binary: Path) -> Callable[[ServerConfig], list[str]]:
     def command(c: ServerConfig) -> list[str]:
         return [
-            str(binary), "-m", str(c.model), "--port", str(c.port), "-t", str(c.threads),
-            "-tb", str(c.threads), "-np", str(c.slots), "-c", str(c.ctx_per_slot * c.slots),
-            "--alias", "bench", "--log-disable",
+            str(binary),
+            "-m",
+            str(c.model),
+            "--port",
+            str(c.port),
+            "-t",
+            str(c.threads),
+            "-tb",
+            str(c.threads),
+            "-np",
+            str(c.slots),
+            "-c",
+            str(c.ctx_per_slot * c.slots),
+            "--alias",
+            "bench",
+            "--log-disable",
         ]
 
     return command
@@ -81,7 +124,9 @@ class RunningServer:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{log.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited:\n{log.read_text(errors='replace')[-2000:]}"
+                )
             try:
                 if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
                     return

@@ -23,15 +23,27 @@ from pathlib import Path
 
 import httpx
 import psutil
+
 from hearth.runtime.settings import bundled_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RunningServer, ServerConfig, free_port, hearth
 
 EOS = "2"  # SmolLM2's <|im_end|>
-TOPICS = ["a lighthouse", "the sea", "a dragon", "bread", "a robot", "winter", "a city",
-          "the moon", "a garden", "an old clock", "a train", "music"]
-
+TOPICS = [
+    "a lighthouse",
+    "the sea",
+    "a dragon",
+    "bread",
+    "a robot",
+    "winter",
+    "a city",
+    "the moon",
+    "a garden",
+    "an old clock",
+    "a train",
+    "music",
+]
 
 
 class Tally:
@@ -48,15 +60,19 @@ class Tally:
             return taken
 
 
-def client(url: str, model: str, tokens: int, index: int, stop: threading.Event,
-           tally: Tally) -> None:
+def client(
+    url: str, model: str, tokens: int, index: int, stop: threading.Event, tally: Tally
+) -> None:
     n = index
     with httpx.Client(base_url=url, timeout=300) as http:
         while not stop.is_set():
             topic = TOPICS[n % len(TOPICS)]
             n += 1
             body = {
-                "model": model, "stream": True, "max_tokens": tokens, "logit_bias": {EOS: -100},
+                "model": model,
+                "stream": True,
+                "max_tokens": tokens,
+                "logit_bias": {EOS: -100},
                 "stream_options": {"include_usage": True},
                 "messages": [{"role": "user", "content": f"Tell me about {topic}."}],
             }
@@ -65,7 +81,7 @@ def client(url: str, model: str, tokens: int, index: int, stop: threading.Event,
                     usage = None
                     for line in response.iter_lines():
                         if line.startswith("data: {"):
-                            usage = json.loads(line[len("data: "):]).get("usage") or usage
+                            usage = json.loads(line[len("data: ") :]).get("usage") or usage
                 with tally.lock:
                     if response.status_code == 200 and usage:
                         tally.tokens += usage["completion_tokens"]
@@ -92,11 +108,14 @@ def main() -> None:
         process = psutil.Process(server.process.pid)
         model = httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"]
         stop, tally = threading.Event(), Tally()
-        workers = [threading.Thread(target=client,
-                                    args=(server.url, model, args.tokens, i, stop, tally))
-                   for i in range(args.clients)]
-        print(f"{args.clients} clients, {args.tokens} tokens a request, --parallel 4, "
-              f"{args.minutes:g} minutes")
+        workers = [
+            threading.Thread(target=client, args=(server.url, model, args.tokens, i, stop, tally))
+            for i in range(args.clients)
+        ]
+        print(
+            f"{args.clients} clients, {args.tokens} tokens a request, --parallel 4, "
+            f"{args.minutes:g} minutes"
+        )
         print(f"{'t (s)':>6} {'tok/s':>7} {'done':>5} {'failed':>6} {'RSS MiB':>8}")
         started = time.monotonic()
         for worker in workers:
@@ -108,16 +127,21 @@ def main() -> None:
                 tokens, completed, failed = tally.take()
                 rss = process.memory_info().rss / 2**20
                 samples.append(rss)
-                print(f"{time.monotonic() - started:6.0f} {tokens / args.every:7.1f} "
-                      f"{completed:5} {failed:6} {rss:8.0f}", flush=True)
+                print(
+                    f"{time.monotonic() - started:6.0f} {tokens / args.every:7.1f} "
+                    f"{completed:5} {failed:6} {rss:8.0f}",
+                    flush=True,
+                )
         finally:
             stop.set()
             for worker in workers:
                 worker.join(timeout=120)
             server.stop()
     if samples:
-        print(f"RSS first sample {samples[0]:.0f} MiB, last {samples[-1]:.0f} MiB, "
-              f"peak {max(samples):.0f} MiB")
+        print(
+            f"RSS first sample {samples[0]:.0f} MiB, last {samples[-1]:.0f} MiB, "
+            f"peak {max(samples):.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

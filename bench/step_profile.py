@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+
 from hearth.engine.base import GenerationRequest, Prompt, SamplingParams
 from hearth.engine.batch import TokenBatch
 from hearth.engine.llama import LlamaEngine

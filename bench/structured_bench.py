@@ -1,4 +1,4 @@
-"""Tokens/s of a json_schema-constrained reply against an unconstrained one, and schema compile time.
+"""Tokens/s of a json_schema-constrained reply against a free one, and schema compile time.
 
 Runs the real engine in process on the bundled model (or --model): the same chat prompt,
 greedy, free and under the grammar compiled from a schema in alternating rounds, and prints
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+
 from hearth.engine import grammar as engine_grammar
 from hearth.engine.base import Finished, GenerationRequest, Prompt, SamplingParams
 from hearth.engine.llama import LlamaEngine
@@ -64,7 +65,8 @@ def large_schema(n: int) -> dict:
                 "state": {"enum": ["new", "open", "closed", f"other{i}"]},
                 "when": {"type": "string", "format": "date-time"},
                 "next": {"anyOf": [{"$ref": f"#/$defs/Item{i + 1}"}, {"type": "null"}]}
-                if i + 1 < n else {"type": "null"},
+                if i + 1 < n
+                else {"type": "null"},
             },
             "required": ["id", "label", "state"],
             "additionalProperties": False,
@@ -131,15 +133,20 @@ async def main(args: argparse.Namespace) -> None:
             for label, grammar in kinds.items():
                 runs[label].append(await one_reply(engine, args, grammar))
                 tokens, rate, sampling = runs[label][-1]
-                print(f"round {round_ + 1} {label}: {tokens} tokens, {rate:.1f} tokens/s, "
-                      f"sampling {sampling * 1e6:.0f} us a token", flush=True)
+                print(
+                    f"round {round_ + 1} {label}: {tokens} tokens, {rate:.1f} tokens/s, "
+                    f"sampling {sampling * 1e6:.0f} us a token",
+                    flush=True,
+                )
         for label, done in runs.items():
             rates = [rate for _, rate, _ in done]
             sampling = statistics.median(s for _, _, s in done)
-            print(f"{label:>14}: {statistics.median(rates):6.1f} tokens/s (median of "
-                  f"{args.rounds}; all: {', '.join(f'{r:.1f}' for r in rates)}; "
-                  f"{done[0][0]} tokens a reply), sampling {sampling * 1e6:.0f} us a token",
-                  flush=True)
+            print(
+                f"{label:>14}: {statistics.median(rates):6.1f} tokens/s (median of "
+                f"{args.rounds}; all: {', '.join(f'{r:.1f}' for r in rates)}; "
+                f"{done[0][0]} tokens a reply), sampling {sampling * 1e6:.0f} us a token",
+                flush=True,
+            )
     finally:
         await engine.close()
     for n in (10, 100):
@@ -151,8 +158,9 @@ async def main(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         structured.schema_grammar(schema, param="bench")
         warm = time.perf_counter() - start
-        print(f"compile {n}-definition schema: {cold * 1e3:.1f} ms cold, "
-              f"{warm * 1e6:.1f} us cached")
+        print(
+            f"compile {n}-definition schema: {cold * 1e3:.1f} ms cold, {warm * 1e6:.1f} us cached"
+        )
 
 
 if __name__ == "__main__":

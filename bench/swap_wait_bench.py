@@ -26,13 +26,19 @@ from models_bench import GEMMA, SMOL, start
 QUESTION = [{"role": "user", "content": "Tell me about the sea."}]
 
 
-def stream(url: str, model: str, tokens: int,
-           first: threading.Event | None = None) -> tuple[float, float]:
+def stream(
+    url: str, model: str, tokens: int, first: threading.Event | None = None
+) -> tuple[float, float]:
     """A streamed chat: seconds from its request to its first token, and the clock at its end."""
     started = time.perf_counter()
     ttft = 0.0
-    body = {"model": model, "messages": QUESTION, "max_tokens": tokens, "temperature": 0,
-            "stream": True}
+    body = {
+        "model": model,
+        "messages": QUESTION,
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+    }
     if model == SMOL:
         body["logit_bias"] = {"2": -100}  # SmolLM2's end-of-sequence: stream every token
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:

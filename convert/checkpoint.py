@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hearth.convert.errors import ConversionError
 
 # Source dtypes the converter accepts, named as in safetensors headers.
@@ -105,8 +106,9 @@ def _memmap_loader(path: Path, offset: int, info: dict[str, Any], dtype: str) ->
 
     def load() -> np.ndarray:
         count = int(np.prod(shape)) if shape else 1
-        raw = np.memmap(path, dtype=_SAFETENSORS_DTYPES[dtype], mode="r", offset=offset,
-                        shape=(count,))
+        raw = np.memmap(
+            path, dtype=_SAFETENSORS_DTYPES[dtype], mode="r", offset=offset, shape=(count,)
+        )
         array = bf16_to_f32(raw) if dtype == "BF16" else raw
         return array.reshape(shape)
 
@@ -204,7 +206,8 @@ class WeightFormat:
         total = max(n for n, _ in shards.values())
         missing = [
             f"{self.shard_prefix}-{k:05d}-of-{total:05d}{self.shard_suffix}"
-            for k in range(1, total + 1) if k not in shards
+            for k in range(1, total + 1)
+            if k not in shards
         ]
         if missing:
             raise ConversionError(f"{folder}: shard(s) missing: {', '.join(missing)}")
@@ -212,10 +215,22 @@ class WeightFormat:
 
 
 HF_FORMATS: tuple[WeightFormat, ...] = (
-    WeightFormat("safetensors", "model.safetensors", "model.safetensors.index.json",
-                 "model", ".safetensors", _open_safetensors),
-    WeightFormat("PyTorch .bin", "pytorch_model.bin", "pytorch_model.bin.index.json",
-                 "pytorch_model", ".bin", open_torch_file),
+    WeightFormat(
+        "safetensors",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "model",
+        ".safetensors",
+        _open_safetensors,
+    ),
+    WeightFormat(
+        "PyTorch .bin",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+        "pytorch_model",
+        ".bin",
+        open_torch_file,
+    ),
 )
 
 
@@ -243,4 +258,6 @@ def open_checkpoint(folder: Path) -> Checkpoint:
             tensors = _merge_shards(files, weight_format.opener)
             return Checkpoint(folder, config, tensors, hf_rope_layout=True)
     looked = ", ".join(f.single for f in HF_FORMATS)
-    raise ConversionError(f"{folder} has no weights (looked for {looked}, shards, consolidated.*.pth)")
+    raise ConversionError(
+        f"{folder} has no weights (looked for {looked}, shards, consolidated.*.pth)"
+    )

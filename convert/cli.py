@@ -33,27 +33,51 @@ if TYPE_CHECKING:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source",
-                        help="a Hugging Face model folder, a Meta consolidated.*.pth folder, "
-                        "a PEFT LoRA adapter folder, or a Hugging Face repository id "
-                        "(owner/name) to download from")
-    parser.add_argument("-o", "--outfile", type=Path, default=None,
-                        help="the GGUF to write (default: <folder or repository name>-<TYPE>.gguf "
-                        "here)")
-    parser.add_argument("--revision", default=None,
-                        help="with a repository id: the branch, tag or commit (default: main)")
+    parser.add_argument(
+        "source",
+        help="a Hugging Face model folder, a Meta consolidated.*.pth folder, "
+        "a PEFT LoRA adapter folder, or a Hugging Face repository id "
+        "(owner/name) to download from",
+    )
+    parser.add_argument(
+        "-o",
+        "--outfile",
+        type=Path,
+        default=None,
+        help="the GGUF to write (default: <folder or repository name>-<TYPE>.gguf here)",
+    )
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="with a repository id: the branch, tag or commit (default: main)",
+    )
     types = ", ".join(f"{t.name}: {t.about}" for t in OUT_TYPES.values())
-    parser.add_argument("--outtype", choices=list(OUT_TYPES), default=None,
-                        help=f"default {DEFAULT_OUT_TYPE} ({DEFAULT_ADAPTER_OUT_TYPE} for a LoRA "
-                        f"adapter, which takes {', '.join(ADAPTER_OUT_TYPES)}). {types}")
-    parser.add_argument("--base", type=Path, default=None,
-                        help="for a LoRA adapter: the base model's folder (only its config.json "
-                        "is read; default: the adapter's base_model_name_or_path)")
+    parser.add_argument(
+        "--outtype",
+        choices=list(OUT_TYPES),
+        default=None,
+        help=f"default {DEFAULT_OUT_TYPE} ({DEFAULT_ADAPTER_OUT_TYPE} for a LoRA "
+        f"adapter, which takes {', '.join(ADAPTER_OUT_TYPES)}). {types}",
+    )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="for a LoRA adapter: the base model's folder (only its config.json "
+        "is read; default: the adapter's base_model_name_or_path)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for quantizing and verifying (default: all cores)")
-    parser.add_argument("--verify", action="store_true",
-                        help="afterwards, compare the GGUF against the original checkpoint")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for quantizing and verifying (default: all cores)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="afterwards, compare the GGUF against the original checkpoint",
+    )
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -73,22 +97,28 @@ def _local_or_fetched(source: str, revision: str | None) -> tuple[Path, str]:
     return fetched.folder, fetched.name
 
 
-def _convert(args: argparse.Namespace, source: Path, name: str) -> ConvertedModel | ConvertedAdapter:
+def _convert(
+    args: argparse.Namespace, source: Path, name: str
+) -> ConvertedModel | ConvertedAdapter:
     from hearth.convert.converter import convert_checkpoint, default_output
     from hearth.convert.lora import convert_adapter, is_adapter_folder
 
     if is_adapter_folder(source):
         if args.verify:
-            raise ConversionError("--verify compares a model with its original; convert the "
-                                  "adapter, then serve it with its base (hearth serve --lora)")
+            raise ConversionError(
+                "--verify compares a model with its original; convert the "
+                "adapter, then serve it with its base (hearth serve --lora)"
+            )
         out_type = OUT_TYPES[args.outtype or DEFAULT_ADAPTER_OUT_TYPE]
         output = args.outfile or default_output(name, out_type)
-        return convert_adapter(source, output, out_type, base=args.base, force=args.force,
-                               name=name)
+        return convert_adapter(
+            source, output, out_type, base=args.base, force=args.force, name=name
+        )
     out_type = OUT_TYPES[args.outtype or DEFAULT_OUT_TYPE]
     output = args.outfile or default_output(name, out_type)
-    return convert_checkpoint(source, output, out_type, force=args.force, threads=args.threads,
-                              name=name)
+    return convert_checkpoint(
+        source, output, out_type, force=args.force, threads=args.threads, name=name
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
         print("hearth convert: interrupted", file=sys.stderr)
         return 130
     size_mib = converted.path.stat().st_size / 2**20
-    print(f"wrote {converted.path} ({converted.architecture}, {converted.out_type}, "
-          f"{size_mib:.1f} MiB) in {time.perf_counter() - started:.1f} s")
+    print(
+        f"wrote {converted.path} ({converted.architecture}, {converted.out_type}, "
+        f"{size_mib:.1f} MiB) in {time.perf_counter() - started:.1f} s"
+    )
     if args.verify:
         from hearth.convert.verify_cli import report_verification
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+
 from hearth.convert.architectures import Architecture, architecture_for
 from hearth.convert.checkpoint import LazyTensor, open_checkpoint
 from hearth.convert.errors import ConversionError
@@ -45,8 +46,9 @@ def default_output(name: str, out_type: OutType) -> Path:
 F32_KINDS = frozenset({T.FFN_GATE_INP, T.FFN_GATE_INP_SHEXP, T.POS_EMBD})
 
 
-def storage_type(name: str, ndim: int, base: gguf.GGMLQuantizationType,
-                 kind: gguf.MODEL_TENSOR | None = None) -> gguf.GGMLQuantizationType:
+def storage_type(
+    name: str, ndim: int, base: gguf.GGMLQuantizationType, kind: gguf.MODEL_TENSOR | None = None
+) -> gguf.GGMLQuantizationType:
     """Norms, biases and other 1-D tensors stay F32: llama.cpp's kernels expect them so."""
     if ndim <= 1 or name.endswith("_norm.weight") or not name.endswith(".weight"):
         return Q.F32
@@ -77,13 +79,17 @@ def plan_tensors(arch: Architecture, out_type: OutType) -> list[PlannedTensor]:
             want = want[:1]
         if want is not None and tuple(source.shape) != want:
             raise ConversionError(
-                f"tensor {source_name!r} has shape {list(source.shape)}, the config implies {list(want)}"
+                f"tensor {source_name!r} has shape {list(source.shape)}, "
+                f"the config implies {list(want)}"
             )
         # Not `or`: F32 is GGML type 0, which is falsy.
         base = LOSSLESS[source.dtype] if out_type.float_type is None else out_type.float_type
         ggml_type = storage_type(name, len(source.shape), base, kind)
-        planned.append(PlannedTensor(name, tuple(source.shape), ggml_type,
-                                     _transformed(source, arch.transform(kind))))
+        planned.append(
+            PlannedTensor(
+                name, tuple(source.shape), ggml_type, _transformed(source, arch.transform(kind))
+            )
+        )
     for name, data in arch.extra_tensors():
         planned.append(PlannedTensor(name, data.shape, Q.F32, lambda d=data: d))
     _check_complete(arch, planned)
@@ -94,12 +100,15 @@ def _check_complete(arch: Architecture, planned: list[PlannedTensor]) -> None:
     names = {t.name for t in planned}
     missing = [name for name in arch.required_tensors() if name not in names]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         raise ConversionError(f"the checkpoint lacks {shown}")
 
 
-def _metadata(arch: Architecture, vocab: Vocabulary, file_type: gguf.LlamaFileType,
-              name: str) -> Callable[[gguf.GGUFWriter], None]:
+def _metadata(
+    arch: Architecture, vocab: Vocabulary, file_type: gguf.LlamaFileType, name: str
+) -> Callable[[gguf.GGUFWriter], None]:
     def write(writer: gguf.GGUFWriter) -> None:
         writer.add_type(gguf.GGUFType.MODEL)
         writer.add_name(name)
@@ -113,14 +122,21 @@ def _metadata(arch: Architecture, vocab: Vocabulary, file_type: gguf.LlamaFileTy
 
 def _lossless_file_type(planned: list[PlannedTensor]) -> gguf.LlamaFileType:
     types = {t.ggml_type for t in planned if t.ggml_type != Q.F32}
-    return {Q.F16: gguf.LlamaFileType.MOSTLY_F16,
-            Q.BF16: gguf.LlamaFileType.MOSTLY_BF16}.get(min(types, default=Q.F32),
-                                                       gguf.LlamaFileType.ALL_F32)
+    return {Q.F16: gguf.LlamaFileType.MOSTLY_F16, Q.BF16: gguf.LlamaFileType.MOSTLY_BF16}.get(
+        min(types, default=Q.F32), gguf.LlamaFileType.ALL_F32
+    )
 
 
-def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: bool = False,
-                       progress: bool = True, threads: int | None = None,
-                       name: str | None = None) -> ConvertedModel:
+def convert_checkpoint(
+    source: Path,
+    output: Path,
+    out_type: OutType,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
+    name: str | None = None,
+) -> ConvertedModel:
     """Convert the checkpoint folder `source` into `output` (complete or not there at all).
 
     `name` is the model's general.name; by default the folder's name (a Hub snapshot's
@@ -137,12 +153,18 @@ def convert_checkpoint(source: Path, output: Path, out_type: OutType, *, force: 
     vocab = load_vocabulary(checkpoint.tokenizer_files, rows)
     arch.adjust_vocabulary(vocab)
     name = name or source.resolve().name
-    logger.info("converting %s (%s, %d tensors) to %s", source, arch.arch_name, len(planned),
-                out_type.name)
+    logger.info(
+        "converting %s (%s, %d tensors) to %s", source, arch.arch_name, len(planned), out_type.name
+    )
     with staged_output(output) as staged:
         if not out_type.quantized:
-            write_gguf(staged, arch.arch_name, _metadata(arch, vocab, out_type.file_type, name),
-                       planned, progress)
+            write_gguf(
+                staged,
+                arch.arch_name,
+                _metadata(arch, vocab, out_type.file_type, name),
+                planned,
+                progress,
+            )
         else:
             with scratch_file(output, "lossless") as lossless:
                 metadata = _metadata(arch, vocab, _lossless_file_type(planned), name)

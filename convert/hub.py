@@ -29,8 +29,14 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 # Beside the weights: what open_checkpoint, the vocabulary and gguf-py's SpecialVocab read.
 CONFIG_FILES = ("config.json", "params.json", "adapter_config.json")
 TOKENIZER_FILES = (
-    "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "generation_config.json", "chat_template.jinja", "chat_template.json",
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "generation_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
 )
 META_WEIGHTS = ("consolidated.*.pth",)
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hearth.convert.checkpoint import Checkpoint, LazyTensor, open_torch_file, read_json
 from hearth.convert.errors import ConversionError
 
@@ -41,7 +42,8 @@ def _shard_files(folder: Path) -> list[Path]:
     if present != expected:
         missing = sorted(set(range(max(present) + 1)) - set(present))
         raise ConversionError(
-            f"{folder}: shard(s) missing: " + ", ".join(f"consolidated.{n:02d}.pth" for n in missing)
+            f"{folder}: shard(s) missing: "
+            + ", ".join(f"consolidated.{n:02d}.pth" for n in missing)
         )
     return [p for _, p in numbered]
 
@@ -108,13 +110,20 @@ def open_meta_checkpoint(folder: Path) -> Checkpoint:
     files = _shard_files(folder)
     per_shard = [open_torch_file(path) for path in files]
     names = list(per_shard[0])
-    for path, shard in zip(files[1:], per_shard[1:]):
+    for path, shard in zip(files[1:], per_shard[1:], strict=True):
         if set(shard) != set(names):
             raise ConversionError(f"{path.name} holds different tensors than {files[0].name}")
     dim = int(params.get("dim", 0))
     tensors = {name: _merged(name, [s[name] for s in per_shard], dim) for name in names}
     config = _as_hf_config(params, tensors)
     # Meta's own download keeps one tokenizer.model beside the 7B/, 13B/... folders.
-    shared = not (folder / "tokenizer.model").is_file() and (folder.parent / "tokenizer.model").is_file()
-    return Checkpoint(folder, config, tensors, hf_rope_layout=False,
-                      tokenizer_folder=folder.parent if shared else None)
+    shared = (
+        not (folder / "tokenizer.model").is_file() and (folder.parent / "tokenizer.model").is_file()
+    )
+    return Checkpoint(
+        folder,
+        config,
+        tensors,
+        hf_rope_layout=False,
+        tokenizer_folder=folder.parent if shared else None,
+    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
+
 from hearth.convert.errors import ConversionError
 
 Q = gguf.GGMLQuantizationType
@@ -39,21 +40,44 @@ class OutType:
 
 
 F = gguf.LlamaFileType
-OUT_TYPES: dict[str, OutType] = {t.name: t for t in (
-    OutType("f32", F.ALL_F32, Q.F32, about="full precision, 4 bytes a weight"),
-    OutType("f16", F.MOSTLY_F16, Q.F16, about="lossless for most models, 2 bytes a weight"),
-    OutType("bf16", F.MOSTLY_BF16, Q.BF16, about="bfloat16, as many models are trained"),
-    OutType("q8_0", F.MOSTLY_Q8_0, llama_ftype="LLAMA_FTYPE_MOSTLY_Q8_0",
-            about="near lossless, about 8.5 bits a weight"),
-    OutType("q6_k", F.MOSTLY_Q6_K, llama_ftype="LLAMA_FTYPE_MOSTLY_Q6_K",
-            about="about 6.6 bits a weight"),
-    OutType("q5_k_m", F.MOSTLY_Q5_K_M, llama_ftype="LLAMA_FTYPE_MOSTLY_Q5_K_M",
-            about="about 5.7 bits a weight"),
-    OutType("q4_k_m", F.MOSTLY_Q4_K_M, llama_ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M",
-            about="the usual choice: about 4.9 bits a weight"),
-    OutType("q4_0", F.MOSTLY_Q4_0, llama_ftype="LLAMA_FTYPE_MOSTLY_Q4_0",
-            about="legacy 4-bit, about 4.5 bits a weight"),
-)}
+OUT_TYPES: dict[str, OutType] = {
+    t.name: t
+    for t in (
+        OutType("f32", F.ALL_F32, Q.F32, about="full precision, 4 bytes a weight"),
+        OutType("f16", F.MOSTLY_F16, Q.F16, about="lossless for most models, 2 bytes a weight"),
+        OutType("bf16", F.MOSTLY_BF16, Q.BF16, about="bfloat16, as many models are trained"),
+        OutType(
+            "q8_0",
+            F.MOSTLY_Q8_0,
+            llama_ftype="LLAMA_FTYPE_MOSTLY_Q8_0",
+            about="near lossless, about 8.5 bits a weight",
+        ),
+        OutType(
+            "q6_k",
+            F.MOSTLY_Q6_K,
+            llama_ftype="LLAMA_FTYPE_MOSTLY_Q6_K",
+            about="about 6.6 bits a weight",
+        ),
+        OutType(
+            "q5_k_m",
+            F.MOSTLY_Q5_K_M,
+            llama_ftype="LLAMA_FTYPE_MOSTLY_Q5_K_M",
+            about="about 5.7 bits a weight",
+        ),
+        OutType(
+            "q4_k_m",
+            F.MOSTLY_Q4_K_M,
+            llama_ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M",
+            about="the usual choice: about 4.9 bits a weight",
+        ),
+        OutType(
+            "q4_0",
+            F.MOSTLY_Q4_0,
+            llama_ftype="LLAMA_FTYPE_MOSTLY_Q4_0",
+            about="legacy 4-bit, about 4.5 bits a weight",
+        ),
+    )
+}
 DEFAULT_OUT_TYPE = "q4_k_m"
 # A LoRA adapter is small and llama.cpp applies it in float; quantizing it saves nothing.
 ADAPTER_OUT_TYPES = ("f32", "f16", "bf16")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
 from hearth.convert.errors import ConversionError
 
 BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
@@ -52,6 +53,7 @@ def piece_scores(vocab: dict[str, int], merges: list[Any]) -> list[float]:
 
 def adds_space_prefix(tokenizer: dict[str, Any]) -> bool:
     """Whether text gets a leading "▁", by a Prepend normalizer or a Metaspace pre-tokenizer."""
+
     def steps(part: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
         if not part:
             return []
@@ -66,8 +68,9 @@ def adds_space_prefix(tokenizer: dict[str, Any]) -> bool:
     return False
 
 
-def sentencepiece_json_pieces(folder: Path, tokenizer: dict[str, Any]
-                              ) -> tuple[list[str], list[float], list[int]]:
+def sentencepiece_json_pieces(
+    folder: Path, tokenizer: dict[str, Any]
+) -> tuple[list[str], list[float], list[int]]:
     """Tokens, scores and GGUF token types of the JSON's base vocabulary, in id order."""
     model = tokenizer["model"]
     vocab: dict[str, int] = model.get("vocab") or {}

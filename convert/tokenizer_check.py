@@ -57,8 +57,10 @@ NO_DUMMY_PREFIX = b"\x1a\x02\x18\x00"
 LLAMA_CPP_TIMEOUT = 300
 
 # Said when the text around the end-of-sequence token differs: what llama.cpp cannot be told.
-AFTER_SPECIAL = (" (llama.cpp drops the spaces after a special token only in a model named "
-                 "Phi-3, and knows nothing of tokenizer_config.json's legacy)")
+AFTER_SPECIAL = (
+    " (llama.cpp drops the spaces after a special token only in a model named "
+    "Phi-3, and knows nothing of tokenizer_config.json's legacy)"
+)
 
 Encoder = Callable[[str], list[int]]
 
@@ -102,11 +104,16 @@ class SentencePieceReference:
 
         proto = (folder / "tokenizer.model").read_bytes()
         self.processor = SentencePieceProcessor(model_proto=proto + NO_DUMMY_PREFIX)
-        self.prefix = SentencePieceNormalizer(model_proto=proto).Normalize("a").startswith(METASPACE)
+        self.prefix = (
+            SentencePieceNormalizer(model_proto=proto).Normalize("a").startswith(METASPACE)
+        )
         config = _json_or_empty(folder / "tokenizer_config.json")
         self.legacy = config.get("legacy") is not False
-        tokens = {token.content: (token_id, token)
-                  for token_id, token in added_tokens(folder).items() if token.content}
+        tokens = {
+            token.content: (token_id, token)
+            for token_id, token in added_tokens(folder).items()
+            if token.content
+        }
         if special is not None and special[0] not in tokens:
             tokens[special[0]] = (special[1], AddedToken(special[0], True))
         self.added = tokens
@@ -118,7 +125,7 @@ class SentencePieceReference:
         start = 0
         for match in self.pattern.finditer(text) if self.pattern else ():
             token_id, token = self.added[match.group()]
-            before = text[start:match.start()]
+            before = text[start : match.start()]
             ids += self._encode_text(before.rstrip() if token.lstrip else before, start == 0)
             ids.append(token_id)
             start = match.end()
@@ -148,19 +155,29 @@ def llama_cpp_tokens(gguf_path: Path, texts: list[str]) -> list[list[int]]:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "hearth.convert.tokenizer_check", str(gguf_path)],
-            input=json.dumps(texts), capture_output=True, text=True, timeout=LLAMA_CPP_TIMEOUT,
-            check=False, env={**os.environ, "GGML_NO_BACKTRACE": "1"},  # no gdb on an abort
+            input=json.dumps(texts),
+            capture_output=True,
+            text=True,
+            timeout=LLAMA_CPP_TIMEOUT,
+            check=False,
+            env={**os.environ, "GGML_NO_BACKTRACE": "1"},  # no gdb on an abort
         )
     except subprocess.TimeoutExpired as e:
-        raise ConversionError(f"llama.cpp took over {LLAMA_CPP_TIMEOUT} s to load the written "
-                              "vocabulary") from e
+        raise ConversionError(
+            f"llama.cpp took over {LLAMA_CPP_TIMEOUT} s to load the written vocabulary"
+        ) from e
     if done.returncode != 0:
-        how = (f"crashed ({_signal_name(-done.returncode)})" if done.returncode < 0
-               else f"failed (exit status {done.returncode})")
+        how = (
+            f"crashed ({_signal_name(-done.returncode)})"
+            if done.returncode < 0
+            else f"failed (exit status {done.returncode})"
+        )
         lines = [" ".join(line.split()) for line in done.stderr.splitlines() if line.strip()]
-        raise ConversionError(f"llama.cpp {how} reading the written vocabulary"
-                              f"{': ' + lines[-1][-200:] if lines else ''}; the tokenizer files "
-                              "are incomplete or of a kind it cannot read")
+        raise ConversionError(
+            f"llama.cpp {how} reading the written vocabulary"
+            f"{': ' + lines[-1][-200:] if lines else ''}; the tokenizer files "
+            "are incomplete or of a kind it cannot read"
+        )
     return json.loads(done.stdout.splitlines()[-1])  # the child's last line; llama.cpp may talk
 
 
@@ -176,7 +193,7 @@ def check_tokenizer(gguf_path: Path, folder: Path, eos: tuple[str, int] | None) 
     reference = reference_tokenizer(folder, eos)
     samples = reference.samples()
     texts = [reference.text(sample) for sample in samples]
-    for sample, text, got in zip(samples, texts, llama_cpp_tokens(gguf_path, texts)):
+    for sample, text, got in zip(samples, texts, llama_cpp_tokens(gguf_path, texts), strict=True):
         want = reference.encode(text)
         if got != want:
             raise ConversionError(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from hearth.convert.errors import ConversionError
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def compare_logits(reference: np.ndarray, converted: np.ndarray,
-                   tokens: Sequence[int]) -> tuple[float, float, float, float]:
+def compare_logits(
+    reference: np.ndarray, converted: np.ndarray, tokens: Sequence[int]
+) -> tuple[float, float, float, float]:
     """(top-1 agreement, mean KL(ref || converted), perplexity, reference perplexity).
 
     Row i holds the logits after tokens[:i+1], i.e. the prediction of tokens[i+1].
@@ -67,7 +69,7 @@ def compare_logits(reference: np.ndarray, converted: np.ndarray,
     conv = _log_softmax(converted[:count, :width])
     agreement = float((ref.argmax(axis=1) == conv.argmax(axis=1)).mean())
     kl = float((np.exp(ref) * (ref - conv)).sum(axis=1).mean())
-    targets = np.asarray(tokens[1:count + 1])
+    targets = np.asarray(tokens[1 : count + 1])
     rows = np.arange(count)
     perplexity = float(np.exp(-conv[rows, targets].mean()))
     reference_perplexity = float(np.exp(-ref[rows, targets].mean()))
@@ -86,13 +88,20 @@ def gguf_tokens(path: Path, text: str) -> list[int]:
 
 def gguf_logits(path: Path, tokens: Sequence[int], threads: int | None) -> np.ndarray:
     """Per-position logits of a GGUF in llama.cpp (logits_all keeps every position)."""
-    from hearth.engine.cpu import keep_amx_off_by_default
     from llama_cpp import Llama
+
+    from hearth.engine.cpu import keep_amx_off_by_default
 
     keep_amx_off_by_default()  # the AMX kernels crash on some CPUs; see engine/cpu.py
 
-    llm = Llama(str(path), n_ctx=len(tokens) + 16, n_batch=512, logits_all=True,
-                n_threads=threads, verbose=False)
+    llm = Llama(
+        str(path),
+        n_ctx=len(tokens) + 16,
+        n_batch=512,
+        logits_all=True,
+        n_threads=threads,
+        verbose=False,
+    )
     try:
         llm.eval(list(tokens))
         return np.array(llm.scores[: len(tokens)], dtype=np.float32)
@@ -107,7 +116,9 @@ def gguf_file_type(path: Path) -> str:
     field = reader.fields.get(gguf.Keys.General.FILE_TYPE)
     if field is None:
         return "?"
-    return gguf.LlamaFileType(int(field.contents())).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    return (
+        gguf.LlamaFileType(int(field.contents())).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    )
 
 
 def transformers_logits(folder: Path, tokens: Sequence[int]) -> np.ndarray | None:
@@ -126,8 +137,7 @@ def transformers_logits(folder: Path, tokens: Sequence[int]) -> np.ndarray | Non
     return logits.float().numpy()
 
 
-def _f32_reference_logits(original: Path, tokens: Sequence[int],
-                          threads: int | None) -> np.ndarray:
+def _f32_reference_logits(original: Path, tokens: Sequence[int], threads: int | None) -> np.ndarray:
     from hearth.convert.converter import convert_checkpoint
     from hearth.convert.quantize import OUT_TYPES
 
@@ -137,8 +147,9 @@ def _f32_reference_logits(original: Path, tokens: Sequence[int],
         return gguf_logits(reference, tokens, threads)
 
 
-def verify_conversions(original: Path, converted: Sequence[Path], text: str = VERIFY_TEXT,
-                       threads: int | None = None) -> list[Verification]:
+def verify_conversions(
+    original: Path, converted: Sequence[Path], text: str = VERIFY_TEXT, threads: int | None = None
+) -> list[Verification]:
     """Measure each converted GGUF against the original checkpoint on `text`."""
     for path in converted:
         if not path.is_file():
@@ -156,6 +167,9 @@ def verify_conversions(original: Path, converted: Sequence[Path], text: str = VE
     for path in converted:
         logits = gguf_logits(path, tokens, threads)
         agreement, kl, ppl, ref_ppl = compare_logits(reference_logits, logits, tokens)
-        results.append(Verification(path, gguf_file_type(path), reference, len(tokens) - 1,
-                                    agreement, kl, ppl, ref_ppl))
+        results.append(
+            Verification(
+                path, gguf_file_type(path), reference, len(tokens) - 1, agreement, kl, ppl, ref_ppl
+            )
+        )
     return results

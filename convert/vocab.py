@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
 from hearth.convert.errors import ConversionError
 from hearth.convert.sentencepiece_json import (
     METASPACE,
@@ -53,6 +54,7 @@ BOS_BY_DEFAULT = frozenset({"llama-bpe"})
 # Falcon's last step: numbers are cut into groups of three digits.
 FALCON_DIGIT_GROUPS = "[0-9][0-9][0-9]"
 
+
 @dataclass
 class Vocabulary:
     """Tokens in id order, ready for the GGUF tokenizer keys."""
@@ -81,7 +83,13 @@ class Vocabulary:
                 "the model has %d embedding rows but its tokenizer files define %d tokens; "
                 "added %d placeholder token(s) [PAD%d]..[PAD%d] (ids %d..%d, type UNUSED) so "
                 "the vocabulary matches the embedding. The model will never produce them.",
-                rows, first, rows - first, first, rows - 1, first, rows - 1,
+                rows,
+                first,
+                rows - first,
+                first,
+                rows - 1,
+                first,
+                rows - 1,
             )
 
     def _drop_surplus_added(self, rows: int) -> None:
@@ -102,7 +110,10 @@ class Vocabulary:
         dropped = ", ".join(f"{self.tokens[i]!r} (id {i})" for i in surplus)
         logger.warning(
             "the tokenizer defines %d token(s) more than the model's %d embedding rows; dropped "
-            "the added token(s) %s, which have no weights", len(surplus), rows, dropped,
+            "the added token(s) %s, which have no weights",
+            len(surplus),
+            rows,
+            dropped,
         )
         del self.tokens[rows:], self.scores[rows:], self.types[rows:]
 
@@ -123,10 +134,12 @@ class Vocabulary:
         writer.add_token_types(self.types)
         if self.space_prefix is not None:
             writer.add_add_space_prefix(self.space_prefix)
-        special = gguf.SpecialVocab(folder, load_merges=self.model == "gpt2",
-                                    n_vocab=len(self.tokens),
-                                    special_token_types=[*SPECIAL_TOKEN_TYPES,
-                                                         *self.fixed_special_ids])
+        special = gguf.SpecialVocab(
+            folder,
+            load_merges=self.model == "gpt2",
+            n_vocab=len(self.tokens),
+            special_token_types=[*SPECIAL_TOKEN_TYPES, *self.fixed_special_ids],
+        )
         for kind, token_id in self.fixed_special_ids.items():
             special._set_special_token(kind, token_id)
         if self.pre in BOS_BY_DEFAULT and "bos" not in special.add_special_token:
@@ -186,8 +199,12 @@ def added_tokens(folder: Path) -> dict[int, AddedToken]:
 
 
 def _added_token(entry: dict[str, Any]) -> AddedToken:
-    return AddedToken(entry["content"], bool(entry.get("special")), bool(entry.get("lstrip")),
-                      bool(entry.get("rstrip")))
+    return AddedToken(
+        entry["content"],
+        bool(entry.get("special")),
+        bool(entry.get("lstrip")),
+        bool(entry.get("rstrip")),
+    )
 
 
 def _sentencepiece_vocabulary(folder: Path) -> Vocabulary:
@@ -230,19 +247,24 @@ CONTROL_BRACKETS = (("<|", "|>"), ("<\uff5c", "\uff5c>"), ("<unused", ">"))
 
 def _looks_like_control(content: str) -> bool:
     return content in CONTROL_LOOKING or any(
-        content.startswith(start) and content.endswith(end) for start, end in CONTROL_BRACKETS)
+        content.startswith(start) and content.endswith(end) for start, end in CONTROL_BRACKETS
+    )
 
 
-def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken], *,
-                 over_sentencepiece_model: bool = False) -> None:
+def _merge_added(
+    vocab: Vocabulary, added: dict[int, AddedToken], *, over_sentencepiece_model: bool = False
+) -> None:
     """Added tokens override base pieces with the same id and extend the list past its end.
 
     Over a tokenizer.model they are written as llama.cpp's converter writes them: a user-defined
     token's "▁" becomes a space (llama.cpp matches user-defined tokens in the raw text, so
     Gemma's whitespace runs "▁▁".. would never match), and a listed <unk> takes the added type.
     """
-    keep = (gguf.TokenType.BYTE,) if over_sentencepiece_model else (gguf.TokenType.UNKNOWN,
-                                                                    gguf.TokenType.BYTE)
+    keep = (
+        (gguf.TokenType.BYTE,)
+        if over_sentencepiece_model
+        else (gguf.TokenType.UNKNOWN, gguf.TokenType.BYTE)
+    )
     for token_id in sorted(added):
         token = added[token_id]
         control = token.special or _looks_like_control(token.content)
@@ -262,7 +284,9 @@ def _merge_added(vocab: Vocabulary, added: dict[int, AddedToken], *,
         vocab.types.append(kind)
 
 
-def bpe_pre_tokenizer(tokenizer: dict[str, Any], tokenizer_config: dict[str, Any] | None = None) -> str:
+def bpe_pre_tokenizer(
+    tokenizer: dict[str, Any], tokenizer_config: dict[str, Any] | None = None
+) -> str:
     """The llama.cpp pre-tokenizer that splits text as this tokenizer.json does.
 
     Read from the tokenizer's own pre_tokenizer steps (llama.cpp's converter hashes how a sample
@@ -272,14 +296,18 @@ def bpe_pre_tokenizer(tokenizer: dict[str, Any], tokenizer_config: dict[str, Any
     pre = tokenizer.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     kinds = [step.get("type") for step in steps]
-    regexes = [(step.get("pattern") or {}).get("Regex") for step in steps if step.get("type") == "Split"]
+    regexes = [
+        (step.get("pattern") or {}).get("Regex") for step in steps if step.get("type") == "Split"
+    ]
     if LLAMA3_REGEX in regexes:
         # "llama-bpe" also makes llama.cpp take a word that is itself a token whole, as
         # Llama 3's ignore_merges does; "dbrx" is the same split with plain merges (dolma2).
         return "llama-bpe" if (tokenizer.get("model") or {}).get("ignore_merges") else "dbrx"
     if QWEN2_REGEX in regexes:
         return "qwen2"
-    if kinds == ["Punctuation", "ByteLevel", "Digits", "Split"] and regexes == [FALCON_DIGIT_GROUPS]:
+    if kinds == ["Punctuation", "ByteLevel", "Digits", "Split"] and regexes == [
+        FALCON_DIGIT_GROUPS
+    ]:
         return "falcon"
     if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
         # StarCoder's split, which SmolLM kept. llama.cpp's two names for it differ only in
@@ -288,8 +316,11 @@ def bpe_pre_tokenizer(tokenizer: dict[str, Any], tokenizer_config: dict[str, Any
         return "starcoder" if cleans else "smollm"
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
         return "gpt-2"
-    logger.warning("unrecognised pre-tokenizer %s; using llama.cpp's default split, which may "
-                   "tokenize some text differently from the original", json.dumps(pre)[:200])
+    logger.warning(
+        "unrecognised pre-tokenizer %s; using llama.cpp's default split, which may "
+        "tokenize some text differently from the original",
+        json.dumps(pre)[:200],
+    )
     return "default"
 
 
@@ -312,8 +343,14 @@ def _sentencepiece_json_vocabulary(folder: Path) -> Vocabulary:
     tokenizer = _json_or_empty(folder / "tokenizer.json")
     tokens, scores, types = sentencepiece_json_pieces(folder, tokenizer)
     # llama.cpp's converter names no pre-tokenizer for this model; "default" keeps its metadata.
-    vocab = Vocabulary("llama", "default", tokens, scores, types,
-                       space_prefix=None if adds_space_prefix(tokenizer) else False)
+    vocab = Vocabulary(
+        "llama",
+        "default",
+        tokens,
+        scores,
+        types,
+        space_prefix=None if adds_space_prefix(tokenizer) else False,
+    )
     _merge_added(vocab, added_tokens(folder))
     return vocab
 

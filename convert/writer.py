@@ -25,7 +25,11 @@ logger = logging.getLogger(__name__)
 Q = gguf.GGMLQuantizationType
 _BYTES_PER_ELEMENT = {Q.F32: 4, Q.F16: 2, Q.BF16: 2}
 # The numpy dtype each float type is held in (bfloat16 as its raw 16 bits).
-_NUMPY_TYPES = {Q.F32: np.dtype(np.float32), Q.F16: np.dtype(np.float16), Q.BF16: np.dtype(np.uint16)}
+_NUMPY_TYPES = {
+    Q.F32: np.dtype(np.float32),
+    Q.F16: np.dtype(np.float16),
+    Q.BF16: np.dtype(np.uint16),
+}
 
 
 @dataclass(frozen=True)
@@ -55,24 +59,41 @@ class PlannedTensor:
 MetadataWriter = Callable[[gguf.GGUFWriter], None]
 
 
-def write_gguf(path: Path, arch_name: str, metadata: MetadataWriter,
-               tensors: list[PlannedTensor], progress: bool = True) -> None:
+def write_gguf(
+    path: Path,
+    arch_name: str,
+    metadata: MetadataWriter,
+    tensors: list[PlannedTensor],
+    progress: bool = True,
+) -> None:
     """Write a complete GGUF at `path`, streaming `tensors` in order."""
     writer = gguf.GGUFWriter(path, arch_name)
     metadata(writer)
     for tensor in tensors:
-        writer.add_tensor_info(tensor.name, tensor.shape, _NUMPY_TYPES[tensor.ggml_type],
-                               tensor.nbytes, raw_dtype=tensor.ggml_type)
+        writer.add_tensor_info(
+            tensor.name,
+            tensor.shape,
+            _NUMPY_TYPES[tensor.ggml_type],
+            tensor.nbytes,
+            raw_dtype=tensor.ggml_type,
+        )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     total = sum(t.nbytes for t in tensors)
-    with tqdm(total=total, unit="B", unit_scale=True, desc=path.name.split(".partial")[0],
-              disable=None if progress else True) as bar:
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=path.name.split(".partial")[0],
+        disable=None if progress else True,
+    ) as bar:
         for count, tensor in enumerate(tensors, start=1):
             data = tensor.encoded()
             if tuple(data.shape) != tensor.shape:
-                raise ValueError(f"{tensor.name}: produced shape {data.shape}, planned {tensor.shape}")
+                raise ValueError(
+                    f"{tensor.name}: produced shape {data.shape}, planned {tensor.shape}"
+                )
             writer.write_tensor_data(data)
             del data
             bar.set_postfix_str(f"{count}/{len(tensors)} tensors", refresh=False)
@@ -101,8 +122,9 @@ def staged_output(final: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def scratch_file(beside: Path, label: str) -> Iterator[Path]:
     """A temporary file beside `beside` that is removed however the block ends."""
-    fd, name = tempfile.mkstemp(dir=beside.parent, prefix=f".{beside.name}.{label}.",
-                                suffix=".partial")
+    fd, name = tempfile.mkstemp(
+        dir=beside.parent, prefix=f".{beside.name}.{label}.", suffix=".partial"
+    )
     os.close(fd)
     try:
         yield Path(name)

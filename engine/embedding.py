@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import llama_cpp
 import numpy as np
+
 from hearth.engine.batch import TokenBatch
 from hearth.engine.errors import ContextExceeded, GenerationFailed, ModelLoadError
 

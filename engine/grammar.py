@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+
 from hearth.engine.errors import GrammarRefused
 from hearth.engine.sampler import grammar_parses
-from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 __all__ = ["check_grammar", "schema_to_gbnf"]
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import llama_cpp
+
 from hearth.engine.base import (
     EngineOptions,
     Finished,
@@ -463,8 +464,12 @@ class LlamaEngine:
         for slot in self._slots:
             if slot.job is not None and slot.output_index >= 0:
                 self._sample(slot)
-        self.stats.record(batch.size, decode_started - started, decoded - decode_started,
-                          time.perf_counter() - decoded)
+        self.stats.record(
+            batch.size,
+            decode_started - started,
+            decoded - decode_started,
+            time.perf_counter() - decoded,
+        )
 
     def _prefilling(self) -> list[Slot]:
         return [slot for slot in self._slots if slot.job is not None and slot.pending]

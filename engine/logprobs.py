@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import llama_cpp
 import numpy as np
+
 from hearth.engine.base import TokenLogprob
 from hearth.engine.logits import LogitsRows
 

@@ -12,10 +12,11 @@ import logging
 from pathlib import Path
 
 import llama_cpp
+from llama_cpp import _logger as llama_logger
+
 from hearth.engine import cpu
 from hearth.engine.base import EngineOptions, ModelInfo
 from hearth.engine.errors import ModelLoadError
-from llama_cpp import _logger as llama_logger
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,7 @@ class LlamaModel:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
         model_params.use_extra_bufts = cpu.extra_buffers_allowed(options.amx)
-        self.model = llama_cpp.llama_model_load_from_file(
-            str(options.path).encode(), model_params
-        )
+        self.model = llama_cpp.llama_model_load_from_file(str(options.path).encode(), model_params)
         if not self.model:
             raise ModelLoadError(
                 f"cannot load {options.path}: not a valid GGUF model (or unsupported by llama.cpp)"
@@ -200,7 +199,12 @@ class LlamaModel:
         return list(tokens[:n])
 
     def tokenize_prompt(
-        self, text: str, pieces: tuple[tuple[str, bool], ...], *, add_special: bool, parse_special: bool
+        self,
+        text: str,
+        pieces: tuple[tuple[str, bool], ...],
+        *,
+        add_special: bool,
+        parse_special: bool,
     ) -> list[int]:
         """A prompt's tokens; with `pieces`, each stretch by its own parse_special flag.
 

@@ -33,6 +33,7 @@ import random
 
 import llama_cpp
 import numpy as np
+
 from hearth.engine.base import SamplingParams
 from hearth.engine.logits import LogitsRows
 
@@ -68,9 +69,7 @@ class SamplerChain:
             llama_cpp.llama_sampler_chain_add(self.handle, sampler)
         # A chain that is only a greedy pick keeps no state, so skipping it changes
         # nothing but the time.
-        self.argmax_only = (
-            params.greedy and not params.logit_bias and not _penalties_active(params)
-        )
+        self.argmax_only = params.greedy and not params.logit_bias and not _penalties_active(params)
         self._logits = LogitsRows(n_vocab)
         self._n_vocab = n_vocab
         self.grammar = None
@@ -85,9 +84,7 @@ class SamplerChain:
         self._probe = _Candidates(1)
         return True
 
-    def constrain(
-        self, grammar: str, vocab: llama_cpp.llama_vocab_p, written: list[int]
-    ) -> bool:
+    def constrain(self, grammar: str, vocab: llama_cpp.llama_vocab_p, written: list[int]) -> bool:
         """Apply `grammar` from now on, to a text that starts with `written` (its tokens).
 
         False, and the output stays free, when the grammar does not parse or does not take

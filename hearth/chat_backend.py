@@ -28,7 +28,6 @@ from hearth.server.openai.protocol import DROPPED_MESSAGES_HEADER
 log = logging.getLogger(__name__)
 
 
-
 class ChatFailed(Exception):
     """This turn cannot be answered; the message says why, in a line a user can act on."""
 

@@ -1,8 +1,9 @@
 """`hearth`: one console script, a subcommand per layer.
 
 Each subcommand lives in the module of its layer, which exposes `configure(parser)` and
-`run(args) -> int` (or, as `module:name`, an object of that module that has both). Those modules import their heavy dependencies (llama_cpp, torch,
-fastapi) inside `run`, so `hearth --help` and `hearth convert` stay quick to start.
+`run(args) -> int` (or, as `module:name`, an object of that module that has both). Those
+modules import their heavy dependencies (llama_cpp, torch, fastapi) inside `run`, so
+`hearth --help` and `hearth convert` stay quick to start.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("chat", "chat with a model in the terminal", "hearth.chat"),
     Command("convert", "convert a PyTorch checkpoint to (quantized) GGUF", "hearth.convert.cli"),
     Command("verify", "compare a converted GGUF against its original", "hearth.convert.verify_cli"),
-    Command("pull", "fetch a model from Hugging Face into the library",
-            "hearth.library_cli:pull"),
+    Command("pull", "fetch a model from Hugging Face into the library", "hearth.library_cli:pull"),
     Command("list", "list the models this machine can serve", "hearth.library_cli:list_models"),
     Command("rm", "remove a pulled model", "hearth.library_cli:rm"),
 )

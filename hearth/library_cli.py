@@ -26,8 +26,11 @@ def _library_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_pull(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("repo", metavar="REPO[:QUANT]",
-                        help="a Hugging Face repository, e.g. owner/Model-GGUF:Q4_K_M")
+    parser.add_argument(
+        "repo",
+        metavar="REPO[:QUANT]",
+        help="a Hugging Face repository, e.g. owner/Model-GGUF:Q4_K_M",
+    )
     _library_flags(parser)
 
 
@@ -59,8 +62,16 @@ def _run_list(args: argparse.Namespace) -> int:
     rows = [("ID", "ARCH", "QUANT", "SIZE", "CONTEXT", "WHERE")]
     for spec in library.specs:
         if spec.missing:
-            rows.append((spec.id, "-", "-", "-", "-",
-                         f"{spec.path}  [missing: `{spec.fetch_command}` fetches it again]"))
+            rows.append(
+                (
+                    spec.id,
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    f"{spec.path}  [missing: `{spec.fetch_command}` fetches it again]",
+                )
+            )
             continue
         if spec.path is None:
             rows.append((spec.id, "-", "-", "-", "-", f"{spec.hf} (pulled on first use)"))
@@ -73,11 +84,23 @@ def _run_list(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as unreadable:
             rows.append((spec.id, "?", "?", "?", "?", f"{spec.path} ({unreadable})"))
             continue
-        rows.append((spec.id, facts.architecture, facts.quant, _size(facts.size_bytes),
-                     str(facts.context_length or "?"), f"{spec.path}  [{spec.source}]"))
+        rows.append(
+            (
+                spec.id,
+                facts.architecture,
+                facts.quant,
+                _size(facts.size_bytes),
+                str(facts.context_length or "?"),
+                f"{spec.path}  [{spec.source}]",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[5]
+        )
     return 0
 
 
@@ -94,8 +117,11 @@ def _run_rm(args: argparse.Namespace) -> int:
     entry = manifest.find(args.model_id)
     if entry is None:
         pulled = ", ".join(e.id for e in manifest.entries()) or "none"
-        print(f"hearth: {args.model_id} is not a pulled model (pulled: {pulled}); "
-              "models in --models-dir are files you delete yourself", file=sys.stderr)
+        print(
+            f"hearth: {args.model_id} is not a pulled model (pulled: {pulled}); "
+            "models in --models-dir are files you delete yourself",
+            file=sys.stderr,
+        )
         return 1
     shared = {f for other in manifest.entries() if other.id != entry.id for f in other.files}
     for name in entry.files:

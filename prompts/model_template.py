@@ -40,6 +40,9 @@ from datetime import datetime
 from types import FrameType
 from typing import Any, NoReturn, Self
 
+from jinja2 import TemplateError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from hearth.prompts.base import (
     Message,
     ModelTemplate,
@@ -49,8 +52,6 @@ from hearth.prompts.base import (
     TextPiece,
 )
 from hearth.prompts.fitting import FittedFormat
-from jinja2 import TemplateError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +261,11 @@ def _message(message: Message, content: str) -> dict[str, Any]:
     rendered: dict[str, Any] = {"role": message.role, "content": content}
     if message.tool_calls:
         rendered["tool_calls"] = [
-            {"id": call.id, "type": "function",
-             "function": {"name": call.name, "arguments": call.arguments}}
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
             for call in message.tool_calls
         ]
     if message.tool_call_id is not None:

@@ -35,7 +35,9 @@ class ContextOverflow(InvalidRequest):
     def __init__(self, *, limit: int, prompt_tokens: int, max_tokens: int | None = None) -> None:
         asked = f"{prompt_tokens} tokens in the prompt"
         if max_tokens:
-            asked = f"{prompt_tokens + max_tokens} tokens ({asked}, {max_tokens} for the completion)"
+            asked = (
+                f"{prompt_tokens + max_tokens} tokens ({asked}, {max_tokens} for the completion)"
+            )
         super().__init__(
             f"This model's maximum context length is {limit} tokens. However, you requested "
             f"{asked}. Please shorten the messages or lower max_tokens.",

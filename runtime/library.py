@@ -125,8 +125,11 @@ def gguf_facts(path: Path) -> GGUFFacts:
         quant = gguf.LlamaFileType(meta.get("general.file_type")).name.removeprefix("MOSTLY_")
     except (ValueError, TypeError):
         quant = "?"
-    n_layer, n_embd, n_head = number("block_count"), number("embedding_length"), \
-        number("attention.head_count")
+    n_layer, n_embd, n_head = (
+        number("block_count"),
+        number("embedding_length"),
+        number("attention.head_count"),
+    )
     kv_per_token = 0
     if n_layer and n_embd and n_head:
         head_dim = number("attention.key_length") or n_embd // n_head
@@ -226,8 +229,10 @@ def _chosen(settings: ModelSettings, others: list[ModelSpec]) -> ModelSpec | Non
         return replace(present[0], id=settings.alias)  # --alias alone names the default model
     known = next((spec for spec in others if spec.id == settings.model), None)
     if known is not None and known.missing:  # asked for by name: serving another would mislead
-        raise FileNotFoundError(f"model {known.id}: its file {known.path} is gone; "
-                                f"`{known.fetch_command}` fetches it again")
+        raise FileNotFoundError(
+            f"model {known.id}: its file {known.path} is gone; "
+            f"`{known.fetch_command}` fetches it again"
+        )
     if known is not None:
         return replace(known, id=settings.alias) if settings.alias else known
     path = settings.model_file()  # FileNotFoundError with a one-line reason
@@ -245,8 +250,13 @@ def _with_lora(settings: ModelSettings, base: ModelSpec | None) -> ModelSpec | N
     lora = settings.lora.expanduser()
     if not lora.is_file():
         raise FileNotFoundError(f"LoRA adapter not found: {settings.lora}")
-    return replace(base, id=model_id_of(lora), source=f"{base.id} + LoRA {lora.name}",
-                   lora=lora, lora_scale=settings.lora_scale)
+    return replace(
+        base,
+        id=model_id_of(lora),
+        source=f"{base.id} + LoRA {lora.name}",
+        lora=lora,
+        lora_scale=settings.lora_scale,
+    )
 
 
 def _configured(settings: ModelSettings) -> list[ModelSpec]:
@@ -291,8 +301,13 @@ def _is_adapter(path: Path) -> bool:
 
 def _pulled(settings: ModelSettings) -> list[ModelSpec]:
     return [
-        ModelSpec(entry.id, f"pulled from {entry.repo}", Path(entry.path), settings,
-                  pulled_as=entry.repo if entry.quant == "?" else f"{entry.repo}:{entry.quant}")
+        ModelSpec(
+            entry.id,
+            f"pulled from {entry.repo}",
+            Path(entry.path),
+            settings,
+            pulled_as=entry.repo if entry.quant == "?" else f"{entry.repo}:{entry.quant}",
+        )
         for entry in PulledManifest(settings.library_dir).entries()
     ]
 

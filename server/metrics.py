@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from hearth.server.access_log import RequestRecord
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hearth.server.access_log import RequestRecord
 
 # Engine snapshot keys exported as gauges, with their help text.
 ENGINE_GAUGES = {
@@ -45,10 +46,12 @@ class EngineCollector(Collector):
             key: GaugeMetricFamily(f"hearth_{key}", help_text, labels=["model"])
             for key, help_text in ENGINE_GAUGES.items()
         }
-        loaded = GaugeMetricFamily("hearth_model_loaded", "1 while the model is resident.",
-                                   labels=["model"])
-        load_time = GaugeMetricFamily("hearth_model_load_seconds",
-                                      "How long the model's last load took.", labels=["model"])
+        loaded = GaugeMetricFamily(
+            "hearth_model_loaded", "1 while the model is resident.", labels=["model"]
+        )
+        load_time = GaugeMetricFamily(
+            "hearth_model_load_seconds", "How long the model's last load took.", labels=["model"]
+        )
         models = state.registry.health()["models"]
         for model, report in models.items():
             loaded.add_metric([model], 1.0 if report["state"] == "loaded" else 0.0)
@@ -66,7 +69,9 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
         self.requests = Counter(
-            "hearth_http_requests", "HTTP requests answered.", ["route", "method", "status"],
+            "hearth_http_requests",
+            "HTTP requests answered.",
+            ["route", "method", "status"],
             registry=registry,
         )
         self.duration = Histogram(
@@ -120,7 +125,9 @@ class GenerationMetrics:
             buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1),
         )
         self.prompt_tokens = Counter(
-            "hearth_prompt_tokens", "Prompt tokens of finished generations.", ["model"],
+            "hearth_prompt_tokens",
+            "Prompt tokens of finished generations.",
+            ["model"],
             registry=registry,
         )
         self.generation_tokens = Counter(

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
 from hearth.server.openai.protocol import ErrorResponse
 
 _ERRORS = {
@@ -39,7 +40,9 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, routes=app.routes,
+                title=app.title,
+                version=app.version,
+                routes=app.routes,
                 description="An OpenAI-compatible API served by Hearth on this machine.",
             )
             for operations in schema.get("paths", {}).values():

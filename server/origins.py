@@ -12,10 +12,11 @@ from __future__ import annotations
 import ipaddress
 
 from fastapi import FastAPI
-from hearth.runtime.settings import ServerSettings
-from hearth.server.errors import HostNotAllowed, error_response
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hearth.runtime.settings import ServerSettings
+from hearth.server.errors import HostNotAllowed, error_response
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 
 from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from hearth.server.errors import PayloadTooLarge, Unauthorized, error_response
 from hearth.server.state import server_state
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def require_api_key(request: Request) -> None:
@@ -16,9 +17,7 @@ def require_api_key(request: Request) -> None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise Unauthorized(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'."
-        )
+        raise Unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.")
     if not hmac.compare_digest(given.strip().encode(), expected.encode()):
         raise Unauthorized("Incorrect API key provided.")
 

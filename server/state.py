@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+
 from hearth.runtime.errors import EngineNotReady
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ServerSettings

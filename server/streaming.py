@@ -16,9 +16,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
+from sse_starlette import EventSourceResponse
+
 from hearth.runtime.errors import DrainTimeout
 from hearth.server.drain import Drain
-from sse_starlette import EventSourceResponse
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ class EventSource(Protocol):
 def stream_response(
     source: EventSource, *, drain: Drain | None, headers: dict[str, str] | None = None
 ) -> EventSourceResponse:
-    return EventSourceResponse(
-        _framed(source, drain), headers=headers, sep=SEP, ping=PING_SECONDS
-    )
+    return EventSourceResponse(_framed(source, drain), headers=headers, sep=SEP, ping=PING_SECONDS)
 
 
 async def _framed(source: EventSource, drain: Drain | None) -> AsyncIterator[Chunk]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from hearth.engine.cpu import keep_amx_off_by_default
 
 # Tests that load models through llama-cpp-python's Llama get the server's CPU kernels.
@@ -32,13 +33,15 @@ keep_amx_off_by_default()
 REPO = Path(__file__).resolve().parent.parent
 
 # What puts a test in the full tier only.
-FULL_TIER_FIXTURES = frozenset({
-    "server",  # a `hearth serve` process
-    "browser",  # Chromium
-    "playwright",
-    "llama_cpp_reference",  # llama.cpp's converter, from the llama-cpp-python sdist
-    "library",  # `hearth pull` processes against a loopback hub
-})
+FULL_TIER_FIXTURES = frozenset(
+    {
+        "server",  # a `hearth serve` process
+        "browser",  # Chromium
+        "playwright",
+        "llama_cpp_reference",  # llama.cpp's converter, from the llama-cpp-python sdist
+        "library",  # `hearth pull` processes against a loopback hub
+    }
+)
 FULL_TIER_FOLDERS = frozenset({"e2e", "web"})
 
 
@@ -46,13 +49,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         folder = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
         module = getattr(item, "module", None)
-        starts_servers = getattr(getattr(module, "start_server", None), "__name__", "") == "start_server"
+        starts_servers = (
+            getattr(getattr(module, "start_server", None), "__name__", "") == "start_server"
+        )
         if (
             FULL_TIER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
             or folder in FULL_TIER_FOLDERS
             or starts_servers
         ):
             item.add_marker(pytest.mark.full)
+
+
 GEMMA = "gemma3-270m-Q4_K_M"  # the second real model's id, from its file name
 
 
@@ -90,8 +97,9 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
-                 hearth: list[str] | None = None) -> RunningServer:
+def start_server(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, hearth: list[str] | None = None
+) -> RunningServer:
     """Start `hearth serve` (this checkout's, or the `hearth` command given) on a free port and
     wait until /health says ok."""
     port = free_port()

@@ -86,7 +86,7 @@ def test_the_readme_map_names_every_module_of_the_three_layers():
     """The README's map listed 11 of server/'s 23 modules; a module it leaves out is one a
     newcomer cannot place."""
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## How it is built"):]
+    section = readme[readme.index("## How it is built") :]
     section = section[: section.index("```", section.index("```") + 3)]
     missing = [
         str(path.relative_to(REPO))

@@ -25,8 +25,18 @@ REPO = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
         check=True,
     )
     return zipfile.ZipFile(next(out.glob("hearth-*.whl")))
@@ -36,7 +46,11 @@ def test_wheel_installs_everything_under_hearth_and_nothing_bare(wheel):
     top_level = {name.split("/")[0] for name in wheel.namelist() if not name.startswith("hearth-")}
     assert top_level == {"hearth"}
     names = set(wheel.namelist())
-    for module in ("hearth/server/app.py", "hearth/prompts/__init__.py", "hearth/convert/__init__.py"):
+    for module in (
+        "hearth/server/app.py",
+        "hearth/prompts/__init__.py",
+        "hearth/convert/__init__.py",
+    ):
         assert module in names
     assert "hearth/prompts/chat-with-bob.txt" in names
 
@@ -54,8 +68,9 @@ def _distribution(requirement: str) -> str:
 
 def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-    return any(isinstance(c, ast.Name) and c.id in ("ImportError", "ModuleNotFoundError")
-               for c in caught)
+    return any(
+        isinstance(c, ast.Name) and c.id in ("ImportError", "ModuleNotFoundError") for c in caught
+    )
 
 
 def _imports(node: ast.AST, where: str = "module"):
@@ -81,8 +96,12 @@ def test_every_third_party_import_is_declared():
     project = pyproject["project"]
     folders = sorted(set(pyproject["tool"]["setuptools"]["package-dir"].values()))
     core = {_distribution(r) for r in project["dependencies"]}
-    extras = {_distribution(r) for group, requirements in project["optional-dependencies"].items()
-              if group != "dev" for r in requirements}
+    extras = {
+        _distribution(r)
+        for group, requirements in project["optional-dependencies"].items()
+        if group != "dev"
+        for r in requirements
+    }
     owners = importlib.metadata.packages_distributions()
     undeclared = []
     for folder in folders:  # every folder that installs as part of hearth
@@ -105,28 +124,47 @@ def test_plain_install_without_extras_serves(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     # The same pinned llama-cpp-python as the project's: pip takes the wheel it built then
     # from its cache instead of compiling llama.cpp again.
-    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-qq",
-                    "--disable-pip-version-check", wheel.filename], check=True, timeout=1800)
+    subprocess.run(
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "-qq",
+            "--disable-pip-version-check",
+            wheel.filename,
+        ],
+        check=True,
+        timeout=1800,
+    )
     hearth = str(venv / "bin" / "hearth")
     env = {"XDG_DATA_HOME": str(tmp_path / "data")}  # an empty library: the bundled model only
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([hearth, *args], capture_output=True, text=True,
-                              env={**os.environ, **env},
-                              cwd=tmp_path, timeout=300, check=False)
+        return subprocess.run(
+            [hearth, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            cwd=tmp_path,
+            timeout=300,
+            check=False,
+        )
 
     usage = run("--help")
     assert usage.returncode == 0 and "serve" in usage.stdout, usage.stderr
     listing = run("list")
     assert listing.returncode == 0, listing.stderr
-    assert any(line.startswith("smollm2") and "bundled" in line
-               for line in listing.stdout.splitlines()), listing.stdout
+    assert any(
+        line.startswith("smollm2") and "bundled" in line for line in listing.stdout.splitlines()
+    ), listing.stdout
     server = start_server(tmp_path, "--n-ctx", "512", env=env, hearth=[hearth])
     try:
         assert str(venv) in server.log()  # the installed copy's model path, not this checkout
         client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
         reply = client.chat.completions.create(
-            model="smollm2", messages=[{"role": "user", "content": "Say hi."}], max_tokens=8)
+            model="smollm2", messages=[{"role": "user", "content": "Say hi."}], max_tokens=8
+        )
         assert reply.choices[0].message.content
     finally:
         server.stop()

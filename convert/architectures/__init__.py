@@ -29,6 +29,20 @@ from hearth.convert.architectures.base import (
 from hearth.convert.architectures.llama import permute_for_llama_rope
 
 __all__ = [
-    "ARCHITECTURES", "Architecture", "HParam", "architecture_for", "falcon", "gemma", "gpt2", "llama",
-    "olmo", "permute_for_llama_rope", "phi", "qwen", "register", "rope_factor_tensors", "stablelm", "starcoder",
+    "ARCHITECTURES",
+    "Architecture",
+    "HParam",
+    "architecture_for",
+    "falcon",
+    "gemma",
+    "gpt2",
+    "llama",
+    "olmo",
+    "permute_for_llama_rope",
+    "phi",
+    "qwen",
+    "register",
+    "rope_factor_tensors",
+    "stablelm",
+    "starcoder",
 ]

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import gguf
 import numpy as np
+
 from hearth.convert.checkpoint import Checkpoint, LazyTensor
 from hearth.convert.errors import ConversionError
 from hearth.convert.vocab import Vocabulary
@@ -61,7 +62,14 @@ SLIDING_WINDOW = hparam(K.Attention.SLIDING_WINDOW, "sliding_window", required=F
 
 # What llama.cpp's converter writes for any decoder that does not override it.
 BASE_HPARAMS: tuple[HParam, ...] = (
-    CONTEXT, EMBEDDING, BLOCKS, FEED_FORWARD, HEADS, HEADS_KV, RMS_EPS, ROPE_BASE,
+    CONTEXT,
+    EMBEDDING,
+    BLOCKS,
+    FEED_FORWARD,
+    HEADS,
+    HEADS_KV,
+    RMS_EPS,
+    ROPE_BASE,
 )
 
 
@@ -88,12 +96,16 @@ MODEL_SHAPES: dict[gguf.MODEL_TENSOR, Shape] = {
     T.OUTPUT: lambda a: (a.vocab, a.hidden),
 }
 QK_NORM_SHAPES: dict[gguf.MODEL_TENSOR, Shape] = {
-    T.ATTN_Q_NORM: lambda a: (a.head_dim,), T.ATTN_K_NORM: lambda a: (a.head_dim,),
+    T.ATTN_Q_NORM: lambda a: (a.head_dim,),
+    T.ATTN_K_NORM: lambda a: (a.head_dim,),
 }
 
 # Mixtures of experts: attention as above, a router and stacked experts instead of one MLP.
-ATTENTION_SHAPES = {kind: shape for kind, shape in BLOCK_SHAPES.items()
-                    if kind not in (T.FFN_GATE, T.FFN_UP, T.FFN_DOWN)}
+ATTENTION_SHAPES = {
+    kind: shape
+    for kind, shape in BLOCK_SHAPES.items()
+    if kind not in (T.FFN_GATE, T.FFN_UP, T.FFN_DOWN)
+}
 EXPERT_SHAPES: dict[gguf.MODEL_TENSOR, Shape] = {
     T.FFN_GATE_INP: lambda a: (a.n_expert, a.hidden),
     T.FFN_GATE_EXP: lambda a: (a.n_expert, a.expert_ffn, a.hidden),
@@ -121,8 +133,10 @@ class Architecture:
     writes_rope_dimension_count: ClassVar[bool] = False
     # Config names of the sizes, first present wins (GPT-2 and Falcon spell them their way).
     size_names: ClassVar[dict[str, tuple[str, ...]]] = {
-        "hidden": ("hidden_size",), "n_head": ("num_attention_heads",),
-        "n_block": ("num_hidden_layers",), "vocab": ("vocab_size",),
+        "hidden": ("hidden_size",),
+        "n_head": ("num_attention_heads",),
+        "n_block": ("num_hidden_layers",),
+        "vocab": ("vocab_size",),
     }
 
     def __init__(self, checkpoint: Checkpoint) -> None:
@@ -181,8 +195,11 @@ class Architecture:
 
     def rope_setting(self, name: str, default: Any = None) -> Any:
         """A rope setting from the config's top level or its rope_scaling / rope_parameters."""
-        for place in (self.config, self.config.get("rope_scaling") or {},
-                      self.config.get("rope_parameters") or {}):
+        for place in (
+            self.config,
+            self.config.get("rope_scaling") or {},
+            self.config.get("rope_parameters") or {},
+        ):
             if place.get(name) is not None:
                 return place[name]
         return default
@@ -285,8 +302,9 @@ def stacked_experts(tensors: dict[str, LazyTensor]) -> dict[str, LazyTensor]:
     return stacked_numbered(tensors, EXPERT, "experts")
 
 
-def stacked_numbered(tensors: dict[str, LazyTensor], pattern: re.Pattern[str],
-                     what: str) -> dict[str, LazyTensor]:
+def stacked_numbered(
+    tensors: dict[str, LazyTensor], pattern: re.Pattern[str], what: str
+) -> dict[str, LazyTensor]:
     """Tensors numbered 0..n-1 (`pattern` groups prefix, index, rest) as one lazy stack
     named `prefix.rest`, in the place of the first; every other tensor as it is."""
     groups: dict[str, dict[int, LazyTensor]] = {}
@@ -302,24 +320,33 @@ def stacked_numbered(tensors: dict[str, LazyTensor], pattern: re.Pattern[str],
     for merged, numbered in groups.items():
         parts = [numbered[i] for i in sorted(numbered)]
         if sorted(numbered) != list(range(len(parts))) or len({p.shape for p in parts}) != 1:
-            raise ConversionError(f"{merged}: {what} {sorted(numbered)} are not 0..n-1 of one shape")
-        stacked[merged] = LazyTensor((len(parts), *parts[0].shape), parts[0].dtype,
-                                     lambda parts=parts: np.stack([p.load() for p in parts]))
+            raise ConversionError(
+                f"{merged}: {what} {sorted(numbered)} are not 0..n-1 of one shape"
+            )
+        stacked[merged] = LazyTensor(
+            (len(parts), *parts[0].shape),
+            parts[0].dtype,
+            lambda parts=parts: np.stack([p.load() for p in parts]),
+        )
     return stacked
 
 
-def rope_scaling_hook(arch: Architecture, writer: gguf.GGUFWriter,
-                      scaling: dict[str, Any] | None = None) -> None:
+def rope_scaling_hook(
+    arch: Architecture, writer: gguf.GGUFWriter, scaling: dict[str, Any] | None = None
+) -> None:
     """Linear and YaRN rope scaling keys, from `scaling` or the config's rope_scaling."""
     scaling = (arch.config.get("rope_scaling") or {}) if scaling is None else scaling
     kind = scaling.get("rope_type") or scaling.get("type")
     if kind in (None, "default", "llama3"):  # llama3 is carried by the rope_freqs tensor
         return
     scaling_types: dict[str, gguf.RopeScalingType] = {
-        "linear": gguf.RopeScalingType.LINEAR, "yarn": gguf.RopeScalingType.YARN,
+        "linear": gguf.RopeScalingType.LINEAR,
+        "yarn": gguf.RopeScalingType.YARN,
     }
     if kind not in scaling_types:
-        raise ConversionError(f"unsupported rope_scaling type {kind!r}; supported: linear, yarn, llama3")
+        raise ConversionError(
+            f"unsupported rope_scaling type {kind!r}; supported: linear, yarn, llama3"
+        )
     writer.add_rope_scaling_type(scaling_types[kind])
     writer.add_rope_scaling_factor(float(scaling["factor"]))
     if kind == "yarn" and "original_max_position_embeddings" in scaling:
@@ -333,7 +360,10 @@ def rope_factor_tensors(arch: Architecture) -> Iterator[tuple[str, np.ndarray]]:
         return
     base = float(arch.config.get("rope_theta", 10000.0))
     factor = float(scaling.get("factor", 8.0))
-    low, high = float(scaling.get("low_freq_factor", 1.0)), float(scaling.get("high_freq_factor", 4.0))
+    low, high = (
+        float(scaling.get("low_freq_factor", 1.0)),
+        float(scaling.get("high_freq_factor", 4.0)),
+    )
     old_ctx = float(scaling.get("original_max_position_embeddings", 8192))
     freqs = 1.0 / base ** (np.arange(0, arch.head_dim, 2, dtype=np.float32) / arch.head_dim)
     factors = []

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import gguf
 import numpy as np
+
 from hearth.convert.architectures.base import (
     BLOCKS,
     EMBEDDING,
@@ -48,8 +49,10 @@ class Falcon(Architecture):
     hf_names = ("FalconForCausalLM", "RWForCausalLM")
     gguf_arch = gguf.MODEL_ARCH.FALCON
     size_names: ClassVar[dict[str, tuple[str, ...]]] = {
-        "hidden": ("hidden_size",), "n_head": ("num_attention_heads", "n_head"),
-        "n_block": ("num_hidden_layers", "n_layer"), "vocab": ("vocab_size",),
+        "hidden": ("hidden_size",),
+        "n_head": ("num_attention_heads", "n_head"),
+        "n_block": ("num_hidden_layers", "n_layer"),
+        "vocab": ("vocab_size",),
     }
     hparams = (
         # Falcon's configs name no context length; llama.cpp's converter writes 2048.

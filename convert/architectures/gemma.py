@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import gguf
 import numpy as np
+
 from hearth.convert.architectures.base import (
     BASE_HPARAMS,
     BLOCK_SHAPES,
@@ -68,13 +69,17 @@ class Gemma2(Gemma):
 
     hf_names = ("Gemma2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.GEMMA2
-    hparams = (*GEMMA_HPARAMS,
-               HParam(K.LLM.ATTN_LOGIT_SOFTCAPPING, ("attn_logit_softcapping",), float),
-               HParam(K.LLM.FINAL_LOGIT_SOFTCAPPING, ("final_logit_softcapping",), float),
-               HParam(K.Attention.SLIDING_WINDOW, ("sliding_window",), int))
+    hparams = (
+        *GEMMA_HPARAMS,
+        HParam(K.LLM.ATTN_LOGIT_SOFTCAPPING, ("attn_logit_softcapping",), float),
+        HParam(K.LLM.FINAL_LOGIT_SOFTCAPPING, ("final_logit_softcapping",), float),
+        HParam(K.Attention.SLIDING_WINDOW, ("sliding_window",), int),
+    )
     block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
-        **BLOCK_SHAPES, T.ATTN_POST_NORM: lambda a: (a.hidden,),
-        T.FFN_POST_NORM: lambda a: (a.hidden,)}
+        **BLOCK_SHAPES,
+        T.ATTN_POST_NORM: lambda a: (a.hidden,),
+        T.FFN_POST_NORM: lambda a: (a.hidden,),
+    }
 
     def transform(self, kind: gguf.MODEL_TENSOR) -> Transform | None:
         return add_one if kind in GEMMA2_NORMS else None
@@ -91,8 +96,10 @@ def layer_rope(arch: Architecture, layer_type: str) -> dict[str, Any]:
     if layer_type == "sliding_attention":  # transformers 4 spelling
         base = arch.config.get("rope_local_base_freq")
         return {"rope_theta": base} if base is not None else {}
-    return {"rope_theta": arch.config.get("rope_theta", 1_000_000.0),
-            **(arch.config.get("rope_scaling") or {})}
+    return {
+        "rope_theta": arch.config.get("rope_theta", 1_000_000.0),
+        **(arch.config.get("rope_scaling") or {}),
+    }
 
 
 @register
@@ -102,17 +109,25 @@ class Gemma3(Gemma2):
 
     hf_names = ("Gemma3ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.GEMMA3
-    hparams = (*without(BASE_HPARAMS, K.Rope.FREQ_BASE),
-               derived(K.Rope.FREQ_BASE,
-                       lambda a: layer_rope(a, "full_attention").get("rope_theta", 1_000_000.0),
-                       float),
-               derived(K.Rope.FREQ_BASE_SWA,
-                       lambda a: layer_rope(a, "sliding_attention").get("rope_theta"), float),
-               HParam(K.LLM.FINAL_LOGIT_SOFTCAPPING, ("final_logit_softcapping",), float,
-                      required=False),
-               SLIDING_WINDOW)
+    hparams = (
+        *without(BASE_HPARAMS, K.Rope.FREQ_BASE),
+        derived(
+            K.Rope.FREQ_BASE,
+            lambda a: layer_rope(a, "full_attention").get("rope_theta", 1_000_000.0),
+            float,
+        ),
+        derived(
+            K.Rope.FREQ_BASE_SWA,
+            lambda a: layer_rope(a, "sliding_attention").get("rope_theta"),
+            float,
+        ),
+        HParam(K.LLM.FINAL_LOGIT_SOFTCAPPING, ("final_logit_softcapping",), float, required=False),
+        SLIDING_WINDOW,
+    )
     block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
-        **Gemma2.block_shapes, **QK_NORM_SHAPES}
+        **Gemma2.block_shapes,
+        **QK_NORM_SHAPES,
+    }
 
     @property
     def tied_embeddings(self) -> bool:

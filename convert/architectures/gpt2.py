@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import gguf
 import numpy as np
+
 from hearth.convert.architectures.base import (
     Architecture,
     Shape,
@@ -25,8 +26,9 @@ CONV1D_WEIGHTS = (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
 
 
 def transposed(tensor: LazyTensor) -> LazyTensor:
-    return LazyTensor(tuple(reversed(tensor.shape)), tensor.dtype,
-                      lambda: np.ascontiguousarray(tensor.load().T))
+    return LazyTensor(
+        tuple(reversed(tensor.shape)), tensor.dtype, lambda: np.ascontiguousarray(tensor.load().T)
+    )
 
 
 @register
@@ -36,8 +38,10 @@ class GPT2(Architecture):
     hf_names = ("GPT2LMHeadModel",)
     gguf_arch = gguf.MODEL_ARCH.GPT2
     size_names: ClassVar[dict[str, tuple[str, ...]]] = {
-        "hidden": ("n_embd", "hidden_size"), "n_head": ("n_head", "num_attention_heads"),
-        "n_block": ("n_layer", "num_hidden_layers"), "vocab": ("vocab_size",),
+        "hidden": ("n_embd", "hidden_size"),
+        "n_head": ("n_head", "num_attention_heads"),
+        "n_block": ("n_layer", "num_hidden_layers"),
+        "vocab": ("vocab_size",),
     }
     hparams = (
         hparam(K.LLM.BLOCK_COUNT, "n_layer"),
@@ -76,5 +80,7 @@ class GPT2(Architecture):
         return name.endswith((".attn.bias", ".attn.masked_bias")) or super().skip(name)
 
     def source_tensors(self) -> dict[str, LazyTensor]:
-        return {name: transposed(t) if name.endswith(CONV1D_WEIGHTS) else t
-                for name, t in self.checkpoint.tensors.items()}
+        return {
+            name: transposed(t) if name.endswith(CONV1D_WEIGHTS) else t
+            for name, t in self.checkpoint.tensors.items()
+        }

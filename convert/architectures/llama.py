@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gguf
+
 from hearth.convert.architectures.base import (
     BASE_HPARAMS,
     Architecture,
@@ -76,6 +77,8 @@ class Mixtral(Experts, Llama):
     in every layer; llama.cpp runs it as `llama` with expert tensors."""
 
     hf_names = ("MixtralForCausalLM",)
-    hparams = (*LLAMA_HPARAMS,
-               HParam(gguf.Keys.LLM.EXPERT_COUNT, ("num_local_experts",), int),
-               HParam(gguf.Keys.LLM.EXPERT_USED_COUNT, ("num_experts_per_tok",), int))
+    hparams = (
+        *LLAMA_HPARAMS,
+        HParam(gguf.Keys.LLM.EXPERT_COUNT, ("num_local_experts",), int),
+        HParam(gguf.Keys.LLM.EXPERT_USED_COUNT, ("num_experts_per_tok",), int),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import gguf
+
 from hearth.convert.architectures.base import BLOCK_SHAPES, Architecture, Shape, register
 
 T = gguf.MODEL_TENSOR
@@ -17,8 +18,11 @@ class Olmo2(Architecture):
     hf_names = ("Olmo2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.OLMO2
     block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
-        **{kind: shape for kind, shape in BLOCK_SHAPES.items()
-           if kind not in (T.ATTN_NORM, T.FFN_NORM)},
+        **{
+            kind: shape
+            for kind, shape in BLOCK_SHAPES.items()
+            if kind not in (T.ATTN_NORM, T.FFN_NORM)
+        },
         T.ATTN_Q_NORM: lambda a: (a.n_head * a.head_dim,),
         T.ATTN_K_NORM: lambda a: (a.n_head_kv * a.head_dim,),
         T.ATTN_POST_NORM: lambda a: (a.hidden,),

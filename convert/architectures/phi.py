@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import gguf
 import numpy as np
+
 from hearth.convert.architectures.base import (
     BLOCKS,
     CONTEXT,
@@ -47,9 +48,17 @@ class Phi3(Architecture):
     hf_names = ("Phi3ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.PHI3
     hparams = (
-        CONTEXT, EMBEDDING, BLOCKS, FEED_FORWARD, HEADS, HEADS_KV, RMS_EPS,
-        derived(K.Rope.SCALING_ORIG_CTX_LEN,
-                lambda a: a.rope_setting("original_max_position_embeddings")),
+        CONTEXT,
+        EMBEDDING,
+        BLOCKS,
+        FEED_FORWARD,
+        HEADS,
+        HEADS_KV,
+        RMS_EPS,
+        derived(
+            K.Rope.SCALING_ORIG_CTX_LEN,
+            lambda a: a.rope_setting("original_max_position_embeddings"),
+        ),
         derived(K.Rope.DIMENSION_COUNT, rope_dims),
         derived(K.Rope.FREQ_BASE, lambda a: a.rope_setting("rope_theta"), float),
         # 0 tells llama.cpp "no sliding window" (Phi-4); Phi-3 mini has 2047 or 262143.
@@ -67,14 +76,16 @@ class Phi3(Architecture):
     def write_hparams(self, writer: gguf.GGUFWriter) -> None:
         if self.rope_setting("original_max_position_embeddings") is None:
             raise ConversionError(
-                f"{self.checkpoint.folder}: config lacks 'original_max_position_embeddings'")
+                f"{self.checkpoint.folder}: config lacks 'original_max_position_embeddings'"
+            )
         super().write_hparams(writer)
 
     def write_rope_scaling(self, writer: gguf.GGUFWriter) -> None:
         if not self.rope_setting("long_factor"):
             return
         scale = self.require("max_position_embeddings") / self.rope_setting(
-            "original_max_position_embeddings")
+            "original_max_position_embeddings"
+        )
         kind = str(self.rope_setting("rope_type") or self.rope_setting("type") or "").lower()
         if kind in ("su", "longrope"):
             old_ctx = self.rope_setting("original_max_position_embeddings")
@@ -90,8 +101,10 @@ class Phi3(Architecture):
         if not long:
             return
         if not short or len(long) != len(short) or len(long) * 2 != rope_dims(self):
-            raise ConversionError(f"{self.checkpoint.folder}: LongRoPE factors need "
-                                  f"{rope_dims(self) // 2} long and short values each")
+            raise ConversionError(
+                f"{self.checkpoint.folder}: LongRoPE factors need "
+                f"{rope_dims(self) // 2} long and short values each"
+            )
         yield gguf.TENSOR_NAMES[T.ROPE_FACTORS_LONG] + ".weight", np.array(long, np.float32)
         yield gguf.TENSOR_NAMES[T.ROPE_FACTORS_SHORT] + ".weight", np.array(short, np.float32)
 
@@ -99,4 +112,3 @@ class Phi3(Architecture):
         for i, token in enumerate(vocab.tokens):
             if vocab.types[i] == gguf.TokenType.UNUSED and token == f"[PAD{i}]":
                 vocab.scores[i] = PAD_SCORE
-

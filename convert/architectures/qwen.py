@@ -6,6 +6,7 @@ import logging
 from typing import ClassVar
 
 import gguf
+
 from hearth.convert.architectures.base import (
     ATTENTION_SHAPES,
     BASE_HPARAMS,
@@ -49,8 +50,12 @@ MOE_HPARAMS = (
     HParam(K.LLM.EXPERT_COUNT, ("num_experts", "num_local_experts"), int),
     HParam(K.LLM.EXPERT_USED_COUNT, ("num_experts_per_tok",), int),
     HParam(K.LLM.EXPERT_FEED_FORWARD_LENGTH, ("moe_intermediate_size",), int, required=False),
-    HParam(K.LLM.EXPERT_SHARED_FEED_FORWARD_LENGTH, ("shared_expert_intermediate_size",), int,
-           required=False),
+    HParam(
+        K.LLM.EXPERT_SHARED_FEED_FORWARD_LENGTH,
+        ("shared_expert_intermediate_size",),
+        int,
+        required=False,
+    ),
 )
 SHARED_EXPERT_SHAPES: dict[gguf.MODEL_TENSOR, Shape] = {
     T.FFN_GATE_INP_SHEXP: lambda a: (1, a.hidden),
@@ -68,7 +73,10 @@ class Qwen2Moe(Experts, Qwen2):
     gguf_arch = gguf.MODEL_ARCH.QWEN2MOE
     hparams = MOE_HPARAMS
     block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
-        **ATTENTION_SHAPES, **EXPERT_SHAPES, **SHARED_EXPERT_SHAPES}
+        **ATTENTION_SHAPES,
+        **EXPERT_SHAPES,
+        **SHARED_EXPERT_SHAPES,
+    }
 
     @property
     def shared_ffn(self) -> int:
@@ -83,13 +91,19 @@ class Qwen3Moe(Qwen2Moe):
     gguf_arch = gguf.MODEL_ARCH.QWEN3MOE
     bias_tensors = frozenset()
     block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
-        **ATTENTION_SHAPES, **QK_NORM_SHAPES, **EXPERT_SHAPES}
+        **ATTENTION_SHAPES,
+        **QK_NORM_SHAPES,
+        **EXPERT_SHAPES,
+    }
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         super().__init__(checkpoint)
         if not self.config.get("norm_topk_prob", False):
             # No GGUF key says it: llama.cpp's qwen3moe always renormalizes the chosen experts'
             # weights, as every released Qwen3-MoE does (norm_topk_prob true).
-            logger.warning("%s: norm_topk_prob is false, but llama.cpp renormalizes the top-k "
-                           "expert weights of every Qwen3-MoE; its outputs will differ from "
-                           "transformers'", checkpoint.folder)
+            logger.warning(
+                "%s: norm_topk_prob is false, but llama.cpp renormalizes the top-k "
+                "expert weights of every Qwen3-MoE; its outputs will differ from "
+                "transformers'",
+                checkpoint.folder,
+            )

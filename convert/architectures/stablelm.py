@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import gguf
+
 from hearth.convert.architectures.base import (
     BLOCK_SHAPES,
     BLOCKS,
@@ -35,9 +36,18 @@ class StableLM(Architecture):
     hf_names = ("StableLmForCausalLM", "StableLMEpochForCausalLM")
     gguf_arch = gguf.MODEL_ARCH.STABLELM
     hparams = (
-        CONTEXT, EMBEDDING, BLOCKS, FEED_FORWARD, HEADS, HEADS_KV,
-        derived(K.Rope.DIMENSION_COUNT, lambda a: int(
-            float(a.rope_setting("partial_rotary_factor", 1.0)) * (a.hidden // a.n_head))),
+        CONTEXT,
+        EMBEDDING,
+        BLOCKS,
+        FEED_FORWARD,
+        HEADS,
+        HEADS_KV,
+        derived(
+            K.Rope.DIMENSION_COUNT,
+            lambda a: int(
+                float(a.rope_setting("partial_rotary_factor", 1.0)) * (a.hidden // a.n_head)
+            ),
+        ),
         # Absent from a config it means parallel, as in the first StableLM releases.
         derived(K.LLM.USE_PARALLEL_RESIDUAL, lambda a: a.parallel_residual, bool),
         hparam(K.Attention.LAYERNORM_EPS, "layer_norm_eps", "norm_eps", kind=float),

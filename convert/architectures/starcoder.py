@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import gguf
+
 from hearth.convert.architectures.base import (
     BASE_HPARAMS,
     BLOCK_SHAPES,
@@ -25,10 +26,13 @@ class Starcoder2(Architecture):
 
     hf_names = ("Starcoder2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.STARCODER2
-    hparams = (*without(BASE_HPARAMS, K.Attention.LAYERNORM_RMS_EPS),
-               HParam(K.Attention.LAYERNORM_EPS, ("norm_epsilon", "layer_norm_eps"), float))
+    hparams = (
+        *without(BASE_HPARAMS, K.Attention.LAYERNORM_RMS_EPS),
+        HParam(K.Attention.LAYERNORM_EPS, ("norm_epsilon", "layer_norm_eps"), float),
+    )
     block_shapes: ClassVar[dict[gguf.MODEL_TENSOR, Shape]] = {
-        kind: shape for kind, shape in BLOCK_SHAPES.items() if kind != T.FFN_GATE}
+        kind: shape for kind, shape in BLOCK_SHAPES.items() if kind != T.FFN_GATE
+    }
 
     @property
     def bias_tensors(self) -> frozenset[gguf.MODEL_TENSOR]:  # type: ignore[override]

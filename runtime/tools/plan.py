@@ -6,12 +6,12 @@ history and the tool results the way the model saw them in training: such a chat
 the tools and the tool turns as they are. Every other format (the bundled SmolLM2's
 template, transcripts) gets them written out: the tools described in a system message (the
 tool-use prompt below, in the family's call format), calls in the history in that format,
-and tool results as user turns wrapped in `<tool_response>`. Under `required` or a named function a grammar forces a well-formed call to
-one of the allowed tools with arguments matching its parameters, so even a 135M model
-always calls validly. Under `auto` the model chooses: its text is free until it writes the
-family's call opener, and from there the same grammar holds (a lazy grammar), so a call it
-starts is a valid call too. (Bare-JSON families have no opener to wait for: their calls
-under `auto` are parsed as written.)
+and tool results as user turns wrapped in `<tool_response>`. Under `required` or a named
+function a grammar forces a well-formed call to one of the allowed tools with arguments
+matching its parameters, so even a 135M model always calls validly. Under `auto` the model
+chooses: its text is free until it writes the family's call opener, and from there the same
+grammar holds (a lazy grammar), so a call it starts is a valid call too. (Bare-JSON families
+have no opener to wait for: their calls under `auto` are parsed as written.)
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def plan_tools(
     else:
         messages = [_message(turn, fmt) for turn in request.turns]
     if use is None or not use.active:
-        return ToolPlan(messages, fmt, grammar=None, active=False,
-                        template_tools=[] if native else None)
+        return ToolPlan(
+            messages, fmt, grammar=None, active=False, template_tools=[] if native else None
+        )
     allowed = use.allowed()
     # Forced: the grammar holds from the first token. Under `auto` it waits for the opener
     # (a lazy grammar); a family without one is parsed as written.
@@ -75,8 +76,9 @@ def plan_tools(
     if native:
         # As the client sent them: a template may print every key it is given.
         described = [tool.as_sent for tool in allowed]
-        return ToolPlan(messages, fmt, grammar, active=True, grammar_trigger=trigger,
-                        template_tools=described)
+        return ToolPlan(
+            messages, fmt, grammar, active=True, grammar_trigger=trigger, template_tools=described
+        )
     system = Message("system", _tool_prompt(use, fmt, allowed))
     if messages and messages[0].role == "system":
         system = Message("system", f"{messages[0].content}\n\n{system.content}")
@@ -119,7 +121,9 @@ def _call_grammar(use: ToolUse, fmt: CallFormat, allowed: tuple[Tool, ...]) -> s
     schema = alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
     rules = schema_grammar(schema, param="tools").splitlines()
     renamed = [
-        f"{CALL_RULE} ::= {line.removeprefix('root ::= ')}" if line.startswith("root ::= ") else line
+        f"{CALL_RULE} ::= {line.removeprefix('root ::= ')}"
+        if line.startswith("root ::= ")
+        else line
         for line in rules
     ]
     return "\n".join([fmt.grammar_root(CALL_RULE, use.parallel), *renamed])

@@ -13,14 +13,15 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from hearth.runtime.requests import Sampling, Turn
-from hearth.runtime.requests import ToolCall as RuntimeToolCall
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     field_validator,
 )
+
+from hearth.runtime.requests import Sampling, Turn
+from hearth.runtime.requests import ToolCall as RuntimeToolCall
 
 # Response header: how many of the oldest messages were left out to fit the context.
 DROPPED_MESSAGES_HEADER = "X-Hearth-Dropped-Messages"
@@ -110,7 +111,7 @@ class ChatMessage(RequestBody):
             for part in content:
                 if isinstance(part, ImageContentPart):
                     # pydantic turns ValueError (not TypeError) into a 400 naming the field.
-                    raise ValueError("image content is not supported by this model")  # noqa: TRY004
+                    raise ValueError("image content is not supported by this model")
         return content
 
     def text(self) -> str:
@@ -124,8 +125,13 @@ class ChatMessage(RequestBody):
     def to_turn(self) -> Turn:
         # OpenAI's `developer` role is the newer name of `system`; `function` turns were
         # made tool turns by the chat request's validator.
-        role = "system" if self.role == "developer" else "tool" if self.role == "function" \
+        role = (
+            "system"
+            if self.role == "developer"
+            else "tool"
+            if self.role == "function"
             else self.role
+        )
         calls = tuple(
             RuntimeToolCall(call.id, call.function.name, call.function.arguments)
             for call in self.tool_calls or ()

@@ -12,13 +12,14 @@ import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from hearth.engine.base import Finished
 from hearth.runtime.errors import DrainTimeout
 from hearth.runtime.pipeline import PreparedGeneration
 from hearth.server.errors import to_openai
 from hearth.server.openai.protocol import PromptTokensDetails, Usage
 from hearth.server.streaming import SSE_END, Chunk
-from pydantic import BaseModel
 
 DONE = "[DONE]"
 
@@ -87,7 +88,3 @@ class TextChunks:
         its per-event parsing of the data for line breaks (a tenth of the per-token work).
         """
         return b"data: " + self(text).encode() + SSE_END
-
-
-
-

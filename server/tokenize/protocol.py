@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from hearth.server.openai.protocol import RequestBody
 from pydantic import BaseModel, Field
+
+from hearth.server.openai.protocol import RequestBody
 
 # Not part of OpenAI's API: llama.cpp's server offers these, and tools that count tokens or
 # build prompts by hand (llama.cpp's own web UI, some agent frameworks) call them.

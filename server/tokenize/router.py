@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from hearth.engine.base import Prompt
 from hearth.server.state import Registry
 from hearth.server.tokenize.protocol import (

@@ -12,9 +12,18 @@ QUESTION = "What is the capital of France?\n"
 
 
 def test_in_process_chat_with_a_library_model_by_id(run_chat, gemma_models_dir) -> None:
-    chat = run_chat("--model", GEMMA, "--models-dir", str(gemma_models_dir),
-                    "--prompt", "chat-with-bob", "--max-tokens", "16", stdin=QUESTION,
-                    timeout=120)
+    chat = run_chat(
+        "--model",
+        GEMMA,
+        "--models-dir",
+        str(gemma_models_dir),
+        "--prompt",
+        "chat-with-bob",
+        "--max-tokens",
+        "16",
+        stdin=QUESTION,
+        timeout=120,
+    )
     assert chat.returncode == 0, chat.stderr
     assert "Paris" in chat.stdout  # Gemma's answer; the bundled SmolLM2 does not give it
 
@@ -22,11 +31,28 @@ def test_in_process_chat_with_a_library_model_by_id(run_chat, gemma_models_dir) 
 def test_chat_through_a_server_with_any_of_its_models(
     run_chat, chat_env, gemma_models_dir, tmp_path
 ) -> None:
-    server = start_server(tmp_path, "--model", "smollm2", "--models-dir", str(gemma_models_dir),
-                          "--no-web", env=chat_env)
+    server = start_server(
+        tmp_path,
+        "--model",
+        "smollm2",
+        "--models-dir",
+        str(gemma_models_dir),
+        "--no-web",
+        env=chat_env,
+    )
     try:
-        chat = run_chat("--url", server.url, "--model", GEMMA, "--prompt", "chat-with-bob",
-                        "--max-tokens", "16", stdin=QUESTION, timeout=120)
+        chat = run_chat(
+            "--url",
+            server.url,
+            "--model",
+            GEMMA,
+            "--prompt",
+            "chat-with-bob",
+            "--max-tokens",
+            "16",
+            stdin=QUESTION,
+            timeout=120,
+        )
         assert chat.returncode == 0, chat.stderr
         assert "Paris" in chat.stdout
         unknown = run_chat("--url", server.url, "--model", "nope", stdin=QUESTION)

@@ -22,9 +22,7 @@ def keyed_server(
     chat_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     env = {**chat_env, "HEARTH_API_KEY": "secret"}
-    server = start_server(
-        tmp_path_factory.mktemp("keyed"), "--parallel", "1", "--no-web", env=env
-    )
+    server = start_server(tmp_path_factory.mktemp("keyed"), "--parallel", "1", "--no-web", env=env)
     try:
         yield server.url
     finally:

@@ -75,8 +75,12 @@ def test_template_chat_hides_control_tokens_and_ctrl_d_quits(chat_env: dict[str,
 
 def test_piped_output_is_plain_text(run_chat) -> None:
     result = run_chat(
-        "--prompt", "chat-with-bob", "--max-tokens", "40",
-        stdin="Hello, who are you?\n", timeout=120,
+        "--prompt",
+        "chat-with-bob",
+        "--max-tokens",
+        "40",
+        stdin="Hello, who are you?\n",
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "\x1b[" not in result.stdout

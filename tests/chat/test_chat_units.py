@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from hearth.chat_backend import ChatFailed, LocalChat, RemoteChat, ReplyDone, _chunk_events
+from hearth.chat_terminal import Terminal, wants_colour
 from hearth.engine.base import (
     Finished,
     GenerationRequest,
@@ -21,9 +24,6 @@ from hearth.prompts import Message
 from hearth.runtime.library import ModelLibrary, ModelSpec
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ModelSettings
-
-from hearth.chat_backend import ChatFailed, LocalChat, RemoteChat, ReplyDone, _chunk_events
-from hearth.chat_terminal import Terminal, wants_colour
 from tests.server.scripted_engine import ScriptedEngine as ServerEngine
 from tests.server.scripted_engine import scripted_client
 

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import checkpoint_builders
 import hf_tokenizers
 import reference_sources
+
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 
@@ -90,8 +91,9 @@ class TinyModels(dict):
             tokenizer = self._no_prefix_tokenizer()
         else:
             tokenizer = self.request.getfixturevalue("sentencepiece_model")
-        self[arch] = checkpoint_builders.build_tiny(arch, self.root / arch, tokenizer, size,
-                                                    seed=seed)
+        self[arch] = checkpoint_builders.build_tiny(
+            arch, self.root / arch, tokenizer, size, seed=seed
+        )
         return self[arch]
 
     def _no_prefix_tokenizer(self) -> Path:
@@ -102,30 +104,35 @@ class TinyModels(dict):
 
 
 @pytest.fixture(scope="session")
-def tiny_models(request: pytest.FixtureRequest,
-                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_models(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     return TinyModels(request, tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """GPT-2's real tokenizer, rebuilt from llama.cpp's ggml-vocab-gpt-2.gguf."""
-    return hf_tokenizers.gpt2_tokenizer_folder(llama_cpp_models / "ggml-vocab-gpt-2.gguf",
-                                               tmp_path_factory.mktemp("gpt2-tokenizer"))
+    return hf_tokenizers.gpt2_tokenizer_folder(
+        llama_cpp_models / "ggml-vocab-gpt-2.gguf", tmp_path_factory.mktemp("gpt2-tokenizer")
+    )
 
 
 @pytest.fixture(scope="session")
 def falcon_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Falcon's real tokenizer, rebuilt from llama.cpp's ggml-vocab-falcon.gguf."""
-    return hf_tokenizers.falcon_tokenizer_folder(llama_cpp_models / "ggml-vocab-falcon.gguf",
-                                                 tmp_path_factory.mktemp("falcon-tokenizer"))
+    return hf_tokenizers.falcon_tokenizer_folder(
+        llama_cpp_models / "ggml-vocab-falcon.gguf", tmp_path_factory.mktemp("falcon-tokenizer")
+    )
 
 
 @pytest.fixture(scope="session")
 def starcoder_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """StarCoder2's real tokenizer, rebuilt from llama.cpp's ggml-vocab-starcoder.gguf."""
     return hf_tokenizers.starcoder_tokenizer_folder(
-        llama_cpp_models / "ggml-vocab-starcoder.gguf", tmp_path_factory.mktemp("starcoder-tokenizer"))
+        llama_cpp_models / "ggml-vocab-starcoder.gguf",
+        tmp_path_factory.mktemp("starcoder-tokenizer"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -140,8 +147,9 @@ def cl100k_file(cache_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def dolma2_tokenizer(cl100k_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """OLMo 2's real dolma2 tokenizer: cl100k_base plus dolma2's added tokens."""
-    return hf_tokenizers.dolma2_tokenizer_folder(cl100k_file,
-                                                 tmp_path_factory.mktemp("dolma2-tokenizer"))
+    return hf_tokenizers.dolma2_tokenizer_folder(
+        cl100k_file, tmp_path_factory.mktemp("dolma2-tokenizer")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -153,8 +161,9 @@ def llama_cpp_models(llama_cpp_reference: Path) -> Path:
 @pytest.fixture(scope="session")
 def llama2_tokenizer_json(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LLaMA 2's real tokenizer as transformers 5 saves it: tokenizer.json, no tokenizer.model."""
-    return hf_tokenizers.llama2_tokenizer_json(llama_cpp_models / "ggml-vocab-llama-spm.gguf",
-                                               tmp_path_factory.mktemp("llama2-tokenizer"))
+    return hf_tokenizers.llama2_tokenizer_json(
+        llama_cpp_models / "ggml-vocab-llama-spm.gguf", tmp_path_factory.mktemp("llama2-tokenizer")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -170,16 +179,19 @@ def llama_cpp_reference(cache_dir: Path) -> Path:
 def phi3_tokenizer(llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Phi-3-mini-128k-instruct's tokenizer files (<|end|> as EOS), rebuilt from llama.cpp's
     ggml-vocab-phi-3.gguf."""
-    return hf_tokenizers.phi3_tokenizer_folder(llama_cpp_models / "ggml-vocab-phi-3.gguf",
-                                               tmp_path_factory.mktemp("phi3-tokenizer"))
+    return hf_tokenizers.phi3_tokenizer_folder(
+        llama_cpp_models / "ggml-vocab-phi-3.gguf", tmp_path_factory.mktemp("phi3-tokenizer")
+    )
 
 
 @pytest.fixture(scope="session")
-def mistral_legacy_false_tokenizer(llama_cpp_models: Path,
-                                   tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mistral_legacy_false_tokenizer(
+    llama_cpp_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A Mistral-style tokenizer.model with legacy false in tokenizer_config.json."""
     return hf_tokenizers.mistral_legacy_false_tokenizer_folder(
-        llama_cpp_models / "ggml-vocab-phi-3.gguf", tmp_path_factory.mktemp("mistral-tokenizer"))
+        llama_cpp_models / "ggml-vocab-phi-3.gguf", tmp_path_factory.mktemp("mistral-tokenizer")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -193,5 +205,6 @@ def gemma3_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gemma3_tokenizer_model(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Gemma 3's real tokenizer.model and tokenizer_config.json, rebuilt from that GGUF."""
-    return hf_tokenizers.gemma3_tokenizer_model(gemma3_gguf,
-                                                tmp_path_factory.mktemp("gemma3-tokenizer"))
+    return hf_tokenizers.gemma3_tokenizer_model(
+        gemma3_gguf, tmp_path_factory.mktemp("gemma3-tokenizer")
+    )

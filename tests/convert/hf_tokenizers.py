@@ -20,7 +20,9 @@ from pathlib import Path
 VOCAB_TEST_SEPARATOR = "\n__ggml_vocab_test__\n"
 
 
-def _spm_merges(pieces: list[str], scores: list[float], normal: list[bool]) -> list[tuple[str, str]]:
+def _spm_merges(
+    pieces: list[str], scores: list[float], normal: list[bool]
+) -> list[tuple[str, str]]:
     """BPE merges equivalent to SentencePiece's score order: every split of a piece into two
     pieces, best-scored result first (ties by the parts' ids, as SentencePiece breaks them)."""
     ids = {piece: i for i, piece in enumerate(pieces) if normal[i]}
@@ -45,9 +47,13 @@ def llama2_tokenizer_json(vocab_gguf: Path, dest: Path) -> Path:
     scores = [float(s) for s in reader.fields["tokenizer.ggml.scores"].contents()]
     types = [int(t) for t in reader.fields["tokenizer.ggml.token_type"].contents()]
     normal = [t == gguf.TokenType.NORMAL for t in types]
-    tokenizer = LlamaTokenizer(vocab={p: i for i, p in enumerate(pieces)},
-                               merges=_spm_merges(pieces, scores, normal), legacy=True,
-                               add_bos_token=True, add_eos_token=False)
+    tokenizer = LlamaTokenizer(
+        vocab={p: i for i, p in enumerate(pieces)},
+        merges=_spm_merges(pieces, scores, normal),
+        legacy=True,
+        add_bos_token=True,
+        add_eos_token=False,
+    )
     # transformers 5 gives every LLaMA tokenizer a Metaspace pre-tokenizer that adds no "▁" before
     # text already starting with a space. meta-llama's tokenizer.json (like SentencePiece, which
     # the model was trained with) always prepends one, with a normalizer; write that one, as the
@@ -56,9 +62,13 @@ def llama2_tokenizer_json(vocab_gguf: Path, dest: Path) -> Path:
     path = dest / "tokenizer.json"
     content = json.loads(path.read_text(encoding="utf-8"))
     content["pre_tokenizer"] = None
-    content["normalizer"] = {"type": "Sequence", "normalizers": [
-        {"type": "Prepend", "prepend": "\u2581"},
-        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+    content["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+        ],
+    }
     path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
     return dest
 
@@ -69,7 +79,7 @@ def vocab_test_pairs(vocab_gguf: Path) -> list[tuple[str, list[int]]]:
     ids = vocab_gguf.with_name(vocab_gguf.name + ".out").read_text(encoding="utf-8")
     inputs = texts.split(VOCAB_TEST_SEPARATOR)
     outputs = [[int(t) for t in line.split()] for line in ids.split("\n")]
-    return list(zip(inputs, outputs))
+    return list(zip(inputs, outputs, strict=True))
 
 
 def gpt2_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
@@ -80,7 +90,9 @@ def gpt2_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
 
     reader = gguf.GGUFReader(vocab_gguf)
     tokens = [str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()]
-    merges = [tuple(str(m).split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()]
+    merges = [
+        tuple(str(m).split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()
+    ]
     tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -88,43 +100,86 @@ def gpt2_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
     tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
     dest.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(dest / "tokenizer.json"))
-    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-               "unk_token": "<|endoftext|>"}
+    special = {
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+    }
     (dest / "special_tokens_map.json").write_text(json.dumps(special))
-    (dest / "tokenizer_config.json").write_text(json.dumps(
-        {**special, "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False,
-         "model_max_length": 1024}))
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                **special,
+                "tokenizer_class": "GPT2Tokenizer",
+                "add_prefix_space": False,
+                "model_max_length": 1024,
+            }
+        )
+    )
     return dest
 
 
 # The pre_tokenizer of each model's own tokenizer.json, spelled as those files spell it.
-BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-              "use_regex": True}
-FALCON_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
-    {"type": "Punctuation", "behavior": "Contiguous"}, BYTE_LEVEL,
-    {"type": "Digits", "individual_digits": False},
-    {"type": "Split", "pattern": {"Regex": "[0-9][0-9][0-9]"}, "behavior": "Isolated",
-     "invert": False}]}
-STARCODER_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
-    {"type": "Digits", "individual_digits": True}, BYTE_LEVEL]}
-CL100K_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-DOLMA2_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
-    {"type": "Split", "pattern": {"Regex": CL100K_REGEX}, "behavior": "Removed", "invert": True},
-    {**BYTE_LEVEL, "use_regex": False}]}
+BYTE_LEVEL = {
+    "type": "ByteLevel",
+    "add_prefix_space": False,
+    "trim_offsets": True,
+    "use_regex": True,
+}
+FALCON_PRE_TOKENIZER = {
+    "type": "Sequence",
+    "pretokenizers": [
+        {"type": "Punctuation", "behavior": "Contiguous"},
+        BYTE_LEVEL,
+        {"type": "Digits", "individual_digits": False},
+        {
+            "type": "Split",
+            "pattern": {"Regex": "[0-9][0-9][0-9]"},
+            "behavior": "Isolated",
+            "invert": False,
+        },
+    ],
+}
+STARCODER_PRE_TOKENIZER = {
+    "type": "Sequence",
+    "pretokenizers": [{"type": "Digits", "individual_digits": True}, BYTE_LEVEL],
+}
+CL100K_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+DOLMA2_PRE_TOKENIZER = {
+    "type": "Sequence",
+    "pretokenizers": [
+        {
+            "type": "Split",
+            "pattern": {"Regex": CL100K_REGEX},
+            "behavior": "Removed",
+            "invert": True,
+        },
+        {**BYTE_LEVEL, "use_regex": False},
+    ],
+}
 
 
-def _save_byte_level_bpe(dest: Path, tokens: list[str], merges: list[tuple[str, str]],
-                         added: dict[int, tuple[str, bool]], pre_tokenizer: dict,
-                         tokenizer_config: dict, special_tokens_map: dict) -> Path:
+def _save_byte_level_bpe(
+    dest: Path,
+    tokens: list[str],
+    merges: list[tuple[str, str]],
+    added: dict[int, tuple[str, bool]],
+    pre_tokenizer: dict,
+    tokenizer_config: dict,
+    special_tokens_map: dict,
+) -> Path:
     """tokenizer.json with the model's own pre_tokenizer, tokenizer_config.json and
     special_tokens_map.json. `added` maps ids to (content, special)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models
 
     tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.add_tokens([AddedToken(added[i][0], special=added[i][1], normalized=False)
-                          for i in sorted(added)])
+    tokenizer.add_tokens(
+        [AddedToken(added[i][0], special=added[i][1], normalized=False) for i in sorted(added)]
+    )
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "tokenizer.json"
     tokenizer.save(str(path))
@@ -132,13 +187,15 @@ def _save_byte_level_bpe(dest: Path, tokens: list[str], merges: list[tuple[str, 
     content["pre_tokenizer"] = pre_tokenizer
     path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
     (dest / "special_tokens_map.json").write_text(json.dumps(special_tokens_map))
-    (dest / "tokenizer_config.json").write_text(json.dumps(
-        {**special_tokens_map, **tokenizer_config, "add_prefix_space": False}))
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps({**special_tokens_map, **tokenizer_config, "add_prefix_space": False})
+    )
     return dest
 
 
-def gguf_bpe_tokenizer_folder(vocab_gguf: Path, dest: Path, pre_tokenizer: dict,
-                              tokenizer_config: dict) -> Path:
+def gguf_bpe_tokenizer_folder(
+    vocab_gguf: Path, dest: Path, pre_tokenizer: dict, tokenizer_config: dict
+) -> Path:
     """A byte-level BPE tokenizer rebuilt from a llama.cpp vocab file: its tokens and merges,
     its control tokens as special added tokens, end-of-text as BOS, EOS and UNK."""
     import gguf
@@ -146,37 +203,55 @@ def gguf_bpe_tokenizer_folder(vocab_gguf: Path, dest: Path, pre_tokenizer: dict,
     reader = gguf.GGUFReader(vocab_gguf)
     tokens = [str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()]
     types = reader.fields["tokenizer.ggml.token_type"].contents()
-    merges = [tuple(str(m).split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()]
+    merges = [
+        tuple(str(m).split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()
+    ]
     added = {i: (tokens[i], True) for i, kind in enumerate(types) if kind == gguf.TokenType.CONTROL}
-    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-               "unk_token": "<|endoftext|>"}
-    return _save_byte_level_bpe(dest, tokens, merges, added, pre_tokenizer, tokenizer_config,
-                                special)
+    special = {
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+    }
+    return _save_byte_level_bpe(
+        dest, tokens, merges, added, pre_tokenizer, tokenizer_config, special
+    )
 
 
 def falcon_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
     """Falcon's tokenizer (65,024 tokens; >>TITLE<< ... <|endoftext|> are ids 0-11)."""
-    return gguf_bpe_tokenizer_folder(vocab_gguf, dest, FALCON_PRE_TOKENIZER,
-                                     {"tokenizer_class": "PreTrainedTokenizerFast",
-                                      "model_max_length": 2048})
+    return gguf_bpe_tokenizer_folder(
+        vocab_gguf,
+        dest,
+        FALCON_PRE_TOKENIZER,
+        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 2048},
+    )
 
 
 def starcoder_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
     """StarCoder2's tokenizer (49,152 tokens; its 38 control tokens first, <|endoftext|> = 0)."""
-    return gguf_bpe_tokenizer_folder(vocab_gguf, dest, STARCODER_PRE_TOKENIZER,
-                                     {"tokenizer_class": "GPT2Tokenizer",
-                                      "clean_up_tokenization_spaces": True})
+    return gguf_bpe_tokenizer_folder(
+        vocab_gguf,
+        dest,
+        STARCODER_PRE_TOKENIZER,
+        {"tokenizer_class": "GPT2Tokenizer", "clean_up_tokenization_spaces": True},
+    )
 
 
 # dolma2's added tokens after cl100k_base's 100,256 pieces, as its tokenizer.json lists them.
 DOLMA2_ADDED = {
-    100256: ("<|extra_id_0|>", False), 100257: ("<|endoftext|>", True),
-    100258: ("<|fim_prefix|>", True), 100259: ("<|fim_middle|>", True),
-    100260: ("<|fim_suffix|>", True), 100261: ("|||PHONE_NUMBER|||", False),
-    100262: ("|||EMAIL_ADDRESS|||", False), 100263: ("|||IP_ADDRESS|||", False),
-    100264: ("<|im_start|>", True), 100265: ("<|im_end|>", True),
+    100256: ("<|extra_id_0|>", False),
+    100257: ("<|endoftext|>", True),
+    100258: ("<|fim_prefix|>", True),
+    100259: ("<|fim_middle|>", True),
+    100260: ("<|fim_suffix|>", True),
+    100261: ("|||PHONE_NUMBER|||", False),
+    100262: ("|||EMAIL_ADDRESS|||", False),
+    100263: ("|||IP_ADDRESS|||", False),
+    100264: ("<|im_start|>", True),
+    100265: ("<|im_end|>", True),
     **{100265 + k: (f"<|extra_id_{k}|>", False) for k in range(1, 11)},
-    100276: ("<|endofprompt|>", True), 100277: ("<|pad|>", True),
+    100276: ("<|endofprompt|>", True),
+    100277: ("<|pad|>", True),
 }
 # OpenAI's published SHA-256 of cl100k_base.tiktoken (tiktoken checks downloads against it).
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
@@ -184,8 +259,11 @@ CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a
 
 def _byte_level_alphabet() -> dict[int, str]:
     """GPT-2's byte -> printable character table, in which byte-level BPE vocabularies are kept."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     table, extra = {}, 0
     for byte in range(256):
         if byte in printable:
@@ -217,8 +295,10 @@ def dolma2_tokenizer_folder(cl100k_file: Path, dest: Path) -> Path:
     data = cl100k_file.read_bytes()
     if hashlib.sha256(data).hexdigest() != CL100K_SHA256:
         raise ValueError(f"{cl100k_file} is not OpenAI's cl100k_base.tiktoken")
-    ranks = {base64.b64decode(token): int(rank)
-             for token, rank in (line.split() for line in data.decode().splitlines() if line)}
+    ranks = {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in data.decode().splitlines() if line)
+    }
     alphabet = _byte_level_alphabet()
 
     def spell(piece: bytes) -> str:
@@ -226,12 +306,26 @@ def dolma2_tokenizer_folder(cl100k_file: Path, dest: Path) -> Path:
 
     tokens = [spell(piece) for piece, _ in sorted(ranks.items(), key=lambda item: item[1])]
     merges = [(spell(left), spell(right)) for left, right in cl100k_merges(ranks)]
-    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-               "pad_token": "<|pad|>", "unk_token": "<|endoftext|>"}
-    return _save_byte_level_bpe(dest, tokens, merges, DOLMA2_ADDED, DOLMA2_PRE_TOKENIZER,
-                                {"tokenizer_class": "GPT2Tokenizer", "add_bos_token": False,
-                                 "add_eos_token": False, "clean_up_tokenization_spaces": False},
-                                special)
+    special = {
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|pad|>",
+        "unk_token": "<|endoftext|>",
+    }
+    return _save_byte_level_bpe(
+        dest,
+        tokens,
+        merges,
+        DOLMA2_ADDED,
+        DOLMA2_PRE_TOKENIZER,
+        {
+            "tokenizer_class": "GPT2Tokenizer",
+            "add_bos_token": False,
+            "add_eos_token": False,
+            "clean_up_tokenization_spaces": False,
+        },
+        special,
+    )
 
 
 def gemma3_tokenizer_json(dest: Path) -> Path:
@@ -252,19 +346,28 @@ def _gguf_vocab(vocab_gguf: Path) -> tuple[list[str], list[float], list[int]]:
     import gguf
 
     reader = gguf.GGUFReader(vocab_gguf)
-    return ([str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()],
-            [float(s) for s in reader.fields["tokenizer.ggml.scores"].contents()],
-            [int(t) for t in reader.fields["tokenizer.ggml.token_type"].contents()])
+    return (
+        [str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()],
+        [float(s) for s in reader.fields["tokenizer.ggml.scores"].contents()],
+        [int(t) for t in reader.fields["tokenizer.ggml.token_type"].contents()],
+    )
 
 
-def sentencepiece_model(pieces: list[str], scores: list[float], types: list[int], dest: Path, *,
-                        add_dummy_prefix: bool, special_ids: dict[str, int]) -> Path:
+def sentencepiece_model(
+    pieces: list[str],
+    scores: list[float],
+    types: list[int],
+    dest: Path,
+    *,
+    add_dummy_prefix: bool,
+    special_ids: dict[str, int],
+) -> Path:
     """A SentencePiece BPE tokenizer.model with these pieces (GGUF token types are SentencePiece's
     piece types), byte fallback, no normalization, as LLaMA's, Phi-3's and Gemma's are."""
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     model = pb.ModelProto()
-    for piece, score, kind in zip(pieces, scores, types):
+    for piece, score, kind in zip(pieces, scores, types, strict=True):
         model.pieces.add(piece=piece, score=score, type=kind)
     spec = model.trainer_spec
     spec.model_type = pb.TrainerSpec.BPE
@@ -287,38 +390,71 @@ def sentencepiece_model(pieces: list[str], scores: list[float], types: list[int]
 # and tokenizer_config.json list them. </s> is not special there, and every token but <unk>,
 # <s> and <|endoftext|> eats the spaces after it (llama.cpp hard-codes the same rule for Phi-3).
 PHI3_ADDED = {
-    0: ("<unk>", True, False), 1: ("<s>", True, False), 2: ("</s>", False, True),
-    32000: ("<|endoftext|>", True, False), 32001: ("<|assistant|>", True, True),
+    0: ("<unk>", True, False),
+    1: ("<s>", True, False),
+    2: ("</s>", False, True),
+    32000: ("<|endoftext|>", True, False),
+    32001: ("<|assistant|>", True, True),
     **{32001 + k: (f"<|placeholder{k}|>", True, True) for k in range(1, 5)},
-    32006: ("<|system|>", True, True), 32007: ("<|end|>", True, True),
-    32008: ("<|placeholder5|>", True, True), 32009: ("<|placeholder6|>", True, True),
+    32006: ("<|system|>", True, True),
+    32007: ("<|end|>", True, True),
+    32008: ("<|placeholder5|>", True, True),
+    32009: ("<|placeholder6|>", True, True),
     32010: ("<|user|>", True, True),
 }
 PHI3_PIECES = 32000  # SentencePiece pieces in tokenizer.model; the added tokens follow
 
 
 def _added_token_entry(content: str, special: bool, rstrip: bool) -> dict:
-    return {"content": content, "lstrip": False, "normalized": False, "rstrip": rstrip,
-            "single_word": False, "special": special}
+    return {
+        "content": content,
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": rstrip,
+        "single_word": False,
+        "special": special,
+    }
 
 
-def _sentencepiece_tokenizer_json(pieces: list[str], scores: list[float], types: list[int],
-                                  added: dict[int, tuple[str, bool, bool]], path: Path) -> None:
+def _sentencepiece_tokenizer_json(
+    pieces: list[str],
+    scores: list[float],
+    types: list[int],
+    added: dict[int, tuple[str, bool, bool]],
+    path: Path,
+) -> None:
     """tokenizer.json as transformers 4 saved LLaMA-family SentencePiece tokenizers: BPE with byte
     fallback, a "▁" prepended to every piece of text between added tokens."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
     normal = [t == 1 for t in types]
     vocab = {piece: i for i, piece in enumerate(pieces)}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=_spm_merges(pieces, scores, normal),
-                                     unk_token="<unk>", fuse_unk=True, byte_fallback=True))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
-                                                 normalizers.Replace(" ", "\u2581")])
-    tokenizer.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
-                                           decoders.Fuse(), decoders.Strip(" ", 1, 0)])
-    tokenizer.add_tokens([AddedToken(content, special=special, rstrip=rstrip, lstrip=False,
-                                     normalized=False)
-                          for _, (content, special, rstrip) in sorted(added.items())])
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=_spm_merges(pieces, scores, normal),
+            unk_token="<unk>",
+            fuse_unk=True,
+            byte_fallback=True,
+        )
+    )
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]
+    )
+    tokenizer.decoder = decoders.Sequence(
+        [
+            decoders.Replace("\u2581", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    tokenizer.add_tokens(
+        [
+            AddedToken(content, special=special, rstrip=rstrip, lstrip=False, normalized=False)
+            for _, (content, special, rstrip) in sorted(added.items())
+        ]
+    )
     tokenizer.save(str(path))
 
 
@@ -331,18 +467,38 @@ def phi3_tokenizer_folder(vocab_gguf: Path, dest: Path, eos: str = "<|end|>") ->
     # SentencePiece's own types: <unk> is its unknown piece, <s> and </s> its control pieces.
     piece_types = [2, 3, 3, *types[3:PHI3_PIECES]]
     piece_scores[:3] = [0.0, 0.0, 0.0]
-    sentencepiece_model(pieces, piece_scores, piece_types, dest, add_dummy_prefix=True,
-                        special_ids={"unk": 0, "bos": 1, "eos": 2})
-    _sentencepiece_tokenizer_json(pieces, piece_scores, piece_types, PHI3_ADDED,
-                                  dest / "tokenizer.json")
-    special = {"bos_token": "<s>", "eos_token": eos, "unk_token": "<unk>",
-               "pad_token": "<|endoftext|>"}
+    sentencepiece_model(
+        pieces,
+        piece_scores,
+        piece_types,
+        dest,
+        add_dummy_prefix=True,
+        special_ids={"unk": 0, "bos": 1, "eos": 2},
+    )
+    _sentencepiece_tokenizer_json(
+        pieces, piece_scores, piece_types, PHI3_ADDED, dest / "tokenizer.json"
+    )
+    special = {
+        "bos_token": "<s>",
+        "eos_token": eos,
+        "unk_token": "<unk>",
+        "pad_token": "<|endoftext|>",
+    }
     (dest / "special_tokens_map.json").write_text(json.dumps(special))
     decoder = {str(i): _added_token_entry(*entry) for i, entry in sorted(PHI3_ADDED.items())}
-    (dest / "tokenizer_config.json").write_text(json.dumps(
-        {**special, "add_bos_token": True, "add_eos_token": False, "legacy": False,
-         "clean_up_tokenization_spaces": False, "tokenizer_class": "LlamaTokenizer",
-         "added_tokens_decoder": decoder}))
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                **special,
+                "add_bos_token": True,
+                "add_eos_token": False,
+                "legacy": False,
+                "clean_up_tokenization_spaces": False,
+                "tokenizer_class": "LlamaTokenizer",
+                "added_tokens_decoder": decoder,
+            }
+        )
+    )
     return dest
 
 
@@ -351,15 +507,32 @@ def mistral_legacy_false_tokenizer_folder(vocab_gguf: Path, dest: Path) -> Path:
     tokenizer.model, with tokenizer_config.json saying legacy false, as Mistral 7B's does."""
     tokens, scores, types = _gguf_vocab(vocab_gguf)
     piece_scores = [0.0, 0.0, 0.0, *scores[3:PHI3_PIECES]]
-    sentencepiece_model(tokens[:PHI3_PIECES], piece_scores, [2, 3, 3, *types[3:PHI3_PIECES]],
-                        dest, add_dummy_prefix=True, special_ids={"unk": 0, "bos": 1, "eos": 2})
+    sentencepiece_model(
+        tokens[:PHI3_PIECES],
+        piece_scores,
+        [2, 3, 3, *types[3:PHI3_PIECES]],
+        dest,
+        add_dummy_prefix=True,
+        special_ids={"unk": 0, "bos": 1, "eos": 2},
+    )
     special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
     (dest / "special_tokens_map.json").write_text(json.dumps(special))
-    decoder = {str(i): _added_token_entry(content, True, False)
-               for i, content in enumerate(("<unk>", "<s>", "</s>"))}
-    (dest / "tokenizer_config.json").write_text(json.dumps(
-        {**special, "add_bos_token": True, "add_eos_token": False, "legacy": False,
-         "tokenizer_class": "LlamaTokenizer", "added_tokens_decoder": decoder}))
+    decoder = {
+        str(i): _added_token_entry(content, True, False)
+        for i, content in enumerate(("<unk>", "<s>", "</s>"))
+    }
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                **special,
+                "add_bos_token": True,
+                "add_eos_token": False,
+                "legacy": False,
+                "tokenizer_class": "LlamaTokenizer",
+                "added_tokens_decoder": decoder,
+            }
+        )
+    )
     return dest
 
 
@@ -392,17 +565,40 @@ def gemma3_tokenizer_model(gemma3_gguf: Path, dest: Path) -> Path:
     GGUF that llama.cpp's converter wrote from those files (it wrote the whitespace-run pieces
     "▁▁".. with spaces, and <unk> as a control token; both are undone here)."""
     tokens, scores, types = llama_cpp_vocab(gemma3_gguf)
-    pieces = [t.replace(" ", "\u2581") if kind == 4 else t for t, kind in zip(tokens, types)]
+    pieces = [
+        t.replace(" ", "\u2581") if kind == 4 else t for t, kind in zip(tokens, types, strict=True)
+    ]
     types[3] = 2  # <unk> is SentencePiece's unknown piece
-    sentencepiece_model(pieces, scores, types, dest, add_dummy_prefix=False,
-                        special_ids={"pad": 0, "eos": 1, "bos": 2, "unk": 3})
-    decoder = {str(i): _added_token_entry(piece, kind in (2, 3), False)
-               for i, (piece, kind) in enumerate(zip(pieces, types)) if kind in (2, 3, 4)}
-    special = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>",
-               "pad_token": "<pad>"}
+    sentencepiece_model(
+        pieces,
+        scores,
+        types,
+        dest,
+        add_dummy_prefix=False,
+        special_ids={"pad": 0, "eos": 1, "bos": 2, "unk": 3},
+    )
+    decoder = {
+        str(i): _added_token_entry(piece, kind in (2, 3), False)
+        for i, (piece, kind) in enumerate(zip(pieces, types, strict=True))
+        if kind in (2, 3, 4)
+    }
+    special = {
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+    }
     (dest / "special_tokens_map.json").write_text(json.dumps(special))
-    (dest / "tokenizer_config.json").write_text(json.dumps(
-        {**special, "add_bos_token": True, "add_eos_token": False,
-         "tokenizer_class": "GemmaTokenizer", "added_tokens_decoder": decoder},
-        ensure_ascii=False))
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                **special,
+                "add_bos_token": True,
+                "add_eos_token": False,
+                "tokenizer_class": "GemmaTokenizer",
+                "added_tokens_decoder": decoder,
+            },
+            ensure_ascii=False,
+        )
+    )
     return dest

@@ -23,8 +23,9 @@ def llama_cpp_greedy(gguf_path: Path, prompts: Sequence[Sequence[int]], n: int) 
         results = []
         for prompt in prompts:
             out: list[int] = []
-            for token in llm.generate(list(prompt), top_k=1, temp=0.0, repeat_penalty=1.0,
-                                      reset=True):
+            for token in llm.generate(
+                list(prompt), top_k=1, temp=0.0, repeat_penalty=1.0, reset=True
+            ):
                 if token == llm.token_eos() or len(out) == n:
                     break
                 out.append(token)
@@ -34,8 +35,9 @@ def llama_cpp_greedy(gguf_path: Path, prompts: Sequence[Sequence[int]], n: int) 
         llm.close()
 
 
-def transformers_greedy(folder: Path, prompts: Sequence[Sequence[int]], n: int,
-                        eos: int) -> list[list[int]]:
+def transformers_greedy(
+    folder: Path, prompts: Sequence[Sequence[int]], n: int, eos: int
+) -> list[list[int]]:
     """The same in transformers, on the original checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -44,9 +46,14 @@ def transformers_greedy(folder: Path, prompts: Sequence[Sequence[int]], n: int,
     results = []
     for prompt in prompts:
         with torch.no_grad():
-            output = model.generate(torch.tensor([list(prompt)]), max_new_tokens=n,
-                                    do_sample=False, eos_token_id=eos, pad_token_id=eos)
-        generated = output[0, len(prompt):].tolist()
+            output = model.generate(
+                torch.tensor([list(prompt)]),
+                max_new_tokens=n,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=eos,
+            )
+        generated = output[0, len(prompt) :].tolist()
         results.append(generated[: generated.index(eos)] if eos in generated else generated)
     return results
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hf_tokenizers import vocab_test_pairs
+
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
-from hf_tokenizers import vocab_test_pairs
 
 # Architecture -> (tokenizer fixture, llama.cpp pre-tokenizer name, llama.cpp vocab whose test
 # texts are used). dolma2 has no vocab file in llama.cpp; Llama 3's texts are generic ones.

@@ -67,28 +67,41 @@ CASES: dict[str, tuple[str, Breaker, str]] = {
     "missing shard without index": ("sharded", _missing_unindexed_shard, "missing"),
     "truncated safetensors": ("single", lambda f: _truncate(f / "model.safetensors"), "truncated"),
     "corrupt safetensors header": ("single", _corrupt_header, "model.safetensors"),
-    "truncated pth shard": ("meta", lambda f: _truncate(f / "consolidated.01.pth"),
-                            "consolidated.01.pth"),
-    "missing pth shard": ("meta", lambda f: (f / "consolidated.00.pth").unlink(),
-                          "consolidated.00.pth"),
+    "truncated pth shard": (
+        "meta",
+        lambda f: _truncate(f / "consolidated.01.pth"),
+        "consolidated.01.pth",
+    ),
+    "missing pth shard": (
+        "meta",
+        lambda f: (f / "consolidated.00.pth").unlink(),
+        "consolidated.00.pth",
+    ),
     "unmapped tensor": ("single", _unmapped_tensor, "mystery_proj"),
     "shape mismatch": ("single", _config_edit(intermediate_size=96), "shape"),
-    "missing config key": ("single", _config_edit(num_attention_heads=None),
-                           "num_attention_heads"),
-    "unknown architecture": ("single", _config_edit(architectures=["GPTNeoXForCausalLM"]),
-                             "Qwen2ForCausalLM"),
+    "missing config key": ("single", _config_edit(num_attention_heads=None), "num_attention_heads"),
+    "unknown architecture": (
+        "single",
+        _config_edit(architectures=["GPTNeoXForCausalLM"]),
+        "Qwen2ForCausalLM",
+    ),
     "no tokenizer": ("single", lambda f: (f / "tokenizer.model").unlink(), "tokenizer"),
 }
 
 
 @pytest.fixture(scope="module")
-def layouts(sentencepiece_model: Path, spm_size: int, tiny_models: dict[str, Path],
-            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def layouts(
+    sentencepiece_model: Path,
+    spm_size: int,
+    tiny_models: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("layouts")
     return {
         "single": tiny_models["llama"],
-        "sharded": build_tiny("llama", root / "sharded", sentencepiece_model, spm_size,
-                              max_shard_size="60KB"),
+        "sharded": build_tiny(
+            "llama", root / "sharded", sentencepiece_model, spm_size, max_shard_size="60KB"
+        ),
         "meta": meta_copy(tiny_models["llama"], root / "meta"),
     }
 
@@ -154,9 +167,21 @@ def test_killed_conversion_leaves_nothing(tiny_models: dict[str, Path], tmp_path
         "sys.exit(main(sys.argv[1:]))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, "convert", str(tiny_models["llama"]), "-o",
-         str(tmp_path / "m.gguf"), "--outtype", "f16"],
-        capture_output=True, text=True, env={**os.environ}, check=False,
+        [
+            sys.executable,
+            "-c",
+            script,
+            "convert",
+            str(tiny_models["llama"]),
+            "-o",
+            str(tmp_path / "m.gguf"),
+            "--outtype",
+            "f16",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
     )
     assert done.returncode == 128 + 15
     assert list(tmp_path.iterdir()) == []
@@ -175,17 +200,27 @@ def _no_byte_pieces_tokenizer(dest: Path) -> Path:
     merges = [("\u2581", "t"), ("h", "e"), ("\u2581t", "he")]
     for left, right in merges:
         vocab[left + right] = len(vocab)
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>",
-                                     fuse_unk=True, byte_fallback=True))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
-                                                 normalizers.Replace(" ", "\u2581")])
-    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                                  for t in ("<unk>", "<s>", "</s>")])
+    tokenizer = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True)
+    )
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]
+    )
+    tokenizer.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in ("<unk>", "<s>", "</s>")]
+    )
     dest.mkdir(parents=True)
     tokenizer.save(str(dest / "tokenizer.json"))
-    (dest / "tokenizer_config.json").write_text(json.dumps(
-        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-         "tokenizer_class": "LlamaTokenizer"}))
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "tokenizer_class": "LlamaTokenizer",
+            }
+        )
+    )
     return dest
 
 
@@ -201,11 +236,18 @@ def test_tokenizer_without_byte_pieces_aborted_hearth_convert(tmp_path: Path) ->
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     hearth = Path(sys.executable).with_name("hearth")
-    done = subprocess.run([str(hearth), "convert", str(source), "-o", str(out_dir / "m.gguf"),
-                           "--outtype", "f16"], capture_output=True, text=True, check=False,
-                          timeout=600)
-    said = [line for line in done.stderr.splitlines()
-            if line.strip() and not line.startswith(("INFO ", "WARNING "))]
+    done = subprocess.run(
+        [str(hearth), "convert", str(source), "-o", str(out_dir / "m.gguf"), "--outtype", "f16"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    said = [
+        line
+        for line in done.stderr.splitlines()
+        if line.strip() and not line.startswith(("INFO ", "WARNING "))
+    ]
     assert done.returncode == 1, done.stderr[-2000:]
     assert len(said) == 1 and said[0].startswith("hearth convert: error: llama.cpp crashed")
     assert list(out_dir.iterdir()) == []

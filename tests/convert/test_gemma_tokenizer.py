@@ -7,19 +7,25 @@ from pathlib import Path
 
 import pytest
 from checkpoint_builders import build_tiny
+from hf_tokenizers import llama_cpp_vocab, vocab_test_pairs
+
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.quantize import OUT_TYPES
 from hearth.convert.tokenizer_check import SAMPLES, SPECIAL
-from hf_tokenizers import llama_cpp_vocab, vocab_test_pairs
 
 GEMMA3_VOCAB = 262144
 
 
 def _texts(llama_cpp_models: Path) -> list[str]:
     """llama.cpp's LLaMA and Gemma tokenizer test texts, and the tokenizer check's samples."""
-    return [*(t for name in ("llama-spm", "gemma-4")
-              for t, _ in vocab_test_pairs(llama_cpp_models / f"ggml-vocab-{name}.gguf")),
-            *("".join("<eos>" if p is SPECIAL else str(p) for p in s) for s in SAMPLES)]
+    return [
+        *(
+            t
+            for name in ("llama-spm", "gemma-4")
+            for t, _ in vocab_test_pairs(llama_cpp_models / f"ggml-vocab-{name}.gguf")
+        ),
+        *("".join("<eos>" if p is SPECIAL else str(p) for p in s) for s in SAMPLES),
+    ]
 
 
 def _llama_cpp_tokens(path: Path, texts: list[str]) -> list[list[int]]:
@@ -53,8 +59,9 @@ def test_rebuilt_gemma3_tokenizer_model_is_gemma3s(
 
 @pytest.fixture(scope="module")
 def gemma3_folder(gemma3_tokenizer_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny("gemma3", tmp_path_factory.mktemp("gemma3") / "model",
-                      gemma3_tokenizer_model, GEMMA3_VOCAB)
+    return build_tiny(
+        "gemma3", tmp_path_factory.mktemp("gemma3") / "model", gemma3_tokenizer_model, GEMMA3_VOCAB
+    )
 
 
 def test_gemma3_whitespace_tokens_were_written_as_metaspace_runs(

@@ -14,10 +14,11 @@ from pathlib import Path
 import gguf
 import pytest
 from checkpoint_builders import build_lora_adapter
+from model_runs import tensor_bytes
+
 from hearth.convert.errors import ConversionError
 from hearth.convert.lora import convert_adapter, lora_alpha
 from hearth.convert.quantize import OUT_TYPES
-from model_runs import tensor_bytes
 
 # general.name: the folder's name as spelled (the reference title-cases it), as for models;
 # general.base_model.* and general.tags: what the reference guesses from the adapter's
@@ -28,8 +29,11 @@ DIFFERING_ON_PURPOSE = ("general.name", "general.base_model.", "general.tags")
 
 def _metadata(path: Path) -> dict[str, object]:
     reader = gguf.GGUFReader(path)
-    return {name: (field.types, field.contents()) for name, field in reader.fields.items()
-            if not name.startswith("GGUF.") and not name.startswith(DIFFERING_ON_PURPOSE)}
+    return {
+        name: (field.types, field.contents())
+        for name, field in reader.fields.items()
+        if not name.startswith("GGUF.") and not name.startswith(DIFFERING_ON_PURPOSE)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +44,9 @@ def adapters(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     def get(arch: str, bin_format: bool = False) -> Path:
         if (arch, bin_format) not in made:
             folder = root / f"{arch}-{'bin' if bin_format else 'st'}"
-            made[arch, bin_format] = build_lora_adapter(tiny_models[arch], folder,
-                                                        bin_format=bin_format)
+            made[arch, bin_format] = build_lora_adapter(
+                tiny_models[arch], folder, bin_format=bin_format
+            )
         return made[arch, bin_format]
 
     return get
@@ -49,17 +54,42 @@ def adapters(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
 
 def _reference(script: Path, adapter: Path, base: Path, out: Path, out_type: str) -> None:
     lora_script = script.parent / "convert_lora_to_gguf.py"
-    subprocess.run([sys.executable, str(lora_script), str(adapter), "--base", str(base),
-                    "--outfile", str(out), "--outtype", out_type], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(lora_script),
+            str(adapter),
+            "--base",
+            str(base),
+            "--outfile",
+            str(out),
+            "--outtype",
+            out_type,
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
-@pytest.mark.parametrize(("arch", "out_type", "bin_format"), [
-    ("llama", "f32", False), ("llama", "f16", False), ("llama", "f16", True),
-    ("mistral", "f16", False), ("qwen2", "f16", False)])
-def test_adapter_is_identical_to_the_reference(adapters, tiny_models, llama_cpp_reference: Path,
-                                               tmp_path: Path, arch: str, out_type: str,
-                                               bin_format: bool) -> None:
+@pytest.mark.parametrize(
+    ("arch", "out_type", "bin_format"),
+    [
+        ("llama", "f32", False),
+        ("llama", "f16", False),
+        ("llama", "f16", True),
+        ("mistral", "f16", False),
+        ("qwen2", "f16", False),
+    ],
+)
+def test_adapter_is_identical_to_the_reference(
+    adapters,
+    tiny_models,
+    llama_cpp_reference: Path,
+    tmp_path: Path,
+    arch: str,
+    out_type: str,
+    bin_format: bool,
+) -> None:
     adapter = adapters(arch, bin_format)
     ours, theirs = tmp_path / "ours.gguf", tmp_path / "reference.gguf"
     converted = convert_adapter(adapter, ours, OUT_TYPES[out_type], progress=False)
@@ -90,15 +120,21 @@ def _broken_copy(adapter: Path, dest: Path, **changes: object) -> Path:
     return dest
 
 
-@pytest.mark.parametrize(("changes", "phrase"), [
-    ({"use_dora": True}, "DoRA"),
-    ({"peft_type": "IA3"}, "not LoRA"),
-    ({"alpha_pattern": {"q_proj": 4}}, "alpha_pattern"),
-    ({"base_model_name_or_path": None}, "--base"),
-    ({"base_model_name_or_path": "/no/such/folder"}, "--base"),
-])
+@pytest.mark.parametrize(
+    ("changes", "phrase"),
+    [
+        ({"use_dora": True}, "DoRA"),
+        ({"peft_type": "IA3"}, "not LoRA"),
+        ({"alpha_pattern": {"q_proj": 4}}, "alpha_pattern"),
+        ({"base_model_name_or_path": None}, "--base"),
+        ({"base_model_name_or_path": "/no/such/folder"}, "--base"),
+    ],
+)
 def test_adapters_llama_cpp_cannot_apply_are_refused_in_one_line(
-    adapters, tmp_path: Path, changes: dict, phrase: str,
+    adapters,
+    tmp_path: Path,
+    changes: dict,
+    phrase: str,
 ) -> None:
     folder = _broken_copy(adapters("llama"), tmp_path / "broken", **changes)
     output = tmp_path / "out.gguf"
@@ -112,8 +148,9 @@ def test_full_weights_in_an_adapter_are_refused(adapters, tmp_path: Path) -> Non
 
     folder = _broken_copy(adapters("llama"), tmp_path / "saved-modules")
     tensors = load_file(folder / "adapter_model.safetensors")
-    tensors["base_model.model.lm_head.modules_to_save.default.weight"] = next(iter(
-        tensors.values()))
+    tensors["base_model.model.lm_head.modules_to_save.default.weight"] = next(
+        iter(tensors.values())
+    )
     save_file(tensors, folder / "adapter_model.safetensors")
     with pytest.raises(ConversionError, match="not a LoRA pair"):
         convert_adapter(folder, tmp_path / "out.gguf", OUT_TYPES["f16"], progress=False)

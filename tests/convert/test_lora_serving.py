@@ -13,10 +13,10 @@ from pathlib import Path
 import openai
 import pytest
 from checkpoint_builders import build_lora_adapter
+
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.lora import convert_adapter
 from hearth.convert.quantize import OUT_TYPES
-
 from tests.conftest import start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -26,8 +26,9 @@ TOKENS = 24
 
 
 @pytest.fixture(scope="module")
-def converted(tiny_models: dict[str, Path],
-              tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def converted(
+    tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("lora-serving")
     peft_folder = build_lora_adapter(tiny_models["llama"], root / "my-lora", seed=3)
     base = root / "tiny-base.gguf"
@@ -41,11 +42,15 @@ def llama_cpp_direct(base: Path, adapter: Path | None) -> tuple[str, int]:
     """llama.cpp's own run of the prompt, greedy: its text and its number of tokens."""
     from llama_cpp import Llama
 
-    llm = Llama(str(base), lora_path=str(adapter) if adapter else None, n_ctx=256, n_threads=2,
-                verbose=False)
+    llm = Llama(
+        str(base),
+        lora_path=str(adapter) if adapter else None,
+        n_ctx=256,
+        n_threads=2,
+        verbose=False,
+    )
     try:
-        out = llm.create_completion(PROMPT, max_tokens=TOKENS, temperature=0.0,
-                                    repeat_penalty=1.0)
+        out = llm.create_completion(PROMPT, max_tokens=TOKENS, temperature=0.0, repeat_penalty=1.0)
     finally:
         llm.close()
     return out["choices"][0]["text"], out["usage"]["completion_tokens"]
@@ -55,17 +60,30 @@ def test_base_and_adapter_are_served_side_by_side(converted, tmp_path: Path) -> 
     base, adapter = converted
     config = tmp_path / "hearth.toml"
     config.write_text(f'[[models]]\nid = "tuned"\npath = "{base}"\nlora = "{adapter}"\n')
-    server = start_server(tmp_path, "--config", str(config), "--model", str(base),
-                          "--lora", str(adapter), "--n-ctx", "256", "--parallel", "1",
-                          "--threads", "2")
+    server = start_server(
+        tmp_path,
+        "--config",
+        str(config),
+        "--model",
+        str(base),
+        "--lora",
+        str(adapter),
+        "--n-ctx",
+        "256",
+        "--parallel",
+        "1",
+        "--threads",
+        "2",
+    )
     try:
         client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
         ids = [card.id for card in client.models.list().data]
         assert {"tiny-base", "my-lora-F16", "tuned"} <= set(ids)
 
         def ask(model: str) -> tuple[str, int]:
-            reply = client.completions.create(model=model, prompt=PROMPT, max_tokens=TOKENS,
-                                              temperature=0.0)
+            reply = client.completions.create(
+                model=model, prompt=PROMPT, max_tokens=TOKENS, temperature=0.0
+            )
             # llama-cpp-python drops the bytes of a partial UTF-8 character where Hearth
             # writes U+FFFD; the tiny model's byte tokens make some.
             return reply.choices[0].text.replace("\ufffd", ""), reply.usage.completion_tokens
@@ -86,8 +104,9 @@ def test_base_and_adapter_are_served_side_by_side(converted, tmp_path: Path) -> 
     assert plain == llama_cpp_direct(base, None)
 
 
-def test_an_adapter_of_another_model_fails_that_model_only(converted, tiny_models,
-                                                           tmp_path: Path) -> None:
+def test_an_adapter_of_another_model_fails_that_model_only(
+    converted, tiny_models, tmp_path: Path
+) -> None:
     base, _ = converted
     other = tmp_path / "qwen2-base.gguf"
     convert_checkpoint(tiny_models["qwen2"], other, OUT_TYPES["f16"], progress=False)
@@ -96,8 +115,19 @@ def test_an_adapter_of_another_model_fails_that_model_only(converted, tiny_model
     convert_adapter(peft_folder, wrong, OUT_TYPES["f16"], progress=False)
     config = tmp_path / "hearth.toml"
     config.write_text(f'[[models]]\nid = "mismatched"\npath = "{base}"\nlora = "{wrong}"\n')
-    server = start_server(tmp_path, "--config", str(config), "--model", str(base),
-                          "--n-ctx", "256", "--parallel", "1", "--threads", "2")
+    server = start_server(
+        tmp_path,
+        "--config",
+        str(config),
+        "--model",
+        str(base),
+        "--n-ctx",
+        "256",
+        "--parallel",
+        "1",
+        "--threads",
+        "2",
+    )
     try:
         client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
         with pytest.raises(openai.InternalServerError, match="LoRA adapter"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+
 from hearth.convert.architectures import (
     ARCHITECTURES,
     architecture_for,
@@ -30,9 +31,17 @@ from hearth.convert.vocab import (
 )
 
 Q = gguf.GGMLQuantizationType
-CONFIG = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
-          "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 300,
-          "num_hidden_layers": 2, "rms_norm_eps": 1e-5, "max_position_embeddings": 256}
+CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 300,
+    "num_hidden_layers": 2,
+    "rms_norm_eps": 1e-5,
+    "max_position_embeddings": 256,
+}
 
 
 def _checkpoint(**config_changes: object) -> Checkpoint:
@@ -80,13 +89,16 @@ def test_missing_config_key_is_named() -> None:
         architecture_for(Checkpoint(Path("/x"), config, {}))
 
 
-@pytest.mark.parametrize(("name", "ndim", "expected"), [
-    ("blk.0.attn_q.weight", 2, Q.F16),
-    ("blk.0.attn_norm.weight", 1, Q.F32),
-    ("output_norm.weight", 1, Q.F32),
-    ("blk.0.attn_q.bias", 1, Q.F32),
-    ("token_embd.weight", 2, Q.F16),
-])
+@pytest.mark.parametrize(
+    ("name", "ndim", "expected"),
+    [
+        ("blk.0.attn_q.weight", 2, Q.F16),
+        ("blk.0.attn_norm.weight", 1, Q.F32),
+        ("output_norm.weight", 1, Q.F32),
+        ("blk.0.attn_q.bias", 1, Q.F32),
+        ("token_embd.weight", 2, Q.F16),
+    ],
+)
 def test_norms_and_vectors_stay_f32(name: str, ndim: int, expected: Q) -> None:
     assert storage_type(name, ndim, Q.F16) == expected
 
@@ -107,50 +119,116 @@ def _split(regex: str) -> dict:
 
 
 BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
-DIGITS_THEN_BYTE_LEVEL = {"type": "Sequence", "pretokenizers": [
-    {"type": "Digits", "individual_digits": True}, {**BYTE_LEVEL, "use_regex": True}]}
+DIGITS_THEN_BYTE_LEVEL = {
+    "type": "Sequence",
+    "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {**BYTE_LEVEL, "use_regex": True},
+    ],
+}
 
 
-@pytest.mark.parametrize(("tokenizer", "tokenizer_config", "expected"), [
-    # Llama 3 takes whole-word tokens (ignore_merges); dolma2 (OLMo 2) spells its split with
-    # behavior Removed / invert and merges as usual.
-    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [_split(LLAMA3_REGEX), BYTE_LEVEL]},
-      "model": {"type": "BPE", "ignore_merges": True}}, {}, "llama-bpe"),
-    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-        {**_split(LLAMA3_REGEX), "behavior": "Removed", "invert": True}, BYTE_LEVEL]},
-      "model": {"type": "BPE"}}, {}, "dbrx"),
-    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [_split(QWEN2_REGEX), BYTE_LEVEL]}},
-     {}, "qwen2"),
-    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-        {"type": "Punctuation", "behavior": "Contiguous"}, {**BYTE_LEVEL, "use_regex": True},
-        {"type": "Digits", "individual_digits": False}, _split("[0-9][0-9][0-9]")]}},
-     {}, "falcon"),
-    ({"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL}, {"clean_up_tokenization_spaces": True},
-     "starcoder"),
-    ({"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL}, {"clean_up_tokenization_spaces": False}, "smollm"),
-    ({"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL}, {}, "smollm"),
-    ({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}, {}, "gpt-2"),
-])
-def test_pre_tokenizer_is_recognised(tokenizer: dict, tokenizer_config: dict, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("tokenizer", "tokenizer_config", "expected"),
+    [
+        # Llama 3 takes whole-word tokens (ignore_merges); dolma2 (OLMo 2) spells its split with
+        # behavior Removed / invert and merges as usual.
+        (
+            {
+                "pre_tokenizer": {
+                    "type": "Sequence",
+                    "pretokenizers": [_split(LLAMA3_REGEX), BYTE_LEVEL],
+                },
+                "model": {"type": "BPE", "ignore_merges": True},
+            },
+            {},
+            "llama-bpe",
+        ),
+        (
+            {
+                "pre_tokenizer": {
+                    "type": "Sequence",
+                    "pretokenizers": [
+                        {**_split(LLAMA3_REGEX), "behavior": "Removed", "invert": True},
+                        BYTE_LEVEL,
+                    ],
+                },
+                "model": {"type": "BPE"},
+            },
+            {},
+            "dbrx",
+        ),
+        (
+            {
+                "pre_tokenizer": {
+                    "type": "Sequence",
+                    "pretokenizers": [_split(QWEN2_REGEX), BYTE_LEVEL],
+                }
+            },
+            {},
+            "qwen2",
+        ),
+        (
+            {
+                "pre_tokenizer": {
+                    "type": "Sequence",
+                    "pretokenizers": [
+                        {"type": "Punctuation", "behavior": "Contiguous"},
+                        {**BYTE_LEVEL, "use_regex": True},
+                        {"type": "Digits", "individual_digits": False},
+                        _split("[0-9][0-9][0-9]"),
+                    ],
+                }
+            },
+            {},
+            "falcon",
+        ),
+        (
+            {"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL},
+            {"clean_up_tokenization_spaces": True},
+            "starcoder",
+        ),
+        (
+            {"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL},
+            {"clean_up_tokenization_spaces": False},
+            "smollm",
+        ),
+        ({"pre_tokenizer": DIGITS_THEN_BYTE_LEVEL}, {}, "smollm"),
+        ({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}, {}, "gpt-2"),
+    ],
+)
+def test_pre_tokenizer_is_recognised(
+    tokenizer: dict, tokenizer_config: dict, expected: str
+) -> None:
     assert bpe_pre_tokenizer(tokenizer, tokenizer_config) == expected
 
 
 def test_falcon_split_without_its_digit_groups_is_not_falcon() -> None:
     """Falcon's name must come from its whole split, not from the Punctuation step alone."""
-    pre = {"type": "Sequence", "pretokenizers": [
-        {"type": "Punctuation", "behavior": "Contiguous"}, {**BYTE_LEVEL, "use_regex": True}]}
+    pre = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Punctuation", "behavior": "Contiguous"},
+            {**BYTE_LEVEL, "use_regex": True},
+        ],
+    }
     assert bpe_pre_tokenizer({"pre_tokenizer": pre}) == "default"
 
 
 def test_added_tokens_are_read_from_every_file(tmp_path: Path) -> None:
     (tmp_path / "added_tokens.json").write_text(json.dumps({"<pad>": 32000}))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
-        {"added_tokens_decoder": {"32001": {"content": "<|user|>", "special": True}}}))
-    (tmp_path / "tokenizer.json").write_text(json.dumps(
-        {"added_tokens": [{"id": 32002, "content": "<tool>", "special": False}]}))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"added_tokens_decoder": {"32001": {"content": "<|user|>", "special": True}}})
+    )
+    (tmp_path / "tokenizer.json").write_text(
+        json.dumps({"added_tokens": [{"id": 32002, "content": "<tool>", "special": False}]})
+    )
     found = added_tokens(tmp_path)
     assert {i: t.content for i, t in found.items()} == {
-        32000: "<pad>", 32001: "<|user|>", 32002: "<tool>"}
+        32000: "<pad>",
+        32001: "<|user|>",
+        32002: "<tool>",
+    }
     assert found[32001].special and not found[32002].special
 
 
@@ -171,9 +249,18 @@ def test_tokenizer_larger_than_embedding_is_refused() -> None:
 
 
 def test_llama3_rope_factors_follow_the_wavelength_bands() -> None:
-    arch = architecture_for(_checkpoint(rope_theta=500000.0, rope_scaling={
-        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192}))
+    arch = architecture_for(
+        _checkpoint(
+            rope_theta=500000.0,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+        )
+    )
     ((name, factors),) = list(rope_factor_tensors(arch))
     assert name == "rope_freqs.weight" and factors.shape == (arch.head_dim // 2,)
     assert factors[0] == 1.0 and factors[-1] == 8.0  # high frequencies kept, low ones scaled
@@ -204,20 +291,27 @@ def test_experts_are_stacked_one_layer_and_projection_at_a_time() -> None:
     reads: list[str] = []
 
     def expert(name: str, value: float) -> LazyTensor:
-        return LazyTensor((2, 3), "F32",
-                          lambda: reads.append(name) or np.full((2, 3), value, np.float32))
+        return LazyTensor(
+            (2, 3), "F32", lambda: reads.append(name) or np.full((2, 3), value, np.float32)
+        )
 
-    names = [f"model.layers.{layer}.mlp.experts.{x}.{w}.weight"
-             for layer in range(2) for x in range(4) for w in ("gate_proj", "down_proj")]
+    names = [
+        f"model.layers.{layer}.mlp.experts.{x}.{w}.weight"
+        for layer in range(2)
+        for x in range(4)
+        for w in ("gate_proj", "down_proj")
+    ]
     tensors = {name: expert(name, i) for i, name in enumerate(names)}
     tensors["model.layers.0.mlp.gate.weight"] = expert("router", -1)
     stacked = stacked_experts(tensors)
     assert reads == []
-    assert sorted(stacked) == ["model.layers.0.mlp.experts.down_proj.weight",
-                               "model.layers.0.mlp.experts.gate_proj.weight",
-                               "model.layers.0.mlp.gate.weight",
-                               "model.layers.1.mlp.experts.down_proj.weight",
-                               "model.layers.1.mlp.experts.gate_proj.weight"]
+    assert sorted(stacked) == [
+        "model.layers.0.mlp.experts.down_proj.weight",
+        "model.layers.0.mlp.experts.gate_proj.weight",
+        "model.layers.0.mlp.gate.weight",
+        "model.layers.1.mlp.experts.down_proj.weight",
+        "model.layers.1.mlp.experts.gate_proj.weight",
+    ]
     gate = stacked["model.layers.1.mlp.experts.gate_proj.weight"]
     assert gate.shape == (4, 2, 3)
     data = gate.load()

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hearth.convert.verify import verify_conversions
 from model_runs import gguf_prompt, llama_cpp_greedy, tensor_bytes, transformers_greedy
 
 from hearth.cli import main
+from hearth.convert.verify import verify_conversions
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +38,26 @@ def test_f16_greedy_output_equals_transformers(
 
 @pytest.mark.parametrize("out_type", ["f16", "q8_0"])
 def test_tensor_data_is_byte_identical_to_llama_cpp_converter(
-    smollm2_hf: Path, smollm2_gguf: Callable[[str], Path], llama_cpp_reference: Path,
-    tmp_path: Path, out_type: str,
+    smollm2_hf: Path,
+    smollm2_gguf: Callable[[str], Path],
+    llama_cpp_reference: Path,
+    tmp_path: Path,
+    out_type: str,
 ) -> None:
     reference = tmp_path / f"reference-{out_type}.gguf"
-    subprocess.run([sys.executable, str(llama_cpp_reference), str(smollm2_hf), "--outfile",
-                    str(reference), "--outtype", out_type], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(llama_cpp_reference),
+            str(smollm2_hf),
+            "--outfile",
+            str(reference),
+            "--outtype",
+            out_type,
+        ],
+        check=True,
+        capture_output=True,
+    )
     ours, theirs = tensor_bytes(smollm2_gguf(out_type)), tensor_bytes(reference)
     assert sorted(ours) == sorted(theirs)
     differing = [name for name in ours if ours[name] != theirs[name]]
@@ -64,8 +78,9 @@ def _chat(gguf_path: Path, question: str) -> str:
 
     llm = Llama(str(gguf_path), n_ctx=512, n_threads=2, verbose=False)
     try:
-        reply = llm.create_chat_completion([{"role": "user", "content": question}],
-                                           max_tokens=24, temperature=0.0)
+        reply = llm.create_chat_completion(
+            [{"role": "user", "content": question}], max_tokens=24, temperature=0.0
+        )
     finally:
         llm.close()
     return reply["choices"][0]["message"]["content"]
@@ -81,7 +96,6 @@ def test_default_conversion_is_q4_k_m_named_after_the_model_and_answers(
     # A 135M model at 4-5 bits drifts on facts (verify shows the cost); it must still talk.
     answer = _chat(out, "What is the capital of France?")
     assert len(answer.split()) >= 5
-
 
 
 def test_verify_reports_the_cost_of_each_type(
@@ -112,8 +126,13 @@ def test_safetensors_conversion_does_not_import_torch_and_streams(
         "status = Path('/proc/self/status').read_text()\n"
         "print('torch' in sys.modules, re.search(r'VmHWM:\\s+(\\d+)', status)[1])\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     torch_imported, peak_kib = done.stdout.split()
     assert torch_imported == "False"
     checkpoint_mib = (smollm2_hf / "model.safetensors").stat().st_size / 2**20
@@ -126,8 +145,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hearth.server.cli") is None,
-                    reason="the server layer (hearth serve) is not in this checkout")
+@pytest.mark.skipif(
+    importlib.util.find_spec("hearth.server.cli") is None,
+    reason="the server layer (hearth serve) is not in this checkout",
+)
 def test_hearth_serve_serves_a_converted_model(
     smollm2_gguf: Callable[[str], Path], tmp_path: Path
 ) -> None:
@@ -136,12 +157,27 @@ def test_hearth_serve_serves_a_converted_model(
     port = _free_port()
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "hearth", "serve", "--model", str(smollm2_gguf("q8_0")),
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "hearth",
+            "serve",
+            "--model",
+            str(smollm2_gguf("q8_0")),
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
     )
     url = f"http://127.0.0.1:{port}/v1"
-    request = {"model": "smollm2-q8_0", "max_tokens": 16, "temperature": 0,
-               "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    request = {
+        "model": "smollm2-q8_0",
+        "max_tokens": 16,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    }
     try:
         deadline = time.monotonic() + 60
         reply = None

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from checkpoint_builders import TINY_CONFIGS, build_tiny, meta_copy, tiny_eos
-from hearth.convert.converter import convert_checkpoint
-from hearth.convert.quantize import OUT_TYPES
 from model_runs import gguf_prompt, llama_cpp_greedy, tensor_bytes, transformers_greedy
 
 from hearth.cli import main
+from hearth.convert.converter import convert_checkpoint
+from hearth.convert.quantize import OUT_TYPES
 
 PROMPTS = ("The capital of France is", "Once upon a time there was")
 
@@ -42,7 +42,10 @@ def test_meta_consolidated_shards_convert_to_the_same_tensors(
 ) -> None:
     """Meta's .pth keep Q/K in llama.cpp's rope order: converting must not permute them."""
     meta = meta_copy(tiny_models["llama"], tmp_path / "meta", n_shards=2)
-    assert sorted(p.name for p in meta.glob("*.pth")) == ["consolidated.00.pth", "consolidated.01.pth"]
+    assert sorted(p.name for p in meta.glob("*.pth")) == [
+        "consolidated.00.pth",
+        "consolidated.01.pth",
+    ]
     from_meta = _convert(meta, tmp_path / "meta.gguf")
     from_hf = _convert(tiny_models["llama"], tmp_path / "hf.gguf")
     assert tensor_bytes(from_meta) == tensor_bytes(from_hf)
@@ -62,12 +65,19 @@ def test_meta_download_layout_finds_the_shared_tokenizer(
 def test_sharded_safetensors_convert_to_the_same_tensors(
     sentencepiece_model: Path, spm_size: int, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    sharded = build_tiny("mistral", tmp_path / "sharded", sentencepiece_model, spm_size,
-                         seed=1, max_shard_size="60KB")
+    sharded = build_tiny(
+        "mistral",
+        tmp_path / "sharded",
+        sentencepiece_model,
+        spm_size,
+        seed=1,
+        max_shard_size="60KB",
+    )
     assert (sharded / "model.safetensors.index.json").is_file()
     assert len(list(sharded.glob("model-*-of-*.safetensors"))) > 1
     assert tensor_bytes(_convert(sharded, tmp_path / "sharded.gguf")) == tensor_bytes(
-        _convert(tiny_models["mistral"], tmp_path / "single.gguf"))
+        _convert(tiny_models["mistral"], tmp_path / "single.gguf")
+    )
 
 
 def _vicuna_like(source: Path, dest: Path, spm_size: int) -> Path:
@@ -94,7 +104,9 @@ def _vocab(gguf_path: Path) -> list[str]:
 
 
 def test_vicuna_extra_row_is_padded_with_a_warning_and_runs(
-    tiny_models: dict[str, Path], spm_size: int, tmp_path: Path,
+    tiny_models: dict[str, Path],
+    spm_size: int,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     vicuna = _vicuna_like(tiny_models["llama"], tmp_path / "vicuna", spm_size)
@@ -107,7 +119,9 @@ def test_vicuna_extra_row_is_padded_with_a_warning_and_runs(
 
 
 def test_vicuna_pad_token_from_added_tokens_json_is_used(
-    tiny_models: dict[str, Path], spm_size: int, tmp_path: Path,
+    tiny_models: dict[str, Path],
+    spm_size: int,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The usual hand fix, an added_tokens.json naming the extra row, is honoured silently."""
@@ -173,7 +187,9 @@ def test_f32_outtype_of_a_bfloat16_checkpoint_is_f32(
 
 
 def test_vicuna_added_token_without_a_row_is_dropped_with_a_warning(
-    tiny_models: dict[str, Path], spm_size: int, tmp_path: Path,
+    tiny_models: dict[str, Path],
+    spm_size: int,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Vicuna's added_tokens.json names a pad token the embedding has no row for (32,001 tokens
@@ -194,8 +210,22 @@ def test_convert_verify_agrees_with_transformers_for_each_family(
     tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], arch: str
 ) -> None:
     out = tmp_path / f"{arch}-f32.gguf"
-    assert main(["convert", str(tiny_models[arch]), "-o", str(out), "--outtype", "f32",
-                 "--verify", "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tiny_models[arch]),
+                "-o",
+                str(out),
+                "--outtype",
+                "f32",
+                "--verify",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     row = next(line.split() for line in lines if line.startswith(out.name))
     assert "reference: transformers (float32)" in "\n".join(lines)
@@ -228,4 +258,5 @@ def test_falcon_7b_multi_query_layout_generates_like_transformers(
     gguf_path = _convert(folder, tmp_path / "falcon-7b.gguf", "f32")
     prompts = [gguf_prompt(gguf_path, text) for text in PROMPTS]
     assert llama_cpp_greedy(gguf_path, prompts, 12) == transformers_greedy(
-        folder, prompts, 12, tiny_eos("falcon", 0)[1])
+        folder, prompts, 12, tiny_eos("falcon", 0)[1]
+    )

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from checkpoint_builders import build_tiny
+from hf_tokenizers import PHI3_PIECES, vocab_test_pairs
+
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.errors import ConversionError
 from hearth.convert.quantize import OUT_TYPES
 from hearth.convert.tokenizer_check import SAMPLES, SPECIAL, SentencePieceReference
-from hf_tokenizers import PHI3_PIECES, vocab_test_pairs
 
 PHI3_TOKENS = 32011  # 32,000 pieces and 11 added tokens
 END = ("<|end|>", 32007)
@@ -56,15 +57,22 @@ def _tiny(arch: str, tokenizer: Path, dest: Path, vocab_size: int, eos_id: int) 
 @pytest.fixture(scope="module")
 def phi3_folder(phi3_tokenizer: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Phi-3 with Phi-3-mini-128k-instruct's tokenizer files."""
-    return _tiny("phi3", phi3_tokenizer, tmp_path_factory.mktemp("phi3") / "model", PHI3_TOKENS,
-                 END[1])
+    return _tiny(
+        "phi3", phi3_tokenizer, tmp_path_factory.mktemp("phi3") / "model", PHI3_TOKENS, END[1]
+    )
 
 
 @pytest.fixture(scope="module")
-def mistral_folder(mistral_legacy_false_tokenizer: Path,
-                   tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny("mistral", mistral_legacy_false_tokenizer,
-                 tmp_path_factory.mktemp("mistral") / "model", PHI3_PIECES, 2)
+def mistral_folder(
+    mistral_legacy_false_tokenizer: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    return _tiny(
+        "mistral",
+        mistral_legacy_false_tokenizer,
+        tmp_path_factory.mktemp("mistral") / "model",
+        PHI3_PIECES,
+        2,
+    )
 
 
 def test_rebuilt_phi3_tokenizer_is_phi3s(llama_cpp_models: Path, phi3_tokenizer: Path) -> None:
@@ -85,8 +93,9 @@ def test_phi3_with_end_as_eos_was_refused(phi3_folder: Path, tmp_path: Path) -> 
     """'Paris<|end|> is the end': the check ignored <|end|>'s rstrip and wanted a '▁' llama.cpp
     and transformers both drop, so a real Phi-3 folder could not be converted."""
     out = tmp_path / "phi3.gguf"
-    convert_checkpoint(phi3_folder, out, OUT_TYPES["f16"], progress=False,
-                       name="Phi-3-mini-128k-instruct")
+    convert_checkpoint(
+        phi3_folder, out, OUT_TYPES["f16"], progress=False, name="Phi-3-mini-128k-instruct"
+    )
     texts = _sample_texts(END[0])
     assert _llama_cpp_tokens(out, texts) == _transformers_tokens(phi3_folder, texts)
     assert _llama_cpp_tokens(out, ["Paris<|end|> is the end"]) == [[3681, 32007, 338, 278, 1095]]

@@ -1,4 +1,4 @@
-"""LLaMA/Mistral/Gemma 3 folders saved by transformers 5: SentencePiece kept only as tokenizer.json."""
+"""LLaMA/Mistral/Gemma 3 folders saved by transformers 5: SentencePiece only as tokenizer.json."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from checkpoint_builders import build_tiny, build_tiny_with_tokenizer_json
-from hearth.convert.converter import convert_checkpoint
-from hearth.convert.quantize import OUT_TYPES
 from hf_tokenizers import gemma3_tokenizer_json, vocab_test_pairs
 from model_runs import llama_cpp_greedy
+
+from hearth.convert.converter import convert_checkpoint
+from hearth.convert.quantize import OUT_TYPES
 
 LLAMA2_VOCAB = 32000
 GEMMA3_VOCAB = 262144
@@ -41,18 +42,20 @@ def test_rebuilt_tokenizer_is_llama2s(llama_cpp_models: Path, llama2_tokenizer_j
     tokenizer = Tokenizer.from_file(str(llama2_tokenizer_json / "tokenizer.json"))
     pairs = vocab_test_pairs(llama_cpp_models / "ggml-vocab-llama-spm.gguf")
     assert [tokenizer.encode(t, add_special_tokens=False).ids for t, _ in pairs] == [
-        ids for _, ids in pairs]
+        ids for _, ids in pairs
+    ]
 
 
 def test_rebuilt_gpt2_tokenizer_is_gpt2s(llama_cpp_models: Path, gpt2_tokenizer: Path) -> None:
-    """The BPE families' fixture: the rebuilt tokenizer.json gives llama.cpp's recorded GPT-2 ids."""
+    """The BPE families' fixture: the rebuilt tokenizer.json gives llama.cpp's GPT-2 test ids."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(gpt2_tokenizer / "tokenizer.json"))
     pairs = vocab_test_pairs(llama_cpp_models / "ggml-vocab-gpt-2.gguf")
     assert len(pairs) > 40
     assert [tokenizer.encode(t, add_special_tokens=False).ids for t, _ in pairs] == [
-        ids for _, ids in pairs]
+        ids for _, ids in pairs
+    ]
 
 
 def test_tokenizer_json_only_llama_was_converted_as_gpt2_bpe(
@@ -87,8 +90,12 @@ def test_vocabulary_that_reads_text_differently_fails_and_leaves_no_file(
     path = folder / "tokenizer.json"
     content = json.loads(path.read_text(encoding="utf-8"))
     content["normalizer"] = None
-    content["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
-                                "prepend_scheme": "first", "split": False}
+    content["pre_tokenizer"] = {
+        "type": "Metaspace",
+        "replacement": "\u2581",
+        "prepend_scheme": "first",
+        "split": False,
+    }
     path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "out" / "model.gguf"
     out.parent.mkdir()
@@ -119,10 +126,14 @@ def test_tokenizer_json_only_gemma3_converts_and_tokenizes_like_hugging_face(
     reader = gguf.GGUFReader(out)
     assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
     assert reader.fields["tokenizer.ggml.add_space_prefix"].contents() is False
-    texts = [t for name in ("llama-spm", "gemma-4")
-             for t, _ in vocab_test_pairs(llama_cpp_models / f"ggml-vocab-{name}.gguf")]
+    texts = [
+        t
+        for name in ("llama-spm", "gemma-4")
+        for t, _ in vocab_test_pairs(llama_cpp_models / f"ggml-vocab-{name}.gguf")
+    ]
     tokenizer = Tokenizer.from_file(str(gemma3_json_folder / "tokenizer.json"))
     assert len(texts) > 90
     assert _vocab_only_tokens(out, texts) == [
-        tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+        tokenizer.encode(t, add_special_tokens=False).ids for t in texts
+    ]
     assert _vocab_only_tokens(out, ["Hello world"]) == [[9259, 1902]]

@@ -17,8 +17,12 @@ def test_json_access_line_and_metrics_for_a_real_stream(tmp_path):
         client = openai.OpenAI(base_url=server.api, api_key="none", max_retries=0)
         model = client.models.list().data[0].id
         stream = client.chat.completions.with_raw_response.create(
-            model=model, messages=[{"role": "user", "content": "Count to five."}],
-            max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True},
+            model=model,
+            messages=[{"role": "user", "content": "Count to five."}],
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
             extra_headers={"X-Request-Id": "e2e-stream-1"},
         )
         assert stream.headers["x-request-id"] == "e2e-stream-1"

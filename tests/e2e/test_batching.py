@@ -21,7 +21,14 @@ def single_slot(tmp_path_factory):
     """One slot and a queue of one: small enough to fill on purpose."""
     running = start_server(
         tmp_path_factory.mktemp("single"),
-        "--parallel", "1", "--max-queue", "1", "--n-ctx", "2048", "--cache-ram-mib", "64",
+        "--parallel",
+        "1",
+        "--max-queue",
+        "1",
+        "--n-ctx",
+        "2048",
+        "--cache-ram-mib",
+        "64",
     )
     yield running
     running.stop()
@@ -64,7 +71,10 @@ def test_cached_prefix_gives_the_same_output_as_a_cold_start(server, model_id):
     cold = complete(server.url, model_id, prompt)
     assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
     warm = complete(server.url, model_id, prompt)
-    assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] >= cold["usage"]["prompt_tokens"] - 1
+    assert (
+        warm["usage"]["prompt_tokens_details"]["cached_tokens"]
+        >= cold["usage"]["prompt_tokens"] - 1
+    )
     assert warm["choices"][0]["text"] == cold["choices"][0]["text"]
 
 
@@ -85,9 +95,7 @@ def test_follow_up_turn_reuses_the_conversation_so_far(server, model_id):
     assert second.usage.prompt_tokens - cached < 20  # only the new turn was read
 
 
-def test_a_system_prompt_another_slot_holds_is_copied_not_read_again(
-    server, single_slot, model_id
-):
+def test_a_system_prompt_another_slot_holds_is_copied_not_read_again(server, single_slot, model_id):
     """Two people open chats with the household's long system prompt while the first
     reply is still streaming: the second chat copies the prompt's KV from the busy slot."""
     system = f"House {secrets.token_hex(3)}. " + " ".join(["Answer kindly and briefly."] * 30)
@@ -121,14 +129,17 @@ def test_a_system_prompt_another_slot_holds_is_copied_not_read_again(
 
 def test_same_seed_reproduces_under_concurrency(server, model_id):
     body = {
-        "model": model_id, "prompt": STORY, "max_tokens": 32, "temperature": 1.0, "seed": 99,
+        "model": model_id,
+        "prompt": STORY,
+        "max_tokens": 32,
+        "temperature": 1.0,
+        "seed": 99,
     }
 
     async def run() -> list[str]:
         async with httpx.AsyncClient(timeout=120) as client:
             others = [
-                client.post(f"{server.api}/completions", json={**body, "seed": s})
-                for s in (1, 2)
+                client.post(f"{server.api}/completions", json={**body, "seed": s}) for s in (1, 2)
             ]
             results = await asyncio.gather(
                 client.post(f"{server.api}/completions", json=body), *others
@@ -141,8 +152,12 @@ def test_same_seed_reproduces_under_concurrency(server, model_id):
 
 def test_full_queue_answers_503_and_admitted_requests_complete(single_slot, model_id):
     body = {
-        "model": model_id, "prompt": STORY, "max_tokens": 120, "logit_bias": {EOS: -100},
-        "stream": True, "stream_options": {"include_usage": True},
+        "model": model_id,
+        "prompt": STORY,
+        "max_tokens": 120,
+        "logit_bias": {EOS: -100},
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     results: list[dict] = []
     first_token = threading.Event()
@@ -218,7 +233,9 @@ def test_users_taking_turns_keep_their_own_slots(tmp_path, model_id):
         }
         first = {}
         for user, chat in chats.items():  # each conversation lands in a slot
-            first[user] = client.chat.completions.create(model=model_id, messages=chat, max_tokens=8)
+            first[user] = client.chat.completions.create(
+                model=model_id, messages=chat, max_tokens=8
+            )
         for user, chat in chats.items():  # and is still there on its next turn
             chat += [
                 {"role": "assistant", "content": first[user].choices[0].message.content},

@@ -25,7 +25,7 @@ def stream(url: str, model: str, max_tokens: int, out: list, started: threading.
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
-                events.append(line[len("data: "):])
+                events.append(line[len("data: ") :])
                 if len(events) == 2:  # the role chunk, then the first token: it is generating
                     started.set()
     out.append(events)
@@ -33,8 +33,12 @@ def stream(url: str, model: str, max_tokens: int, out: list, started: threading.
 
 def finish_reasons(events: list[str]) -> list[str]:
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
-    return [c["choices"][0]["finish_reason"] for c in chunks if c.get("choices")
-            if c["choices"][0]["finish_reason"]]
+    return [
+        c["choices"][0]["finish_reason"]
+        for c in chunks
+        if c.get("choices")
+        if c["choices"][0]["finish_reason"]
+    ]
 
 
 @pytest.mark.parametrize("cut", [False, True], ids=["finish", "cut-at-timeout"])
@@ -101,9 +105,9 @@ def _sse_events(response: httpx.Response, started: threading.Event) -> list[tupl
     events, name = [], "message"
     for line in response.iter_lines():
         if line.startswith("event: "):
-            name = line[len("event: "):]
+            name = line[len("event: ") :]
         elif line.startswith("data: "):
-            events.append((name, line[len("data: "):]))
+            events.append((name, line[len("data: ") :]))
             name = "message"
             if len(events) == 4:  # past the opening events: it is generating
                 started.set()
@@ -112,8 +116,11 @@ def _sse_events(response: httpx.Response, started: threading.Event) -> list[tupl
 
 STREAMS = {
     "completions": {"prompt": "Once upon a time, a dragon", "max_tokens": 4000, "stream": True},
-    "responses": {"input": "Write a very long story about a dragon.",
-                  "max_output_tokens": 4000, "stream": True},
+    "responses": {
+        "input": "Write a very long story about a dragon.",
+        "max_output_tokens": 4000,
+        "stream": True,
+    },
 }
 
 
@@ -147,7 +154,10 @@ def test_drain_timeout_ends_every_kind_of_stream_with_its_terminal_event(tmp_pat
         assert last["status"] == "incomplete" and last["output"][0]["content"][0]["text"]
     else:
         chunks = [json.loads(data) for _, data in events]
-        reasons = [c["choices"][0]["finish_reason"] for c in chunks
-                   if c.get("choices") and c["choices"][0]["finish_reason"]]
+        reasons = [
+            c["choices"][0]["finish_reason"]
+            for c in chunks
+            if c.get("choices") and c["choices"][0]["finish_reason"]
+        ]
         assert reasons == ["length"]
         assert chunks[-1]["error"]["code"] == "server_shutting_down"

@@ -38,8 +38,10 @@ def test_the_same_text_gives_the_same_vector_as_tokens_and_as_base64(client, ser
     # The openai client asks for base64 by default and decodes it itself.
     default = client.embeddings.create(model=model_id, input=text)
     assert np.allclose(default.data[0].embedding, as_text.data[0].embedding, atol=1e-5)
-    raw = httpx.post(f"{server.api}/embeddings", json={"model": model_id, "input": text,
-                                                       "encoding_format": "base64"}).json()
+    raw = httpx.post(
+        f"{server.api}/embeddings",
+        json={"model": model_id, "input": text, "encoding_format": "base64"},
+    ).json()
     decoded = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
     assert np.allclose(decoded, as_text.data[0].embedding, atol=1e-5)
 
@@ -57,5 +59,6 @@ def test_dimensions_and_bad_input_are_refused_clearly(client, model_id):
 def test_chat_keeps_working_beside_embeddings(client, model_id):
     client.embeddings.create(model=model_id, input="warm up the embedding context")
     reply = client.chat.completions.create(
-        model=model_id, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        model=model_id, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
     assert reply.choices[0].message.content is not None

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+
 from hearth.engine.base import Prompt
 from hearth.engine.llama import LlamaEngine
 from hearth.runtime.local import build_registry

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hearth.runtime.settings import bundled_model_path
 
+from hearth.runtime.settings import bundled_model_path
 from tests.conftest import start_server
 
 HANGS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
@@ -22,16 +22,23 @@ def hostile_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled model with nested range(100000) loops as its chat template."""
     path = tmp_path_factory.mktemp("hostile") / "hostile.gguf"
     subprocess.run(
-        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--force",
-         "--chat-template", HANGS, str(bundled_model_path()), str(path)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "gguf.scripts.gguf_new_metadata",
+            "--force",
+            "--chat-template",
+            HANGS,
+            str(bundled_model_path()),
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
     )
     return path
 
 
-def test_hanging_template_fails_its_request_keeps_serving_and_sigterm_exits(
-    tmp_path, hostile_gguf
-):
+def test_hanging_template_fails_its_request_keeps_serving_and_sigterm_exits(tmp_path, hostile_gguf):
     """Such a template stalled /health for 70 s and the server ignored SIGTERM."""
     server = start_server(tmp_path, "--model", str(hostile_gguf), "--n-ctx", "512")
     answer: dict[str, httpx.Response] = {}

@@ -50,9 +50,13 @@ def test_completion_logprobs_match_llama_cpp_python(client, model_id, reference)
     theirs = theirs["choices"][0]
     assert ours.text == theirs["text"]
     assert ours.logprobs.tokens == theirs["logprobs"]["tokens"]
-    for mine, other in zip(ours.logprobs.token_logprobs, theirs["logprobs"]["token_logprobs"], strict=True):
+    for mine, other in zip(
+        ours.logprobs.token_logprobs, theirs["logprobs"]["token_logprobs"], strict=True
+    ):
         assert mine == pytest.approx(other, abs=1e-3)
-    for mine, other in zip(ours.logprobs.top_logprobs, theirs["logprobs"]["top_logprobs"], strict=True):
+    for mine, other in zip(
+        ours.logprobs.top_logprobs, theirs["logprobs"]["top_logprobs"], strict=True
+    ):
         assert list(mine) == list(other)[:3]  # the same alternatives, likeliest first
         assert list(mine.values()) == pytest.approx(list(other.values())[:3], abs=1e-3)
     # Offsets point at each token's text within the choice's text.
@@ -62,8 +66,12 @@ def test_completion_logprobs_match_llama_cpp_python(client, model_id, reference)
 
 def test_chat_logprobs_spell_the_reply_and_rank_alternatives(client, model_id):
     response = client.chat.completions.create(
-        model=model_id, messages=QUESTION, max_tokens=24, temperature=0,
-        logprobs=True, top_logprobs=5,
+        model=model_id,
+        messages=QUESTION,
+        max_tokens=24,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=5,
     )
     choice = response.choices[0]
     tokens = choice.logprobs.content
@@ -82,8 +90,13 @@ def test_chat_logprobs_spell_the_reply_and_rank_alternatives(client, model_id):
 
 def test_streamed_chat_logprobs_cover_the_streamed_text(client, model_id):
     stream = client.chat.completions.create(
-        model=model_id, messages=QUESTION, max_tokens=24, temperature=0,
-        logprobs=True, top_logprobs=2, stream=True,
+        model=model_id,
+        messages=QUESTION,
+        max_tokens=24,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+        stream=True,
     )
     text, pieces = [], []
     for chunk in stream:
@@ -103,15 +116,17 @@ def test_without_logprobs_none_are_sent(client, model_id):
     assert choice.logprobs is None
 
 
-def test_n_choices_are_decoded_side_by_side_and_reading_the_prompt_once(
-    server, client, model_id
-):
+def test_n_choices_are_decoded_side_by_side_and_reading_the_prompt_once(server, client, model_id):
     # A long prompt no earlier test has sent: each extra choice would cost all of it again.
     question = f"{uuid.uuid4()} " + "Tell me about the sea and the sky. " * 20
     before = engine_stats(server)
     response = client.chat.completions.create(
-        model=model_id, messages=[{"role": "user", "content": question}], max_tokens=8,
-        temperature=1.0, seed=7, n=3,
+        model=model_id,
+        messages=[{"role": "user", "content": question}],
+        max_tokens=8,
+        temperature=1.0,
+        seed=7,
+        n=3,
     )
     after = engine_stats(server)
     assert [c.index for c in response.choices] == [0, 1, 2]
@@ -127,8 +142,13 @@ def test_n_choices_are_decoded_side_by_side_and_reading_the_prompt_once(
 
 def test_n_choices_stream_under_their_own_index_with_one_usage(client, model_id):
     stream = client.chat.completions.create(
-        model=model_id, messages=QUESTION, max_tokens=6, temperature=1.0, n=2,
-        stream=True, stream_options={"include_usage": True},
+        model=model_id,
+        messages=QUESTION,
+        max_tokens=6,
+        temperature=1.0,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     texts, finishes, usages = {0: "", 1: ""}, {}, []
     for chunk in stream:

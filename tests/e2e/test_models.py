@@ -28,8 +28,18 @@ def models_dir(gemma_models_dir: Path) -> Path:
 
 
 def serve(tmp: Path, models_dir: Path, *args: str) -> RunningServer:
-    return start_server(tmp, "--model", SMOL, "--models-dir", str(models_dir), "--n-ctx", "1024",
-                        "--parallel", "2", *args)
+    return start_server(
+        tmp,
+        "--model",
+        SMOL,
+        "--models-dir",
+        str(models_dir),
+        "--n-ctx",
+        "1024",
+        "--parallel",
+        "2",
+        *args,
+    )
 
 
 def health(server: RunningServer) -> dict:
@@ -41,16 +51,18 @@ def states(server: RunningServer) -> dict[str, str]:
 
 
 def ask(client: openai.OpenAI, model: str) -> str:
-    reply = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,
-                                           max_tokens=16)
+    reply = client.chat.completions.create(
+        model=model, messages=QUESTION, temperature=0, max_tokens=16
+    )
     assert reply.model == model
     return reply.choices[0].message.content or ""
 
 
 @pytest.fixture(scope="module")
 def one_at_a_time(tmp_path_factory, models_dir):
-    server = serve(tmp_path_factory.mktemp("one"), models_dir, "--max-loaded-models", "1",
-                   "--keep-alive", "0")
+    server = serve(
+        tmp_path_factory.mktemp("one"), models_dir, "--max-loaded-models", "1", "--keep-alive", "0"
+    )
     yield server
     server.stop()
 
@@ -80,8 +92,9 @@ def test_requests_during_a_load_wait_for_that_one_load(one_at_a_time):
     ask(client, SMOL)  # so that Gemma is not resident
     before = len(re.findall(rf"loaded {GEMMA} in", one_at_a_time.log()))
     replies: list[str] = []
-    threads = [threading.Thread(target=lambda: replies.append(ask(client, GEMMA)))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: replies.append(ask(client, GEMMA))) for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     saw_loading = False
@@ -96,11 +109,16 @@ def test_requests_during_a_load_wait_for_that_one_load(one_at_a_time):
 def test_a_request_for_b_waits_for_a_stream_of_a_then_swaps_instead_of_503(one_at_a_time):
     """With one model resident, a request for B while A streamed got 503 'all 1 loaded models
     are busy' instead of waiting for A to finish."""
-    client = openai.OpenAI(base_url=one_at_a_time.api, api_key="none", timeout=300,
-                           max_retries=0)  # a retried 503 would hide the bug
+    client = openai.OpenAI(
+        base_url=one_at_a_time.api, api_key="none", timeout=300, max_retries=0
+    )  # a retried 503 would hide the bug
     ask(client, SMOL)  # so that Gemma is not resident
     stream = client.chat.completions.create(
-        model=SMOL, messages=QUESTION, temperature=0, max_tokens=300, stream=True,
+        model=SMOL,
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=300,
+        stream=True,
         logit_bias={"2": -100},  # no end-of-sequence: A streams all 300 tokens
     )
     chunks = iter(stream)
@@ -122,8 +140,11 @@ def test_a_request_for_b_waits_for_a_stream_of_a_then_swaps_instead_of_503(one_a
         assert thread.is_alive() and time.monotonic() < deadline, health(one_at_a_time)
         time.sleep(0.05)
     assert states(one_at_a_time) == {SMOL: "loaded", GEMMA: "unloaded"}
-    finishes = [chunk.choices[0].finish_reason for chunk in chunks
-                if chunk.choices and chunk.choices[0].finish_reason]
+    finishes = [
+        chunk.choices[0].finish_reason
+        for chunk in chunks
+        if chunk.choices and chunk.choices[0].finish_reason
+    ]
     assert finishes == ["length"]  # A ran to its end: the swap did not cut it short
     thread.join(timeout=300)
     assert not errors, errors
@@ -137,21 +158,32 @@ def test_a_client_that_hangs_up_while_waiting_for_its_model_leaves_the_queue(one
     client = openai.OpenAI(base_url=one_at_a_time.api, api_key="none", timeout=300)
     ask(client, SMOL)  # so that Gemma is not resident
     stream = client.chat.completions.create(
-        model=SMOL, messages=QUESTION, temperature=0, max_tokens=600, stream=True,
+        model=SMOL,
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=600,
+        stream=True,
         logit_bias={"2": -100},
     )
     chunks = iter(stream)
     next(chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content)
     body = json.dumps({"model": GEMMA, "messages": QUESTION, "max_tokens": 4}).encode()
     with socket.create_connection(("127.0.0.1", one_at_a_time.port), timeout=30) as gone:
-        gone.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        gone.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
         until_queue_is(one_at_a_time, 1)
     until_queue_is(one_at_a_time, 0)  # the client hung up: its request left the queue...
     assert health(one_at_a_time)["models"][SMOL]["slots_busy"] == 1  # ...while A streams
-    assert [chunk.choices[0].finish_reason for chunk in chunks
-            if chunk.choices and chunk.choices[0].finish_reason] == ["length"]
+    assert [
+        chunk.choices[0].finish_reason
+        for chunk in chunks
+        if chunk.choices and chunk.choices[0].finish_reason
+    ] == ["length"]
     assert states(one_at_a_time) == {SMOL: "loaded", GEMMA: "unloaded"}
 
 
@@ -174,8 +206,10 @@ def test_both_models_serve_concurrently_and_idle_ones_unload(tmp_path, models_di
     try:
         client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
         replies: dict[str, list[str]] = {SMOL: [], GEMMA: []}
-        threads = [threading.Thread(target=lambda m=m: replies[m].append(ask(client, m)))
-                   for m in (SMOL, GEMMA, SMOL, GEMMA)]
+        threads = [
+            threading.Thread(target=lambda m=m: replies[m].append(ask(client, m)))
+            for m in (SMOL, GEMMA, SMOL, GEMMA)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

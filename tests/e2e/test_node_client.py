@@ -25,7 +25,10 @@ def results(server, model_id) -> dict:
         pytest.fail("Node.js or the openai package is missing: run `make node`")
     run = subprocess.run(
         [node, str(NODE_TESTS / "clients.mjs"), server.api, model_id],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)

@@ -66,7 +66,11 @@ def test_streamed_text_equals_non_streamed_text_at_temperature_zero(client, mode
 
 def test_same_seed_gives_the_same_sampled_text(client, model_id):
     args = {
-        "model": model_id, "messages": QUESTION, "max_tokens": 40, "temperature": 1.0, "seed": 1234
+        "model": model_id,
+        "messages": QUESTION,
+        "max_tokens": 40,
+        "temperature": 1.0,
+        "seed": 1234,
     }
     first = client.chat.completions.create(**args).choices[0].message.content
     second = client.chat.completions.create(**args).choices[0].message.content
@@ -85,7 +89,9 @@ def test_stop_sequence_ends_the_reply_before_it(client, model_id, stream):
     if stream:
         chunks = list(client.completions.create(**args, stop=[stop], stream=True))
         text = "".join(c.choices[0].text for c in chunks if c.choices)
-        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        finish = [
+            c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+        ]
     else:
         reply = client.completions.create(**args, stop=[stop])
         text, finish = reply.choices[0].text, [reply.choices[0].finish_reason]

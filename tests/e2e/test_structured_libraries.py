@@ -24,7 +24,11 @@ ASK = "Describe the city of Paris."
 def test_langchain_with_structured_output(server, model_id, method):
     langchain_openai = pytest.importorskip("langchain_openai")
     llm = langchain_openai.ChatOpenAI(
-        model=model_id, base_url=server.api, api_key="unused", temperature=0, max_tokens=120,
+        model=model_id,
+        base_url=server.api,
+        api_key="unused",
+        temperature=0,
+        max_tokens=120,
         max_retries=0,
     )
     city = llm.with_structured_output(City, method=method).invoke(ASK)
@@ -41,7 +45,11 @@ def test_instructor_modes(server, model_id, mode):
         mode=getattr(instructor.Mode, mode),
     )
     city = client.chat.completions.create(
-        model=model_id, response_model=City, max_retries=0, max_tokens=120, temperature=0,
+        model=model_id,
+        response_model=City,
+        max_retries=0,
+        max_tokens=120,
+        temperature=0,
         messages=[{"role": "user", "content": ASK}],
     )
     assert isinstance(city, City)
@@ -61,7 +69,9 @@ def test_pydantic_ai_agent_calls_its_tool_then_returns_the_output_model(server, 
         name: str = Field(max_length=30)
         country: str = Field(max_length=30)
 
-    model = OpenAIChatModel(model_id, provider=OpenAIProvider(base_url=server.api, api_key="unused"))
+    model = OpenAIChatModel(
+        model_id, provider=OpenAIProvider(base_url=server.api, api_key="unused")
+    )
     agent = Agent(model, output_type=Place, model_settings={"temperature": 0, "max_tokens": 120})
     asked: list[str] = []
 
@@ -74,13 +84,13 @@ def test_pydantic_ai_agent_calls_its_tool_then_returns_the_output_model(server, 
         asked.append(city)
         return "France"
 
-    result = agent.run_sync(
-        "Which country is Paris in?", usage_limits=UsageLimits(request_limit=4)
-    )
+    result = agent.run_sync("Which country is Paris in?", usage_limits=UsageLimits(request_limit=4))
     assert isinstance(result.output, Place)
     assert asked and all(isinstance(city, str) and city for city in asked)
     returned = [
-        part for message in result.all_messages() for part in message.parts
+        part
+        for message in result.all_messages()
+        for part in message.parts
         if isinstance(part, ToolReturnPart) and part.tool_name == "country_of"
     ]
     assert returned and returned[0].content == "France"

@@ -79,8 +79,14 @@ def test_parse_with_a_pydantic_model_gives_the_model(client, model_id):
 
 @pytest.mark.parametrize("temperature", [0, 1.0])
 def test_nested_schema_reply_validates_streamed_or_not(client, model_id, temperature):
-    args = {"model": model_id, "messages": ASK, "response_format": NESTED_FORMAT,
-            "max_tokens": 300, "temperature": temperature, "seed": 5}
+    args = {
+        "model": model_id,
+        "messages": ASK,
+        "response_format": NESTED_FORMAT,
+        "max_tokens": 300,
+        "temperature": temperature,
+        "seed": 5,
+    }
     whole = client.chat.completions.create(**args).choices[0]
     assert whole.finish_reason == "stop"
     jsonschema.validate(json.loads(whole.message.content), NESTED_SCHEMA)
@@ -116,23 +122,35 @@ def test_json_object_reply_is_an_object(client, model_id):
 def test_raw_grammar_extension_constrains_chat_and_completions(client, model_id):
     grammar = 'root ::= ("yes" | "no") " because " [a-z ]{1,30}'
     chat = client.chat.completions.create(
-        model=model_id, messages=[{"role": "user", "content": "Is the sky blue?"}],
-        max_tokens=40, extra_body={"grammar": grammar},
+        model=model_id,
+        messages=[{"role": "user", "content": "Is the sky blue?"}],
+        max_tokens=40,
+        extra_body={"grammar": grammar},
     )
     assert re.fullmatch(r"(yes|no) because [a-z ]{1,30}", chat.choices[0].message.content)
-    text = client.completions.create(
-        model=model_id, prompt="Q: Is water wet?\nA:", max_tokens=40,
-        extra_body={"grammar": grammar},
-    ).choices[0].text
+    text = (
+        client.completions.create(
+            model=model_id,
+            prompt="Q: Is water wet?\nA:",
+            max_tokens=40,
+            extra_body={"grammar": grammar},
+        )
+        .choices[0]
+        .text
+    )
     assert re.fullmatch(r"(yes|no) because [a-z ]{1,30}", text)
 
 
 def test_invalid_schema_is_400_and_the_server_still_serves(client, model_id):
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(
-            model=model_id, messages=ASK, max_tokens=8,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "bad", "schema": {"type": "strng"}}},
+            model=model_id,
+            messages=ASK,
+            max_tokens=8,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "bad", "schema": {"type": "strng"}},
+            },
         )
     assert "strng" in refused.value.message
     assert client.chat.completions.create(model=model_id, messages=ASK, max_tokens=4).choices
@@ -141,20 +159,34 @@ def test_invalid_schema_is_400_and_the_server_still_serves(client, model_id):
 @pytest.mark.parametrize(
     "response_format",
     [
-        {"type": "json_schema", "json_schema": {"name": "person", "strict": True, "schema": {
-            "type": "object", "properties": {"name": {"type": "string", "maxLength": 12}},
-            "required": ["name"], "additionalProperties": False}}},
+        {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "person",
+                "strict": True,
+                "schema": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string", "maxLength": 12}},
+                    "required": ["name"],
+                    "additionalProperties": False,
+                },
+            },
+        },
         {"type": "json_object"},
     ],
 )
-def test_constrained_strings_hold_no_raw_control_characters(client, server, model_id,
-                                                            response_format):
+def test_constrained_strings_hold_no_raw_control_characters(
+    client, server, model_id, response_format
+):
     """The grammar let a raw newline into a string ("name"): the reply was not valid JSON."""
     # A newline the model is pushed to write wherever the grammar lets it.
     [newline] = httpx.post(f"{server.url}/tokenize", json={"content": "\n"}).json()["tokens"]
     reply = client.chat.completions.create(
-        model=model_id, messages=[{"role": "user", "content": "Invent a person as JSON."}],
-        response_format=response_format, max_tokens=60, temperature=0,
+        model=model_id,
+        messages=[{"role": "user", "content": "Invent a person as JSON."}],
+        response_format=response_format,
+        max_tokens=60,
+        temperature=0,
         logit_bias={str(newline): 100},
     ).choices[0]
     # No control character anywhere: the grammar's whitespace is a space, and strings

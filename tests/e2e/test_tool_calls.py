@@ -23,13 +23,27 @@ WEATHER_PARAMETERS = {
     "additionalProperties": False,
 }
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "Current weather in a city",
-        "parameters": WEATHER_PARAMETERS}},
-    {"type": "function", "function": {
-        "name": "get_time", "description": "Current time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
-                       "required": ["city"], "additionalProperties": False}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": WEATHER_PARAMETERS,
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Current time in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 30}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    },
 ]
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -41,8 +55,13 @@ def client(server) -> openai.OpenAI:
 
 def test_required_tool_choice_gives_a_valid_call(client, model_id):
     reply = client.chat.completions.create(
-        model=model_id, messages=ASK, tools=TOOLS, tool_choice="required",
-        parallel_tool_calls=False, max_tokens=120, temperature=0,
+        model=model_id,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=120,
+        temperature=0,
     )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -57,8 +76,14 @@ def test_required_tool_choice_gives_a_valid_call(client, model_id):
 
 def test_named_tool_streams_name_then_arguments_and_no_call_text(client, model_id):
     stream = client.chat.completions.create(
-        model=model_id, messages=ASK, tools=TOOLS, max_tokens=120, temperature=0.8, seed=2,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}}, stream=True,
+        model=model_id,
+        messages=ASK,
+        tools=TOOLS,
+        max_tokens=120,
+        temperature=0.8,
+        seed=2,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        stream=True,
     )
     content, deltas, finishes = [], [], []
     for chunk in stream:
@@ -69,7 +94,9 @@ def test_named_tool_streams_name_then_arguments_and_no_call_text(client, model_i
     assert "".join(content) == ""
     assert [f for f in finishes if f] == ["tool_calls"]
     first = deltas[0]
-    assert first.index == 0 and first.id.startswith("call_") and first.function.name == "get_weather"
+    assert (
+        first.index == 0 and first.id.startswith("call_") and first.function.name == "get_weather"
+    )
     arguments = "".join(d.function.arguments or "" for d in deltas if d.index == 0)
     jsonschema.validate(json.loads(arguments), WEATHER_PARAMETERS)
 
@@ -77,13 +104,28 @@ def test_named_tool_streams_name_then_arguments_and_no_call_text(client, model_i
 def test_history_with_a_tool_result_is_answered(client, model_id):
     history = [
         *ASK,
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_abc", "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_abc",
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": '{"city": "Paris", "unit": "celsius"}',
+                    },
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_abc", "content": "18 degrees and sunny"},
     ]
     reply = client.chat.completions.create(
-        model=model_id, messages=history, tools=TOOLS, tool_choice="none", max_tokens=40,
+        model=model_id,
+        messages=history,
+        tools=TOOLS,
+        tool_choice="none",
+        max_tokens=40,
     )
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert reply.choices[0].message.content
@@ -93,15 +135,23 @@ def test_history_with_a_tool_result_is_answered(client, model_id):
 def test_named_tool_not_in_tools_is_400(client, model_id):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(
-            model=model_id, messages=ASK, tools=TOOLS, max_tokens=8,
+            model=model_id,
+            messages=ASK,
+            tools=TOOLS,
+            max_tokens=8,
             tool_choice={"type": "function", "function": {"name": "launch_rocket"}},
         )
 
 
 def test_required_with_parallel_calls_ends_with_valid_calls(client, model_id):
     reply = client.chat.completions.create(
-        model=model_id, messages=[{"role": "user", "content": "Weather and time in Rome?"}],
-        tools=TOOLS, tool_choice="required", max_tokens=250, temperature=0.8, seed=4,
+        model=model_id,
+        messages=[{"role": "user", "content": "Weather and time in Rome?"}],
+        tools=TOOLS,
+        tool_choice="required",
+        max_tokens=250,
+        temperature=0.8,
+        seed=4,
     )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -116,7 +166,11 @@ def test_named_tool_choice_gives_one_call_unless_parallel_calls_are_asked_for(cl
     same call four times."""
     named = {"type": "function", "function": {"name": "get_weather"}}
     reply = client.chat.completions.create(
-        model=model_id, messages=ASK, tools=TOOLS, tool_choice=named, max_tokens=200,
+        model=model_id,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice=named,
+        max_tokens=200,
         temperature=0,
     ).choices[0]
     assert reply.finish_reason == "tool_calls"
@@ -132,8 +186,14 @@ CUT_AT = 60
 def test_forced_calls_cut_off_by_max_tokens_finish_length_streamed_or_not(client, model_id):
     """A forced call cut off by max_tokens reported finish_reason "tool_calls" and the cut
     call was dropped; OpenAI reports "length"."""
-    args = {"model": model_id, "messages": [{"role": "user", "content": "Weather and time?"}],
-            "tools": TOOLS, "tool_choice": "required", "max_tokens": CUT_AT, "temperature": 0}
+    args = {
+        "model": model_id,
+        "messages": [{"role": "user", "content": "Weather and time?"}],
+        "tools": TOOLS,
+        "tool_choice": "required",
+        "max_tokens": CUT_AT,
+        "temperature": 0,
+    }
     whole = client.chat.completions.create(**args)
     choice = whole.choices[0]
     assert whole.usage.completion_tokens == CUT_AT
@@ -150,7 +210,8 @@ def test_forced_calls_cut_off_by_max_tokens_finish_length_streamed_or_not(client
             finishes.append(streamed.finish_reason)
             for delta in streamed.delta.tool_calls or []:
                 arguments[delta.index] = arguments.get(delta.index, "") + (
-                    delta.function.arguments or "")
+                    delta.function.arguments or ""
+                )
     assert [f for f in finishes if f] == ["length"]
     *complete, cut = arguments.values()
     assert complete and all(isinstance(json.loads(text), dict) for text in complete)
@@ -163,8 +224,14 @@ WEATHER_FUNCTION = TOOLS[0]["function"]
 
 def test_legacy_functions_get_a_function_call_streamed_or_not(client, model_id):
     """The deprecated functions/function_call were ignored: a 200 with prose and no call."""
-    args = {"model": model_id, "messages": ASK, "functions": [WEATHER_FUNCTION],
-            "function_call": {"name": "get_weather"}, "max_tokens": 120, "temperature": 0}
+    args = {
+        "model": model_id,
+        "messages": ASK,
+        "functions": [WEATHER_FUNCTION],
+        "function_call": {"name": "get_weather"},
+        "max_tokens": 120,
+        "temperature": 0,
+    }
     choice = client.chat.completions.create(**args).choices[0]
     assert choice.finish_reason == "function_call"
     assert choice.message.tool_calls is None
@@ -183,10 +250,22 @@ def test_legacy_functions_get_a_function_call_streamed_or_not(client, model_id):
     assert "".join(parts) == choice.message.function_call.arguments
     # The call and its result go back as legacy turns, and the model answers.
     followup = client.chat.completions.create(
-        model=model_id, functions=[WEATHER_FUNCTION], function_call="none", max_tokens=16,
-        messages=[*ASK, {"role": "assistant", "content": None, "function_call": {
-            "name": "get_weather", "arguments": choice.message.function_call.arguments}},
-            {"role": "function", "name": "get_weather", "content": "18 C and sunny"}],
+        model=model_id,
+        functions=[WEATHER_FUNCTION],
+        function_call="none",
+        max_tokens=16,
+        messages=[
+            *ASK,
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {
+                    "name": "get_weather",
+                    "arguments": choice.message.function_call.arguments,
+                },
+            },
+            {"role": "function", "name": "get_weather", "content": "18 C and sunny"},
+        ],
     ).choices[0]
     assert followup.finish_reason in ("stop", "length") and followup.message.content
 
@@ -194,6 +273,7 @@ def test_legacy_functions_get_a_function_call_streamed_or_not(client, model_id):
 def test_legacy_functions_with_tools_are_400_naming_functions(client, model_id):
     """functions and tools at once were accepted, the functions silently dropped."""
     with pytest.raises(openai.BadRequestError) as refused:
-        client.chat.completions.create(model=model_id, messages=ASK, tools=TOOLS,
-                                       functions=[WEATHER_FUNCTION], max_tokens=8)
+        client.chat.completions.create(
+            model=model_id, messages=ASK, tools=TOOLS, functions=[WEATHER_FUNCTION], max_tokens=8
+        )
     assert refused.value.body["param"] == "functions"

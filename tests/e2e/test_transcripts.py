@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+
 from hearth.prompts import load_chat_format
 from hearth.prompts.base import Message
-
 from tests.conftest import start_server
 
 QUESTION = "What is the capital of France?"
@@ -23,9 +23,13 @@ def test_bob_reply_ends_where_the_model_starts_the_users_line(client, model_id):
     bob = load_chat_format("chat-with-bob", model_template=None)
     rendered = bob.render([Message("user", QUESTION)])
     # What the model writes with no stop at all: its answer, then the User's next line.
-    raw = client.completions.create(
-        model=model_id, prompt=rendered.text, max_tokens=80, temperature=0
-    ).choices[0].text
+    raw = (
+        client.completions.create(
+            model=model_id, prompt=rendered.text, max_tokens=80, temperature=0
+        )
+        .choices[0]
+        .text
+    )
     assert "\nUser:" in raw, raw
     expected = raw.split("\nUser:")[0].strip()
 
@@ -66,9 +70,7 @@ def test_multi_turn_transcript_chat_answers_and_trims(client, model_id):
     assert "Bob:" not in content and "User:" not in content
 
 
-def test_long_conversation_is_refused_unless_truncation_auto_drops_oldest_turns(
-    tmp_path, model_id
-):
+def test_long_conversation_is_refused_unless_truncation_auto_drops_oldest_turns(tmp_path, model_id):
     """A chat longer than the context used to answer 200 with old turns silently dropped."""
     small = start_server(tmp_path, "--n-ctx", "512", "--parallel", "1")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_cpp_api
+
 from hearth.engine import cpu
 from hearth.runtime.settings import ServerSettings
 

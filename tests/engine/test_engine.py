@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
+
 from hearth.engine.base import (
     Finished,
     GenerationRequest,
@@ -53,9 +54,7 @@ def on_real_engine(settings: ModelSettings, scenario: Callable[[LlamaEngine], Aw
     asyncio.run(main())
 
 
-def test_a_failed_decode_fails_its_request_and_the_next_one_is_served(
-    engine_settings, monkeypatch
-):
+def test_a_failed_decode_fails_its_request_and_the_next_one_is_served(engine_settings, monkeypatch):
     async def scenario(engine: LlamaEngine) -> None:
         before, _ = await run(engine, "The sky is")
         real_decode = TokenBatch.decode
@@ -164,8 +163,12 @@ async def lazy_run(
     engine: LlamaEngine, prompt: str, grammar: str | None, trigger: str | None
 ) -> str:
     request = GenerationRequest(
-        Prompt(prompt), max_tokens=48, sampling=GREEDY, stop=("\nQ:",),
-        grammar=grammar, grammar_trigger=trigger,
+        Prompt(prompt),
+        max_tokens=48,
+        sampling=GREEDY,
+        stop=("\nQ:",),
+        grammar=grammar,
+        grammar_trigger=trigger,
     )
     return "".join([e.text async for e in engine.submit(request) if isinstance(e, TextDelta)])
 

@@ -6,6 +6,7 @@ import re
 
 import llama_cpp
 import pytest
+
 from hearth.engine.base import EngineOptions, SamplingParams
 from hearth.engine.batch import TokenBatch
 from hearth.engine.model import LlamaModel
@@ -16,8 +17,9 @@ from hearth.runtime.settings import bundled_model_path
 @pytest.fixture(scope="module")
 def model():
     path = bundled_model_path()
-    loaded = LlamaModel(EngineOptions(path, path.stem, n_ctx=512, n_seq=1, n_batch=64,
-                                      threads=2, n_gpu_layers=0))
+    loaded = LlamaModel(
+        EngineOptions(path, path.stem, n_ctx=512, n_seq=1, n_batch=64, threads=2, n_gpu_layers=0)
+    )
     yield loaded
     loaded.close()
 
@@ -28,8 +30,9 @@ def test_plain_greedy_takes_the_same_tokens_as_llama_cpps_greedy_sampler(model):
     theirs = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     llama_cpp.llama_sampler_chain_add(theirs, llama_cpp.llama_sampler_init_greedy())
     batch = TokenBatch(64)
-    tokens = model.tokenize("The three best things about autumn are", add_special=True,
-                            parse_special=False)
+    tokens = model.tokenize(
+        "The three best things about autumn are", add_special=True, parse_special=False
+    )
     batch.add(tokens, 0, 0, True)
     chosen = []
     try:

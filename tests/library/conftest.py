@@ -14,8 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hearth.runtime.settings import bundled_model_path
 from hub_server import FakeHub, serve
+
+from hearth.runtime.settings import bundled_model_path
 
 GGUF_REPO = "test/SmolLM2-135M-Instruct-GGUF"
 SPLIT_REPO = "test/Split-GGUF"
@@ -30,8 +31,13 @@ class Library:
 
     def hearth(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "hearth", *args], capture_output=True, text=True,
-            env={**self.env, **env}, cwd=self.root, timeout=timeout, check=False,
+            [sys.executable, "-m", "hearth", *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **env},
+            cwd=self.root,
+            timeout=timeout,
+            check=False,
         )
 
     def popen(self, *args: str, **env: str) -> subprocess.Popen:
@@ -47,8 +53,11 @@ class Library:
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "hearth", *args], stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, env={**self.env, **env}, cwd=self.root,
+                [sys.executable, "-m", "hearth", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env={**self.env, **env},
+                cwd=self.root,
             )
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -74,16 +83,22 @@ def hub_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def hub(hub_files: dict[str, Path]) -> Iterator[tuple[FakeHub, str]]:
     fake = FakeHub()
-    fake.add(GGUF_REPO, {
-        "README.md": hub_files["readme"],
-        "SmolLM2-135M-Instruct-Q4_1.gguf": hub_files["gguf"],
-        "SmolLM2-135M-Instruct-Q4_K_M.gguf": hub_files["gguf"],
-    })
-    fake.add(SPLIT_REPO, {
-        "big-Q8_0-00001-of-00002.gguf": hub_files["part1"],
-        "big-Q8_0-00002-of-00002.gguf": hub_files["part2"],
-        "big-Q4_0.gguf": hub_files["part1"],
-    })
+    fake.add(
+        GGUF_REPO,
+        {
+            "README.md": hub_files["readme"],
+            "SmolLM2-135M-Instruct-Q4_1.gguf": hub_files["gguf"],
+            "SmolLM2-135M-Instruct-Q4_K_M.gguf": hub_files["gguf"],
+        },
+    )
+    fake.add(
+        SPLIT_REPO,
+        {
+            "big-Q8_0-00001-of-00002.gguf": hub_files["part1"],
+            "big-Q8_0-00002-of-00002.gguf": hub_files["part2"],
+            "big-Q4_0.gguf": hub_files["part1"],
+        },
+    )
     server = serve(fake)
     yield fake, f"http://127.0.0.1:{server.server_address[1]}"
     fake.release.set()

@@ -79,8 +79,9 @@ def serve(hub: FakeHub) -> ThreadingHTTPServer:
         def _missing(self) -> None:
             self._json({"error": "Repository not found"}, 404, {"X-Error-Code": "RepoNotFound"})
 
-        def _json(self, payload: object, status: int = 200,
-                  headers: dict[str, str] | None = None) -> None:
+        def _json(
+            self, payload: object, status: int = 200, headers: dict[str, str] | None = None
+        ) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -94,18 +95,32 @@ def serve(hub: FakeHub) -> ThreadingHTTPServer:
             files = hub.repos.get(repo)
             if files is None:
                 return self._missing()
-            self._json({"id": repo, "modelId": repo, "sha": COMMIT, "private": False,
-                        "siblings": [{"rfilename": name} for name in files]})
+            self._json(
+                {
+                    "id": repo,
+                    "modelId": repo,
+                    "sha": COMMIT,
+                    "private": False,
+                    "siblings": [{"rfilename": name} for name in files],
+                }
+            )
 
         def _tree(self, repo: str) -> None:
             files = hub.repos.get(repo)
             if files is None:
                 return self._missing()
-            self._json([
-                {"type": "file", "oid": hub.etag(f)[:40], "size": f.size, "path": name,
-                 "lfs": {"oid": hub.etag(f), "size": f.size, "pointerSize": 134}}
-                for name, f in files.items()
-            ])
+            self._json(
+                [
+                    {
+                        "type": "file",
+                        "oid": hub.etag(f)[:40],
+                        "size": f.size,
+                        "path": name,
+                        "lfs": {"oid": hub.etag(f), "size": f.size, "pointerSize": 134},
+                    }
+                    for name, f in files.items()
+                ]
+            )
 
         def _resolve(self, body: bool) -> None:
             match = RESOLVE.match(self.path.split("?")[0])
@@ -114,8 +129,11 @@ def serve(hub: FakeHub) -> ThreadingHTTPServer:
                 return self._missing()
             file = files.get(match["file"])
             if file is None:
-                return self._json({"error": "Entry not found"}, 404,
-                                  {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
+                return self._json(
+                    {"error": "Entry not found"},
+                    404,
+                    {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT},
+                )
             start = 0
             wanted = self.headers.get("Range")
             if body:

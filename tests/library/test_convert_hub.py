@@ -16,6 +16,7 @@ from pathlib import Path
 import gguf
 import pytest
 from conftest import Library, assert_one_line_failure
+
 from hearth.convert.converter import convert_checkpoint
 from hearth.convert.errors import ConversionError
 from hearth.convert.hub import files_to_fetch
@@ -32,9 +33,16 @@ BIN_REPO = "test/tiny-llama-bin"
 GGUF_ONLY_REPO = "test/only-gguf"
 LORA_REPO = "test/tiny-lora"
 # Files a Hub repository has that a conversion must not download.
-DECOYS = ("flax_model.msgpack", "tf_model.h5", "model.onnx", "onnx/model.onnx",
-          "tiny-llama-Q4_K_M.gguf", "consolidated.safetensors", "README.md", "original/params.json")
-
+DECOYS = (
+    "flax_model.msgpack",
+    "tf_model.h5",
+    "model.onnx",
+    "onnx/model.onnx",
+    "tiny-llama-Q4_K_M.gguf",
+    "consolidated.safetensors",
+    "README.md",
+    "original/params.json",
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +57,13 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     config = json.loads((lora / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = REPO  # as a fine-tune on the Hub names its base
     (lora / "adapter_config.json").write_text(json.dumps(config))
-    return {"single": single, "sharded": sharded, "bin": bin_copy(single, root / "bin"),
-            "decoy": decoy, "lora": lora}
+    return {
+        "single": single,
+        "sharded": sharded,
+        "bin": bin_copy(single, root / "bin"),
+        "decoy": decoy,
+        "lora": lora,
+    }
 
 
 def files_of(folder: Path) -> dict[str, Path]:
@@ -62,13 +75,21 @@ def repos(hub, checkpoints: dict[str, Path]):
     fake, _ = hub
     decoys = {name: checkpoints["decoy"] for name in DECOYS}
     # The .bin copy of the weights beside the safetensors, as most Hub repositories have it.
-    fake.add(REPO, {**files_of(checkpoints["single"]), **decoys,
-                    "pytorch_model.bin": checkpoints["bin"] / "pytorch_model.bin"})
+    fake.add(
+        REPO,
+        {
+            **files_of(checkpoints["single"]),
+            **decoys,
+            "pytorch_model.bin": checkpoints["bin"] / "pytorch_model.bin",
+        },
+    )
     fake.add(SHARDED_REPO, {**files_of(checkpoints["sharded"]), **decoys})
     fake.add(BIN_REPO, {**files_of(checkpoints["bin"]), **decoys})
     fake.add(LORA_REPO, {**files_of(checkpoints["lora"]), "README.md": checkpoints["decoy"]})
-    fake.add(GGUF_ONLY_REPO, {"README.md": checkpoints["decoy"],
-                              "model-Q4_K_M.gguf": checkpoints["decoy"]})
+    fake.add(
+        GGUF_ONLY_REPO,
+        {"README.md": checkpoints["decoy"], "model-Q4_K_M.gguf": checkpoints["decoy"]},
+    )
     return fake
 
 
@@ -76,10 +97,16 @@ def fetched(fake) -> set[str]:
     return {name for name, _ in fake.ranges}
 
 
-@pytest.mark.parametrize(("repo", "layout"), [(REPO, "single"), (SHARDED_REPO, "sharded"),
-                                               (BIN_REPO, "bin")])
+@pytest.mark.parametrize(
+    ("repo", "layout"), [(REPO, "single"), (SHARDED_REPO, "sharded"), (BIN_REPO, "bin")]
+)
 def test_converting_a_repository_fetches_only_what_the_conversion_reads(
-    library: Library, repos, checkpoints: dict[str, Path], tmp_path: Path, repo: str, layout: str,
+    library: Library,
+    repos,
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    repo: str,
+    layout: str,
 ) -> None:
     result = library.hearth("convert", repo, "--outtype", "f16")
     assert result.returncode == 0, result.stderr
@@ -99,7 +126,10 @@ def test_converting_a_repository_fetches_only_what_the_conversion_reads(
 
 
 def test_an_adapter_repository_fetches_its_files_and_only_its_bases_config(
-    library: Library, repos, checkpoints: dict[str, Path], tmp_path: Path,
+    library: Library,
+    repos,
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     from hearth.convert.lora import convert_adapter
 
@@ -108,8 +138,9 @@ def test_an_adapter_repository_fetches_its_files_and_only_its_bases_config(
     assert fetched(repos) == {"adapter_config.json", "adapter_model.safetensors", "config.json"}
     output = library.root / "tiny-lora-F16.gguf"
     local = tmp_path / "local.gguf"
-    convert_adapter(checkpoints["lora"], local, OUT_TYPES["f16"], base=checkpoints["single"],
-                    progress=False)
+    convert_adapter(
+        checkpoints["lora"], local, OUT_TYPES["f16"], base=checkpoints["single"], progress=False
+    )
     assert tensor_bytes(output) == tensor_bytes(local)
     assert gguf.GGUFReader(output).fields["general.type"].contents() == "adapter"
 
@@ -122,14 +153,16 @@ def test_pulling_an_adapter_repository_says_to_convert_it(library: Library, repo
 
 def test_offline_mode_converts_from_the_cache(library: Library, repos) -> None:
     assert library.hearth("convert", REPO, "-o", "first.gguf", "--outtype", "f16").returncode == 0
-    again = library.hearth("convert", REPO, "-o", "second.gguf", "--outtype", "f16",
-                           HF_HUB_OFFLINE="1")
+    again = library.hearth(
+        "convert", REPO, "-o", "second.gguf", "--outtype", "f16", HF_HUB_OFFLINE="1"
+    )
     assert again.returncode == 0, again.stderr
     assert (library.root / "second.gguf").is_file()
 
 
-def test_offline_mode_without_the_repository_in_the_cache_is_one_line(library: Library,
-                                                                     repos) -> None:
+def test_offline_mode_without_the_repository_in_the_cache_is_one_line(
+    library: Library, repos
+) -> None:
     result = library.hearth("convert", REPO, HF_HUB_OFFLINE="1")
     assert_one_line_failure(result, "offline mode", REPO)
     assert list(library.root.glob("*.gguf")) == []
@@ -176,7 +209,9 @@ def test_interrupted_download_leaves_no_output_file(library: Library, repos) -> 
 
 
 def test_a_folder_that_exists_is_converted_even_if_named_like_a_repository(
-    library: Library, repos, checkpoints: dict[str, Path],
+    library: Library,
+    repos,
+    checkpoints: dict[str, Path],
 ) -> None:
     folder = library.root / "test" / "tiny-llama"
     folder.mkdir(parents=True)
@@ -190,23 +225,40 @@ def test_a_folder_that_exists_is_converted_even_if_named_like_a_repository(
 
 # ---- which files, as a pure function --------------------------------------------------------
 
+
 def test_safetensors_are_preferred_and_subfolders_ignored() -> None:
-    names = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-             "model.safetensors.index.json", "pytorch_model.bin", "consolidated.safetensors",
-             "tokenizer.json", "chat_template.jinja", "original/consolidated.00.pth",
-             "original/params.json", "README.md", "vocab.txt"]
+    names = [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "consolidated.safetensors",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "original/consolidated.00.pth",
+        "original/params.json",
+        "README.md",
+        "vocab.txt",
+    ]
     assert files_to_fetch("o/m", names) == [
-        "chat_template.jinja", "config.json", "model-00001-of-00002.safetensors",
-        "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json"]
+        "chat_template.jinja",
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ]
 
 
 def test_meta_and_adapter_layouts_are_fetched_whole() -> None:
-    assert files_to_fetch("o/m", ["params.json", "consolidated.00.pth", "consolidated.01.pth",
-                                  "tokenizer.model", "LICENSE"]) == [
-        "consolidated.00.pth", "consolidated.01.pth", "params.json", "tokenizer.model"]
-    assert files_to_fetch("o/lora", ["adapter_config.json", "adapter_model.safetensors",
-                                     "README.md"]) == ["adapter_config.json",
-                                                       "adapter_model.safetensors"]
+    assert files_to_fetch(
+        "o/m",
+        ["params.json", "consolidated.00.pth", "consolidated.01.pth", "tokenizer.model", "LICENSE"],
+    ) == ["consolidated.00.pth", "consolidated.01.pth", "params.json", "tokenizer.model"]
+    assert files_to_fetch(
+        "o/lora", ["adapter_config.json", "adapter_model.safetensors", "README.md"]
+    ) == ["adapter_config.json", "adapter_model.safetensors"]
 
 
 def test_a_repository_of_onnx_and_flax_weights_only_is_refused() -> None:

@@ -27,7 +27,6 @@ def pulled(library: Library) -> dict[str, dict]:
     return {entry["id"]: entry for entry in json.loads(library.manifest.read_text())["models"]}
 
 
-
 def test_pull_without_a_tag_takes_q4_k_m_and_lists_it(library, hub_files):
     result = library.hearth("pull", GGUF_REPO)
     assert result.returncode == 0, result.stderr
@@ -48,8 +47,9 @@ def test_quant_tag_is_case_insensitive(library):
 
 def test_missing_quant_lists_what_exists(library):
     result = library.hearth("pull", f"{GGUF_REPO}:Q8_0")
-    assert_one_line_failure(result, "no Q8_0 GGUF", "SmolLM2-135M-Instruct-Q4_1",
-                            "SmolLM2-135M-Instruct-Q4_K_M")
+    assert_one_line_failure(
+        result, "no Q8_0 GGUF", "SmolLM2-135M-Instruct-Q4_1", "SmolLM2-135M-Instruct-Q4_K_M"
+    )
     assert pulled(library) == {}
 
 
@@ -63,12 +63,15 @@ def test_split_gguf_is_pulled_as_one_model(library, hub_files):
     entry = pulled(library)["big-Q8_0"]
     assert len(entry["files"]) == 2 and entry["path"].endswith("-00001-of-00002.gguf")
     assert [sha256(Path(f)) for f in entry["files"]] == [
-        sha256(hub_files["part1"]), sha256(hub_files["part2"])]
+        sha256(hub_files["part1"]),
+        sha256(hub_files["part2"]),
+    ]
 
 
 def test_missing_repository_is_one_line(library):
-    assert_one_line_failure(library.hearth("pull", "test/no-such-model"),
-                            "repository not found", "test/no-such-model")
+    assert_one_line_failure(
+        library.hearth("pull", "test/no-such-model"), "repository not found", "test/no-such-model"
+    )
 
 
 def test_no_network_is_one_line(library):
@@ -154,8 +157,9 @@ def test_rm_says_what_it_removes_and_frees_the_files(library):
     assert "removing" in result.stdout and entry["path"] in result.stdout
     assert not Path(entry["path"]).exists() and not blob.exists()
     assert pulled(library) == {}
-    assert_one_line_failure(library.hearth("rm", "SmolLM2-135M-Instruct-Q4_K_M"),
-                            "not a pulled model")
+    assert_one_line_failure(
+        library.hearth("rm", "SmolLM2-135M-Instruct-Q4_K_M"), "not a pulled model"
+    )
 
 
 def tiny_checkpoint(tmp_path_factory) -> dict[str, Path]:
@@ -178,8 +182,10 @@ def test_checkpoint_repository_is_converted_once(library, hub, tmp_path_factory)
     assert entry["converted"] and Path(entry["path"]).is_file()
     assert "converting" in first.stderr
     listing = library.hearth("list").stdout
-    assert any(line.startswith("tiny-llama-Q8_0") and "Q8_0" in line and "llama" in line
-               for line in listing.splitlines()), listing
+    assert any(
+        line.startswith("tiny-llama-Q8_0") and "Q8_0" in line and "llama" in line
+        for line in listing.splitlines()
+    ), listing
     again = library.hearth("pull", "test/tiny-llama:q8_0")
     assert again.returncode == 0 and "converting" not in again.stderr
 
@@ -188,17 +194,17 @@ def test_config_model_is_pulled_on_first_use_and_served(library, tmp_path):
     config = tmp_path / "hearth.toml"
     config.write_text(
         '[[models]]\nid = "remote"\nhf = "test/SmolLM2-135M-Instruct-GGUF:Q4_1"\n'
-        'n_ctx = 1024\ntemperature = 0.0\n'
+        "n_ctx = 1024\ntemperature = 0.0\n"
     )
-    server = start_server(tmp_path, "--config", str(config), "--model", "smollm2",
-                          env=library.env)
+    server = start_server(tmp_path, "--config", str(config), "--model", "smollm2", env=library.env)
     try:
         client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
         cards = {card.id: card for card in client.models.list().data}
         assert cards["remote"].model_extra["state"] == "unloaded"
         assert pulled(library) == {}
         reply = client.chat.completions.create(
-            model="remote", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+            model="remote", messages=[{"role": "user", "content": "Hi"}], max_tokens=8
+        )
         assert reply.model == "remote" and reply.choices[0].message.content
         assert "remote" in pulled(library)
         card = client.models.retrieve("remote")
@@ -225,8 +231,11 @@ def test_pulled_model_whose_file_vanished_is_reported_not_fatal(library, tmp_pat
 
     server = start_server(tmp_path, env=library.env)
     try:
-        warnings = [line for line in server.log().splitlines()
-                    if line.startswith("WARNING") and gone in line]
+        warnings = [
+            line
+            for line in server.log().splitlines()
+            if line.startswith("WARNING") and gone in line
+        ]
         assert len(warnings) == 1 and fetch in warnings[0], server.log()
         assert "smollm2" in warnings[0] and "default" in warnings[0], warnings[0]
         assert httpx.get(f"{server.url}/health").json()["default_model"] == "smollm2"
@@ -234,11 +243,13 @@ def test_pulled_model_whose_file_vanished_is_reported_not_fatal(library, tmp_pat
         assert client.models.retrieve(gone).model_extra["state"] == "missing"
         with pytest.raises(openai.NotFoundError) as refused:
             client.chat.completions.create(
-                model=gone, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+                model=gone, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
         assert refused.value.code == "model_file_missing", refused.value
         assert fetch in refused.value.message and refused.value.param == "model"
         reply = client.chat.completions.create(
-            model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+            model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
         assert reply.choices[0].message.content
     finally:
         server.stop()
@@ -258,12 +269,12 @@ def test_config_model_whose_pulled_file_vanished_is_pulled_again_on_first_use(li
     row = next(line for line in listing.stdout.splitlines() if line.startswith("remote"))
     assert f"{GGUF_REPO}:Q4_1 (pulled on first use)" in row, row
     assert "found twice" not in listing.stderr, listing.stderr
-    server = start_server(tmp_path, "--config", str(config), "--model", "smollm2",
-                          env=library.env)
+    server = start_server(tmp_path, "--config", str(config), "--model", "smollm2", env=library.env)
     try:
         client = openai.OpenAI(base_url=server.api, api_key="none", timeout=300)
         reply = client.chat.completions.create(
-            model="remote", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+            model="remote", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
         assert reply.model == "remote" and reply.choices[0].message.content
         assert Path(pulled(library)["remote"]["path"]).is_file()
     finally:

@@ -4,8 +4,9 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from hearth.prompts import ModelTemplate
 from llama_cpp import Llama
+
+from hearth.prompts import ModelTemplate
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

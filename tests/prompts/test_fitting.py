@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from llama_cpp import Llama
+
 from hearth.prompts import (
     Message,
     ModelChatTemplate,
@@ -11,7 +13,6 @@ from hearth.prompts import (
     RenderedPrompt,
     load_chat_format,
 )
-from llama_cpp import Llama
 
 
 def characters(candidate: RenderedPrompt) -> int:

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from hearth.prompts import (
     Message,
     PromptFileError,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hearth.prompts import Message, TranscriptTemplate, load_chat_format, load_transcript
 from llama_cpp import Llama
+
+from hearth.prompts import Message, TranscriptTemplate, load_chat_format, load_transcript
 
 BOB_HEADER = (
     "This is a transcript of a conversation between a User and an assistant named Bob. Bob is "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from hearth.engine.base import EngineOptions, SamplingParams
 from hearth.engine.model import LlamaModel
 from hearth.engine.sampler import SamplerChain, grammar_parses

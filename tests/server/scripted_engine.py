@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from hearth.engine.base import (
     Finished,
     GenerationEvent,
@@ -140,7 +141,9 @@ def scripted_registry(
     settings = settings or ModelSettings.load({})
     specs = [ModelSpec(name, "test", Path(f"{name}.gguf"), settings) for name in engines]
     return ModelRegistry(
-        ModelLibrary(specs), lambda opts: engines[opts.name], **options  # type: ignore[arg-type]
+        ModelLibrary(specs),
+        lambda opts: engines[opts.name],
+        **options,  # type: ignore[arg-type]
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import re
 
 import pytest
+
 from hearth.server.access_log import JsonFormatter
 
 from .scripted_engine import ScriptedEngine, scripted_client
@@ -27,8 +28,9 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
 
 async def test_request_id_is_echoed_or_made_and_a_forged_one_is_replaced():
     async for client in scripted_client(ScriptedEngine()):
-        given = await client.post("/v1/chat/completions", json=CHAT,
-                                  headers={"X-Request-Id": "client-42.a:b"})
+        given = await client.post(
+            "/v1/chat/completions", json=CHAT, headers={"X-Request-Id": "client-42.a:b"}
+        )
         assert given.headers["x-request-id"] == "client-42.a:b"
         made = await client.get("/health")
         assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
@@ -42,8 +44,9 @@ async def test_request_id_is_echoed_or_made_and_a_forged_one_is_replaced():
 async def test_one_access_line_per_request_with_model_tokens_and_times(caplog, stream):
     caplog.set_level(logging.INFO, logger="hearth.access")
     async for client in scripted_client(ScriptedEngine()):
-        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream},
-                                     headers={"X-Request-Id": "r1"})
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, "stream": stream}, headers={"X-Request-Id": "r1"}
+        )
         assert response.status_code == 200
         refused = await client.post("/v1/chat/completions", json={**CHAT, "model": "nope"})
         assert refused.status_code == 404

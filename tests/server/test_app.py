@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+
 from hearth.engine.errors import GenerationFailed
 from hearth.runtime.settings import ServerSettings
 from hearth.server.app import create_app
@@ -243,8 +244,13 @@ async def test_request_fields_reach_the_engine():
 
 
 async def test_text_content_parts_are_joined(client):
-    message = {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
-    assert (await client.post("/v1/chat/completions", json=chat(messages=[message]))).status_code == 200
+    message = {
+        "role": "user",
+        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+    }
+    assert (
+        await client.post("/v1/chat/completions", json=chat(messages=[message]))
+    ).status_code == 200
 
 
 async def test_completions_stream_and_echo(client):
@@ -277,14 +283,25 @@ async def test_chunked_body_too_large_is_413_without_a_declared_length():
     ("overrides", "param", "named"),
     [
         (
-            {"response_format": {"type": "json_schema", "json_schema": {
-                "name": "x", "schema": {"type": "strng"}}}},
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "strng"}},
+                }
+            },
             "response_format.json_schema.schema",
             "strng",
         ),
         (
-            {"response_format": {"type": "json_schema", "json_schema": {
-                "name": "x", "schema": {"$ref": "#/$defs/Missing", "$defs": {}}}}},
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "x",
+                        "schema": {"$ref": "#/$defs/Missing", "$defs": {}},
+                    },
+                }
+            },
             "response_format.json_schema.schema",
             "Missing",
         ),
@@ -306,6 +323,8 @@ async def test_grammar_and_json_response_format_together_are_400(client):
         json=chat(grammar='root ::= "a"', response_format={"type": "json_object"}),
     )
     assert_openai_error(response, 400)
+
+
 async def test_metrics_count_requests_by_route_and_status(client):
     await client.post("/v1/chat/completions", json=chat())
     await client.post("/v1/chat/completions", json=chat(model="nope"))
@@ -313,7 +332,10 @@ async def test_metrics_count_requests_by_route_and_status(client):
     response = await client.get("/metrics")
     assert response.status_code == 200
     text = response.text
-    assert 'hearth_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in text
+    assert (
+        'hearth_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0'
+        in text
+    )
     assert 'route="/v1/chat/completions",status="404"} 1.0' in text
     assert "/v1/no-such-route" not in text  # unknown paths share one label
     assert 'route="unmatched"' in text
@@ -334,8 +356,11 @@ async def test_more_messages_than_max_messages_is_400_naming_messages():
 
 WEATHER_FUNCTION = {
     "name": "get_weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
 }
 CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
@@ -353,8 +378,11 @@ async def test_legacy_functions_are_answered_with_a_function_call(function_call)
     assert whole.status_code == 200, whole.text
     choice = whole.json()["choices"][0]
     assert choice["finish_reason"] == "function_call"
-    assert choice["message"] == {"role": "assistant", "content": None, "function_call": {
-        "name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": None,
+        "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
     # The functions reached the model as tools; a named function_call forces the call
     # from the first token, otherwise the call grammar waits for the model's opener.
     sent = engine.requests[0]
@@ -366,22 +394,27 @@ async def test_legacy_functions_are_answered_with_a_function_call(function_call)
     calls = [delta["function_call"] for delta in deltas if "function_call" in delta]
     assert calls[0]["name"] == "get_weather"
     assert "".join(call["arguments"] for call in calls) == '{"city": "Paris"}'
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] \
-        == ["function_call"]
+    assert [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]
+    ] == ["function_call"]
 
 
 async def test_legacy_function_turns_in_the_history_are_accepted():
     """A `function` message (a legacy call's result) was refused as an unknown role."""
     history = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None,
-         "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {
+            "role": "assistant",
+            "content": None,
+            "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        },
         {"role": "function", "name": "get_weather", "content": "18 C and sunny"},
     ]
     engine = ScriptedEngine(n_ctx=4096)
     async for client in client_for(engine):
-        response = await client.post("/v1/chat/completions", json=chat(
-            messages=history, functions=[WEATHER_FUNCTION]))
+        response = await client.post(
+            "/v1/chat/completions", json=chat(messages=history, functions=[WEATHER_FUNCTION])
+        )
     assert response.status_code == 200, response.text
     prompt = engine.requests[0].prompt.text
     assert '"city": "Paris"' in prompt and "18 C and sunny" in prompt
@@ -390,10 +423,17 @@ async def test_legacy_function_turns_in_the_history_are_accepted():
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"functions": [WEATHER_FUNCTION],
-          "tools": [{"type": "function", "function": WEATHER_FUNCTION}]}, "functions"),
-        ({"functions": [WEATHER_FUNCTION], "function_call": {"name": "launch_rocket"}},
-         "function_call"),
+        (
+            {
+                "functions": [WEATHER_FUNCTION],
+                "tools": [{"type": "function", "function": WEATHER_FUNCTION}],
+            },
+            "functions",
+        ),
+        (
+            {"functions": [WEATHER_FUNCTION], "function_call": {"name": "launch_rocket"}},
+            "function_call",
+        ),
         ({"function_call": "auto"}, "function_call"),
     ],
 )

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import schemathesis
-from hearth.runtime.settings import ServerSettings
-from hearth.server.app import create_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.core import NOT_SET
+
+from hearth.runtime.settings import ServerSettings
+from hearth.server.app import create_app
 
 from .scripted_engine import ScriptedEngine, scripted_registry
 
@@ -52,7 +53,10 @@ class InProcessApp:
         body = request.get("json", NOT_SET)
         content = request.get("data") if body is NOT_SET else json.dumps(body).encode()
         sent = self.client.request(
-            request["method"], request["url"], content=content, params=request.get("params"),
+            request["method"],
+            request["url"],
+            content=content,
+            params=request.get("params"),
             headers={k: str(v) for k, v in (request.get("headers") or {}).items()},
         )
         return self.loop.run_until_complete(sent)
@@ -61,7 +65,9 @@ class InProcessApp:
         # ensure_ascii writes a lone surrogate as the JSON escape "\ud800", as a client may.
         content = json.dumps(body, ensure_ascii=True).encode()
         headers = {"content-type": "application/json"}
-        return self.loop.run_until_complete(self.client.post(path, content=content, headers=headers))
+        return self.loop.run_until_complete(
+            self.client.post(path, content=content, headers=headers)
+        )
 
     def close(self) -> None:
         self.loop.run_until_complete(self.client.aclose())
@@ -90,11 +96,18 @@ def chat(**overrides: object) -> dict:
 @pytest.mark.parametrize(
     ("path", "body", "param"),
     [
-        ("/v1/chat/completions", chat(messages=[{"role": "user", "content": LONE_SURROGATE}]),
-         "messages[0].content"),
-        ("/v1/chat/completions",
-         chat(messages=[{"role": "user", "content": [{"type": "text", "text": LONE_SURROGATE}]}]),
-         "messages[0].content"),
+        (
+            "/v1/chat/completions",
+            chat(messages=[{"role": "user", "content": LONE_SURROGATE}]),
+            "messages[0].content",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(
+                messages=[{"role": "user", "content": [{"type": "text", "text": LONE_SURROGATE}]}]
+            ),
+            "messages[0].content",
+        ),
         ("/v1/chat/completions", chat(model=LONE_SURROGATE), "model"),
         ("/v1/chat/completions", chat(stop=["ok", "a" + LONE_SURROGATE]), "stop"),
         ("/v1/completions", {"model": "scripted", "prompt": LONE_SURROGATE}, "prompt"),
@@ -109,7 +122,9 @@ def test_lone_surrogate_is_400_naming_the_param_not_500(app, path, body, param):
 @pytest.mark.parametrize("key", ["²", "٣", "1" * 5000, "-1", "1e3", " 7", "12345678901"])
 def test_logit_bias_key_that_is_not_a_plain_token_id_is_400_not_500(app, key):
     """str.isdigit() let "²" and 5,000-digit keys through to int(), which raised: a 500."""
-    assert_openai_error(app.post("/v1/chat/completions", chat(logit_bias={key: 1})), 400, "logit_bias")
+    assert_openai_error(
+        app.post("/v1/chat/completions", chat(logit_bias={key: 1})), 400, "logit_bias"
+    )
 
 
 # ------------------------------------------------------------------ generated bodies
@@ -126,16 +141,53 @@ _message = st.fixed_dictionaries(
     optional={"content": _json | _text, "name": _json},
 )
 _FIELDS = [
-    "model", "prompt", "messages", "max_tokens", "max_completion_tokens", "temperature",
-    "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty",
-    "seed", "stop", "stream", "stream_options", "logit_bias", "n", "logprobs", "echo",
-    "suffix", "user", "response_format", "tools", "input", "instructions", "text",
-    "tool_choice", "max_output_tokens", "previous_response_id", "store", "encoding_format",
-    "dimensions", "content", "tokens", "with_pieces", "add_special",
+    "model",
+    "prompt",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "logit_bias",
+    "n",
+    "logprobs",
+    "echo",
+    "suffix",
+    "user",
+    "response_format",
+    "tools",
+    "input",
+    "instructions",
+    "text",
+    "tool_choice",
+    "max_output_tokens",
+    "previous_response_id",
+    "store",
+    "encoding_format",
+    "dimensions",
+    "content",
+    "tokens",
+    "with_pieces",
+    "add_special",
 ]
 # Every route that takes a JSON body.
-_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings",
-           "/tokenize", "/detokenize"]
+_ROUTES = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/tokenize",
+    "/detokenize",
+]
 _overrides = st.fixed_dictionaries(
     {},
     optional={
@@ -144,10 +196,17 @@ _overrides = st.fixed_dictionaries(
         "logit_bias": st.dictionaries(_text | st.integers().map(str), _json, max_size=2),
     },
 )
-_VALID = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}], "prompt": "Hi",
-          "input": "Hi", "content": "Hi", "tokens": [1]}
+_VALID = {
+    "model": "scripted",
+    "messages": [{"role": "user", "content": "Hi"}],
+    "prompt": "Hi",
+    "input": "Hi",
+    "content": "Hi",
+    "tokens": [1],
+}
 _bodies = st.tuples(st.sampled_from(_ROUTES), st.just(_VALID), _overrides) | st.tuples(
-    st.sampled_from(_ROUTES), _json, st.just({}))
+    st.sampled_from(_ROUTES), _json, st.just({})
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -166,9 +225,16 @@ def test_generated_bodies_never_get_a_5xx_and_errors_have_openai_shape(app, case
 def test_responses_input_messages_without_a_type_are_accepted(app):
     """`{"role", "content"}` items (no `"type": "message"`, as OpenAI allows and the agents
     SDKs send) were refused with a 400 naming 'input.str'."""
-    response = app.post("/v1/responses", {"model": "scripted", "input": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "input_text", "text": "Capital of France?"}]}]})
+    response = app.post(
+        "/v1/responses",
+        {
+            "model": "scripted",
+            "input": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "input_text", "text": "Capital of France?"}]},
+            ],
+        },
+    )
     assert response.status_code == 200, response.text
     assert response.json()["output"][0]["content"][0]["text"] == "Hello, world!"
 
@@ -200,13 +266,14 @@ def test_responses_with_an_empty_input_list_is_400_naming_input(app):
 # with no change here. Schemathesis builds structured values the generic bodies above
 # rarely reach (a tool_choice naming a function, tools, typed input items).
 _SCHEMA = schemathesis.openapi.from_dict(
-    create_app(ServerSettings.load({"web": False}), scripted_registry({"scripted": ScriptedEngine()})).openapi()
+    create_app(
+        ServerSettings.load({"web": False}), scripted_registry({"scripted": ScriptedEngine()})
+    ).openapi()
 )
 
 
 @_SCHEMA.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
-          database=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_schema_generated_requests_never_get_a_5xx(app, case):
     if isinstance(case.body, dict) and isinstance(case.body.get("model"), str):
         case.body["model"] = "scripted"  # past the model lookup, into the route itself
@@ -219,9 +286,14 @@ def test_schema_generated_requests_never_get_a_5xx(app, case):
 
 def test_responses_tool_choice_naming_no_tool_is_400_not_500(app):
     # Found by bench/api_fuzz.py: the chat request refused it inside the route, a 500.
-    response = app.post("/v1/responses", {
-        "model": "scripted", "input": "Hi", "tools": [],
-        "tool_choice": {"type": "function", "name": "missing"},
-    })
+    response = app.post(
+        "/v1/responses",
+        {
+            "model": "scripted",
+            "input": "Hi",
+            "tools": [],
+            "tool_choice": {"type": "function", "name": "missing"},
+        },
+    )
     assert response.status_code == 400, response.text
     assert "missing" in response.json()["error"]["message"]

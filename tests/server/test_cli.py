@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hearth.runtime.library import ModelLibrary
-from hearth.runtime.settings import ServerSettings, bundled_model_path
 
 from hearth.flags import add_settings_flags, settings_from_args
+from hearth.runtime.library import ModelLibrary
+from hearth.runtime.settings import ServerSettings, bundled_model_path
 
 
 def serve(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -75,11 +75,15 @@ def test_default_model_is_the_first_gguf_in_models_else_the_bundled_one(tmp_path
     [
         (lambda d: d / "missing.gguf", "model not found"),
         (lambda d: _write(d / "junk.gguf", b"GGUF" + b"\x07" * 4000), "not a valid GGUF"),
-        (lambda d: _write(d / "cut.gguf", bundled_model_path().read_bytes()[:30_000_000]),
-         "truncated"),
+        (
+            lambda d: _write(d / "cut.gguf", bundled_model_path().read_bytes()[:30_000_000]),
+            "truncated",
+        ),
         # Cut inside the tensor table: gguf-py used to fail with "cannot reshape array".
-        (lambda d: _write(d / "cut-early.gguf", bundled_model_path().read_bytes()[:2_000_000]),
-         "truncated"),
+        (
+            lambda d: _write(d / "cut-early.gguf", bundled_model_path().read_bytes()[:2_000_000]),
+            "truncated",
+        ),
     ],
     ids=["missing", "corrupt", "truncated", "truncated-in-table"],
 )

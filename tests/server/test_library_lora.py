@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gguf
 import pytest
+
 from hearth.runtime.library import ModelLibrary
 from hearth.runtime.settings import ServerSettings
 
@@ -26,11 +27,18 @@ def test_lora_flag_serves_base_plus_adapter_first_and_keeps_the_base(tmp_path: P
     models.mkdir()
     (models / "base.gguf").write_bytes(b"")
     adapter = write_adapter(tmp_path / "my-lora-F16.gguf")
-    library = ModelLibrary.scan(ServerSettings.load(
-        {"models_dir": models, "model": "base", "lora": adapter, "lora_scale": 0.5}))
+    library = ModelLibrary.scan(
+        ServerSettings.load(
+            {"models_dir": models, "model": "base", "lora": adapter, "lora_scale": 0.5}
+        )
+    )
     first, second = library.specs[:2]
     assert (first.id, first.path, first.lora, first.lora_scale) == (
-        "my-lora-F16", models / "base.gguf", adapter, 0.5)
+        "my-lora-F16",
+        models / "base.gguf",
+        adapter,
+        0.5,
+    )
     assert (second.id, second.lora) == ("base", None)
     # Only the adapter model gets the adapter in its engine options.
     assert first.settings.engine_options(first.path, first.id, first.lora).lora == adapter
@@ -43,13 +51,17 @@ def test_config_entry_lora_is_found_in_models_dir(tmp_path: Path) -> None:
     (models / "base.gguf").write_bytes(b"")
     write_adapter(models / "tuned-lora.gguf")
     config = tmp_path / "hearth.toml"
-    config.write_text('[[models]]\nid = "tuned"\npath = "base.gguf"\nlora = "tuned-lora.gguf"\n'
-                      'lora_scale = 0.8\n')
+    config.write_text(
+        '[[models]]\nid = "tuned"\npath = "base.gguf"\nlora = "tuned-lora.gguf"\nlora_scale = 0.8\n'
+    )
     library = ModelLibrary.scan(ServerSettings.load({"models_dir": models}, config))
     tuned = library.get("tuned")
     assert tuned is not None
     assert (tuned.path, tuned.lora, tuned.lora_scale) == (
-        models / "base.gguf", models / "tuned-lora.gguf", 0.8)
+        models / "base.gguf",
+        models / "tuned-lora.gguf",
+        0.8,
+    )
     # An adapter GGUF in models/ is no model by itself.
     assert library.get("tuned-lora") is None
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from hearth.runtime.settings import ServerSettings
 
 from .scripted_engine import ScriptedEngine, scripted_client

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from hearth.engine.base import GenerationRequest, Prompt
 from hearth.runtime.errors import ModelFileMissing, ModelLoadFailed, ModelNotFound, Overloaded
 from hearth.runtime.library import ModelLibrary, ModelSpec
@@ -295,11 +296,14 @@ def test_a_pulled_model_whose_file_is_gone_is_missing_until_pulled_again(tmp_pat
     the default and the missing one answers with the command that fetches it again."""
     settings = ModelSettings.load({})
     gone = tmp_path / "gone.gguf"
-    specs = [ModelSpec("gone", "pulled", gone, settings, pulled_as="o/m:Q4_K_M"),
-             ModelSpec("here", "test", tmp_path / "here.gguf", settings)]
+    specs = [
+        ModelSpec("gone", "pulled", gone, settings, pulled_as="o/m:Q4_K_M"),
+        ModelSpec("here", "test", tmp_path / "here.gguf", settings),
+    ]
     engines = {"gone": CountingEngine(), "here": CountingEngine()}
-    registry = ModelRegistry(ModelLibrary(specs), lambda opts: engines[opts.name],
-                             max_loaded=2, keep_alive=0)
+    registry = ModelRegistry(
+        ModelLibrary(specs), lambda opts: engines[opts.name], max_loaded=2, keep_alive=0
+    )
     assert registry.default_id == "here"
 
     async def scenario() -> None:

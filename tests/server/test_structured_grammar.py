@@ -4,6 +4,7 @@ compiled grammar lets through llama.cpp's grammar sampler (on the bundled model'
 from __future__ import annotations
 
 import pytest
+
 from hearth.engine import grammar as engine_grammar
 from hearth.runtime import structured
 from hearth.server.errors import to_openai
@@ -27,7 +28,10 @@ def test_root_ref_with_nested_refs_in_definitions_compiles():
 
 
 def test_recursive_defs_compile():
-    node = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/N"}}}}
+    node = {
+        "type": "object",
+        "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/N"}}},
+    }
     assert "root ::=" in compile_({"$defs": {"N": node}, "$ref": "#/$defs/N"})
 
 
@@ -64,8 +68,11 @@ def test_raw_grammar_that_does_not_parse_is_invalid_grammar():
     "schema",
     [
         {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-        {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}},
-         "required": ["name"]},
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string", "maxLength": 20}},
+            "required": ["name"],
+        },
         {"type": "object"},  # what response_format json_object compiles
     ],
 )

@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+
 from hearth.prompts import model_template
 from hearth.runtime.settings import ServerSettings
 from hearth.server.app import create_app

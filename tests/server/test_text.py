@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from sse_starlette import ServerSentEvent
+
 from hearth.engine.text import StopMatcher, Utf8Assembler
 from hearth.runtime.pipeline import ReplyTrimmer
 from hearth.server.openai.chat.protocol import ChatChunkChoice, ChatCompletionChunk, ChatDelta
 from hearth.server.openai.streaming import TextChunks
 from hearth.server.streaming import SEP
-from sse_starlette import ServerSentEvent
 
 
 def feed_all(matcher: StopMatcher, pieces: list[str]) -> tuple[list[str], bool]:
@@ -87,8 +88,17 @@ def test_reply_trimmer_strips_both_ends_while_streaming(pieces, expected):
     assert [trimmer.feed(p) for p in pieces] == expected
 
 
-AWKWARD_TEXTS = ["", "plain", ' "quoted" ', "back\\slash", "line\nbreak\ttab\r", "\x00\x1f\x7f",
-                 "été ☃ 🐉 中文", "</script>", "hearth-text-9c1f0e"]
+AWKWARD_TEXTS = [
+    "",
+    "plain",
+    ' "quoted" ',
+    "back\\slash",
+    "line\nbreak\ttab\r",
+    "\x00\x1f\x7f",
+    "été ☃ 🐉 中文",
+    "</script>",
+    "hearth-text-9c1f0e",
+]
 
 
 @pytest.mark.parametrize("text", AWKWARD_TEXTS)

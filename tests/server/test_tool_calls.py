@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+
 from hearth.engine.sampler import grammar_parses
 from hearth.runtime.pipeline import PreparedGeneration
 from hearth.runtime.requests import ChatRequest
@@ -40,7 +41,10 @@ WEATHER = {
         },
     },
 }
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+TIME = {
+    "type": "function",
+    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+}
 
 
 async def stream(plan: ToolPlan, pieces: list[str], reason: str) -> list[dict]:
@@ -55,8 +59,12 @@ async def stream(plan: ToolPlan, pieces: list[str], reason: str) -> list[dict]:
 def request(**fields) -> ChatRequest:
     """A chat completion request as the runtime takes it."""
     return ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": "Weather in Paris?"}],
-         "tools": [WEATHER, TIME], **fields}
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [WEATHER, TIME],
+            **fields,
+        }
     ).to_runtime()
 
 
@@ -115,9 +123,17 @@ def test_auto_has_a_lazy_grammar_and_none_is_not_parsed():
 def test_a_template_that_knows_tools_gets_them_and_the_turns_as_they_are():
     history = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
     ]
     plan = plan_tools(request(messages=history, tool_choice="required"), None, native=True)
@@ -131,9 +147,20 @@ def test_a_template_that_knows_tools_gets_them_and_the_turns_as_they_are():
 def test_history_with_calls_and_results_renders_as_text_turns():
     history = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": '{"city": "Paris", "unit": "c"}',
+                    },
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
     ]
     plan = plan_tools(request(messages=history), None)
@@ -146,7 +173,10 @@ def test_history_with_calls_and_results_renders_as_text_turns():
 def test_reply_with_a_call_becomes_tool_calls_with_json_arguments():
     plan = plan_tools(request(), None)
     message, reason = assistant_reply(
-        plan, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n</tool_call>', "stop"
+        plan,
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}'
+        "\n</tool_call>",
+        "stop",
     )
     assert reason == "tool_calls" and message.content is None
     assert message.tool_calls[0].id.startswith("call_")
@@ -188,13 +218,17 @@ def test_forced_call_cut_off_by_max_tokens_finishes_length_with_the_cut_call():
     message, reason = assistant_reply(plan, cut, "length")
     assert reason == "length" and message.content is None
     assert [(c.function.name, c.function.arguments) for c in message.tool_calls] == [
-        ("get_time", "{}"), ("get_weather", '{"city": "Pa')]
+        ("get_time", "{}"),
+        ("get_weather", '{"city": "Pa'),
+    ]
     streamed = asyncio.run(stream(plan, [cut[:40], cut[40:]], "length"))
     assert [c["choices"][0]["finish_reason"] for c in streamed if c["choices"]][-1] == "length"
     arguments = {}
     for chunk in streamed:
         for call in chunk["choices"][0]["delta"].get("tool_calls", []):
-            arguments[call["index"]] = arguments.get(call["index"], "") + call["function"]["arguments"]
+            arguments[call["index"]] = (
+                arguments.get(call["index"], "") + call["function"]["arguments"]
+            )
     assert arguments == {0: "{}", 1: '{"city": "Pa'}
     # Ended by the model, the same whole call is a plain tool_calls reply.
     message, reason = assistant_reply(plan, whole, "stop")

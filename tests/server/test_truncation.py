@@ -59,9 +59,7 @@ async def test_server_flag_truncation_auto_is_the_default_a_request_can_refuse()
         allowed = await client.post("/v1/chat/completions", json=long_chat())
         assert allowed.status_code == 200
         assert int(allowed.headers["x-hearth-dropped-messages"]) > 0
-        refused = await client.post(
-            "/v1/chat/completions", json=long_chat(truncation="disabled")
-        )
+        refused = await client.post("/v1/chat/completions", json=long_chat(truncation="disabled"))
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "context_length_exceeded"
 

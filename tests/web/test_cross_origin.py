@@ -66,12 +66,17 @@ def app_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def cors_server(tmp_path_factory: pytest.TempPathFactory, app_origin: int) -> Iterator[RunningServer]:
+def cors_server(
+    tmp_path_factory: pytest.TempPathFactory, app_origin: int
+) -> Iterator[RunningServer]:
     running = start_server(
         tmp_path_factory.mktemp("cors"),
-        "--n-ctx", "1024",
-        "--cors-origins", f"http://127.0.0.1:{app_origin}",
-        "--allowed-hosts", f"allowed.{REBIND_NAME}",
+        "--n-ctx",
+        "1024",
+        "--cors-origins",
+        f"http://127.0.0.1:{app_origin}",
+        "--allowed-hosts",
+        f"allowed.{REBIND_NAME}",
     )
     yield running
     running.stop()
@@ -107,7 +112,9 @@ def test_a_listed_origin_streams_a_reply_through_the_preflight(tab, cors_server,
         [f"http://localhost:{cors_server.port}/v1", model_of(cors_server)],
     )
     assert result["status"] == 200
-    assert '"finish_reason":"length"' in result["body"] or '"finish_reason":"stop"' in result["body"]
+    assert (
+        '"finish_reason":"length"' in result["body"] or '"finish_reason":"stop"' in result["body"]
+    )
     assert result["body"].rstrip().endswith("data: [DONE]")
     assert result["requestId"], "X-Request-Id is exposed to the app for its bug reports"
 
@@ -136,4 +143,3 @@ def test_a_rebound_name_gets_403_and_an_allowed_name_is_served(tab, cors_server)
 def test_the_chat_page_itself_is_refused_under_a_rebound_name(tab, cors_server):
     response = tab.goto(f"http://{REBIND_NAME}:{cors_server.port}/")
     assert response is not None and response.status == 403
-

@@ -12,8 +12,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory, gemma_models_dir):
-    server = start_server(tmp_path_factory.mktemp("menu"), "--model", "smollm2", "--models-dir",
-                          str(gemma_models_dir), "--max-loaded-models", "1", "--n-ctx", "1024")
+    server = start_server(
+        tmp_path_factory.mktemp("menu"),
+        "--model",
+        "smollm2",
+        "--models-dir",
+        str(gemma_models_dir),
+        "--max-loaded-models",
+        "1",
+        "--n-ctx",
+        "1024",
+    )
     yield server
     server.stop()
 

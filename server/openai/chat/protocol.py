@@ -1,9 +1,21 @@
-"""The chat completions endpoint's wire format (OpenAI's), and its request in the runtime's terms."""
+"""The chat completions endpoint's wire format (OpenAI's), and its request in runtime terms."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from hearth.runtime.requests import ChatRequest, OutputFormat, Tool, ToolUse
 from hearth.server.openai.protocol import (
@@ -28,17 +40,6 @@ from hearth.server.openai.protocol import (
     _now,
     _SamplingFields,
 )
-from pydantic import (
-    BaseModel,
-    Field,
-    SerializerFunctionWrapHandler,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
 
 
 def _chat_id() -> str:
@@ -95,7 +96,9 @@ class ChatCompletionRequest(_SamplingFields):
         if self.functions is not None and self.tools is not None:
             raise _field_error("functions", "send either functions or tools, not both")
         if self.function_call is not None and self.tool_choice is not None:
-            raise _field_error("function_call", "send either function_call or tool_choice, not both")
+            raise _field_error(
+                "function_call", "send either function_call or tool_choice, not both"
+            )
         if self.function_call is not None and self.functions is None:
             raise _field_error("function_call", "function_call needs functions")
         self.messages = _without_legacy_turns(self.messages)
@@ -105,8 +108,9 @@ class ChatCompletionRequest(_SamplingFields):
         if isinstance(self.function_call, NamedFunction):
             if self.function_call.name not in names:
                 raise _field_error(
-                    "function_call", f"function_call names '{self.function_call.name}', "
-                    "which is not in functions")
+                    "function_call",
+                    f"function_call names '{self.function_call.name}', which is not in functions",
+                )
             self.tool_choice = NamedToolChoice(type="function", function=self.function_call)
         elif self.function_call is not None:
             self.tool_choice = self.function_call
@@ -194,8 +198,11 @@ class ChatCompletionRequest(_SamplingFields):
     def _tool_use(self) -> ToolUse | None:
         if not self.tools:
             return None
-        named = self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) \
+        named = (
+            self.tool_choice.function.name
+            if isinstance(self.tool_choice, NamedToolChoice)
             else None
+        )
         choice = "auto" if named is not None or self.tool_choice is None else self.tool_choice
         return ToolUse(
             tools=tuple(
@@ -232,7 +239,8 @@ def _without_legacy_turns(messages: list[ChatMessage]) -> list[ChatMessage]:
             message = message.model_copy(update={"function_call": None, "tool_calls": [last_call]})
         elif message.role == "function":
             message = message.model_copy(
-                update={"role": "tool", "tool_call_id": last_call.id if last_call else None})
+                update={"role": "tool", "tool_call_id": last_call.id if last_call else None}
+            )
         modern.append(message)
     return modern
 

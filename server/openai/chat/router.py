@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+
 from hearth.runtime.observer import GenerationObserver
 from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect_all, prepare_chat
 from hearth.runtime.registry import ModelRegistry

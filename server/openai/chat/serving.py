@@ -43,9 +43,13 @@ async def chat_chunks(
         usage: Usage | None = None,
         logprobs: ChoiceLogprobs | None = None,
     ) -> ChatCompletionChunk:
-        choices = [] if usage else [
-            ChatChunkChoice(index=choice, delta=delta, finish_reason=finish, logprobs=logprobs)
-        ]
+        choices = (
+            []
+            if usage
+            else [
+                ChatChunkChoice(index=choice, delta=delta, finish_reason=finish, logprobs=logprobs)
+            ]
+        )
         return ChatCompletionChunk(
             id=chunk_id, created=created, model=prepared.model_id, choices=choices, usage=usage
         )

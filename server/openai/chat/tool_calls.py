@@ -52,7 +52,10 @@ def call_deltas(reply: Reply, legacy: bool) -> list[ChatDelta]:
         if legacy:
             deltas += [ChatDelta(function_call=head), ChatDelta(function_call=body)]
             continue
-        deltas.append(ChatDelta(tool_calls=[
-            ToolCallDelta(index=index, id=call.id, type="function", function=head)]))
+        deltas.append(
+            ChatDelta(
+                tool_calls=[ToolCallDelta(index=index, id=call.id, type="function", function=head)]
+            )
+        )
         deltas.append(ChatDelta(tool_calls=[ToolCallDelta(index=index, function=body)]))
     return deltas

@@ -5,6 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
+from pydantic import (
+    BaseModel,
+    Field,
+    field_validator,
+    model_validator,
+)
+
 from hearth.runtime.requests import TextRequest
 from hearth.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
@@ -13,12 +20,6 @@ from hearth.server.openai.protocol import (
     Usage,
     _now,
     _SamplingFields,
-)
-from pydantic import (
-    BaseModel,
-    Field,
-    field_validator,
-    model_validator,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+
 from hearth.runtime.observer import GenerationObserver
 from hearth.runtime.pipeline import PreparedGeneration, collect_all, prepare_completion
 from hearth.runtime.registry import ModelRegistry
@@ -38,7 +39,8 @@ async def create_completion(
             index=index,
             text=echo + whole.text,
             finish_reason=whole.finished.reason,
-            logprobs=None if body.logprobs is None
+            logprobs=None
+            if body.logprobs is None
             else completion_logprobs(whole.logprobs, body.logprobs),
         )
         for index, whole in enumerate(collected)

@@ -31,9 +31,13 @@ async def completion_chunks(
         usage: Usage | None = None,
         logprobs: CompletionLogprobs | None = None,
     ) -> Completion:
-        choices = [] if usage else [
-            CompletionChoice(index=choice, text=text, finish_reason=finish, logprobs=logprobs)
-        ]
+        choices = (
+            []
+            if usage
+            else [
+                CompletionChoice(index=choice, text=text, finish_reason=finish, logprobs=logprobs)
+            ]
+        )
         return Completion(
             id=completion_id, created=created, model=prepared.model_id, choices=choices, usage=usage
         )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from hearth.server.openai.protocol import RequestBody
 from pydantic import BaseModel, field_validator
+
+from hearth.server.openai.protocol import RequestBody
 
 
 class EmbeddingRequest(RequestBody):

@@ -6,6 +6,7 @@ import base64
 
 import numpy as np
 from fastapi import APIRouter
+
 from hearth.engine.base import Prompt
 from hearth.server.openai.embeddings.protocol import (
     Embedding,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from hearth.runtime.registry import ModelListing
 from pydantic import BaseModel, Field
+
+from hearth.runtime.registry import ModelListing
 
 
 def _now() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from hearth.runtime.errors import ModelNotFound
 from hearth.server.openai.models.protocol import ModelCard, ModelList
 from hearth.server.state import Registry

@@ -10,6 +10,18 @@ import time
 import uuid
 from typing import Annotated, Literal
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
 from hearth.runtime.errors import InvalidRequest
 from hearth.server.openai.chat.protocol import ChatCompletionRequest
 from hearth.server.openai.protocol import (
@@ -26,17 +38,6 @@ from hearth.server.openai.protocol import (
     ToolCall,
     ToolDefinition,
 )
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    field_validator,
-)
-from pydantic_core import PydanticCustomError
 
 
 def _id(prefix: str) -> str:
@@ -47,8 +48,11 @@ def _id(prefix: str) -> str:
 
 
 # Chat request fields under the names the Responses API gives them.
-RESPONSES_NAME = {"messages": "input", "max_tokens": "max_output_tokens",
-                  "response_format": "text.format"}
+RESPONSES_NAME = {
+    "messages": "input",
+    "max_tokens": "max_output_tokens",
+    "response_format": "text.format",
+}
 
 
 class InputText(BaseModel):
@@ -121,11 +125,15 @@ def _item_errors(error: ValidationError) -> ValidationError:
         if not str(branch).startswith("list["):
             continue  # the `str` branch: the client sent a list
         # `where` is the item's position, its type's tag, then the path inside the item.
-        path = (*where, "type") if line["type"] == "input_item_type" else (
-            *where[:1], *where[2:])
+        path = (*where, "type") if line["type"] == "input_item_type" else (*where[:1], *where[2:])
         # The message as pydantic wrote it (with no context it is not formatted again).
-        located.append({"type": PydanticCustomError(line["type"], line["msg"]), "loc": path,
-                        "input": line["input"]})
+        located.append(
+            {
+                "type": PydanticCustomError(line["type"], line["msg"]),
+                "loc": path,
+                "input": line["input"],
+            }
+        )
     return ValidationError.from_exception_data(error.title, located) if located else error
 
 
@@ -196,7 +204,7 @@ class ResponseRequest(RequestBody):
         if isinstance(value, list) and not value:
             raise ValueError("input must hold at least one item")
         if not isinstance(value, str | list):
-            raise ValueError("input must be text or a list of input items")  # noqa: TRY004
+            raise ValueError("input must be text or a list of input items")
         try:
             return handler(value)
         except ValidationError as error:
@@ -206,29 +214,34 @@ class ResponseRequest(RequestBody):
 
     def input_messages(self) -> list[ChatMessage]:
         """This request's own turns (instructions and input) as chat messages."""
-        items = [InputMessage(role="user", content=self.input)] if isinstance(
-            self.input, str) else self.input
+        items = (
+            [InputMessage(role="user", content=self.input)]
+            if isinstance(self.input, str)
+            else self.input
+        )
         messages: list[ChatMessage] = []
         for item in items:
             if isinstance(item, InputMessage):
                 messages.append(ChatMessage(role=item.role, content=item.text()))
             elif isinstance(item, FunctionCallItem):
-                call = ToolCall(id=item.call_id,
-                                function=FunctionCall(name=item.name, arguments=item.arguments))
+                call = ToolCall(
+                    id=item.call_id, function=FunctionCall(name=item.name, arguments=item.arguments)
+                )
                 if messages and messages[-1].role == "assistant" and messages[-1].tool_calls:
                     messages[-1].tool_calls.append(call)  # parallel calls: one turn
                 else:
-                    messages.append(ChatMessage(role="assistant", content=None,
-                                                tool_calls=[call]))
+                    messages.append(ChatMessage(role="assistant", content=None, tool_calls=[call]))
             else:
-                messages.append(ChatMessage(role="tool", content=item.output,
-                                            tool_call_id=item.call_id))
+                messages.append(
+                    ChatMessage(role="tool", content=item.output, tool_call_id=item.call_id)
+                )
         return messages
 
     def to_chat(self, history: list[ChatMessage]) -> ChatCompletionRequest:
         """The chat completion request that answers this response."""
-        system = [ChatMessage(role="system", content=self.instructions)] if self.instructions \
-            else []
+        system = (
+            [ChatMessage(role="system", content=self.instructions)] if self.instructions else []
+        )
         fields: dict = {
             "model": self.model,
             "messages": system + history + self.input_messages(),
@@ -237,25 +250,34 @@ class ResponseRequest(RequestBody):
             "top_p": self.top_p,
             # Only when sent: left out, a named tool_choice means one call.
             "parallel_tool_calls": self.parallel_tool_calls
-            if "parallel_tool_calls" in self.model_fields_set else None,
+            if "parallel_tool_calls" in self.model_fields_set
+            else None,
             "response_format": self._response_format(),
             "truncation": self.truncation,
         }
         if self.tools:
             fields["tools"] = [
-                ToolDefinition(type="function", function=FunctionDefinition(
-                    name=t.name, description=t.description, parameters=t.parameters,
-                    strict=t.strict))
+                ToolDefinition(
+                    type="function",
+                    function=FunctionDefinition(
+                        name=t.name,
+                        description=t.description,
+                        parameters=t.parameters,
+                        strict=t.strict,
+                    ),
+                )
                 for t in self.tools
             ]
         if isinstance(self.tool_choice, NamedToolChoiceR):
             fields["tool_choice"] = NamedToolChoice(
-                type="function", function=NamedFunction(name=self.tool_choice.name))
+                type="function", function=NamedFunction(name=self.tool_choice.name)
+            )
         elif self.tool_choice is not None:
             fields["tool_choice"] = self.tool_choice
         try:
             return ChatCompletionRequest.model_validate(
-                {k: v for k, v in fields.items() if v is not None})
+                {k: v for k, v in fields.items() if v is not None}
+            )
         except ValidationError as error:
             # The chat request checks what a response request cannot alone (a tool_choice
             # naming a tool that is not in tools); its complaint is the client's fault, a 400
@@ -270,9 +292,15 @@ class ResponseRequest(RequestBody):
     ) -> TextResponseFormat | JSONObjectResponseFormat | JSONSchemaResponseFormat | None:
         found = self.text.format if self.text else None
         if isinstance(found, TextFormatJSONSchema):
-            return JSONSchemaResponseFormat(type="json_schema", json_schema=JSONSchemaSpec(
-                name=found.name, description=found.description, schema=found.json_schema,
-                strict=found.strict))
+            return JSONSchemaResponseFormat(
+                type="json_schema",
+                json_schema=JSONSchemaSpec(
+                    name=found.name,
+                    description=found.description,
+                    schema=found.json_schema,
+                    strict=found.strict,
+                ),
+            )
         if isinstance(found, TextFormatJSONObject):
             return JSONObjectResponseFormat(type="json_object")
         return None

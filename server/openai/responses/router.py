@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response as HTTPResponse
+from sse_starlette import EventSourceResponse
+
 from hearth.runtime.pipeline import ChatPolicy
 from hearth.server.access_log import observer_of
 from hearth.server.disconnect import unless_disconnected
@@ -12,7 +14,6 @@ from hearth.server.openai.responses.protocol import Response, ResponseRequest
 from hearth.server.openai.responses.store import ResponseStore
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response
-from sse_starlette import EventSourceResponse
 
 router = APIRouter()
 
@@ -31,11 +32,13 @@ async def create_response(
     if body.stream:
         # A client that hangs up while its request waits for the model leaves the model queue.
         prepared, conversation = await unless_disconnected(
-            request, serving.start(registry, store, body, policy, observer))
+            request, serving.start(registry, store, body, policy, observer)
+        )
         source = serving.ResponseStream(body, prepared, store, conversation)
         return stream_response(source, drain=state.drain)
     return await unless_disconnected(
-        request, serving.create(registry, store, body, policy, observer))
+        request, serving.create(registry, store, body, policy, observer)
+    )
 
 
 @router.get("/v1/responses/{response_id}")
@@ -48,4 +51,5 @@ async def delete_response(response_id: str, request: Request) -> HTTPResponse:
     _store(request).delete(response_id)
     return HTTPResponse(
         content=f'{{"id": "{response_id}", "object": "response", "deleted": true}}',
-        media_type="application/json")
+        media_type="application/json",
+    )

@@ -75,9 +75,11 @@ def finish(
         temperature=body.temperature,
         top_p=body.top_p,
         text={"format": body.text.format.model_dump(by_alias=True)}
-        if body.text and body.text.format else {"format": {"type": "text"}},
+        if body.text and body.text.format
+        else {"format": {"type": "text"}},
         tool_choice=body.tool_choice.model_dump()
-        if hasattr(body.tool_choice, "model_dump") else (body.tool_choice or "auto"),
+        if hasattr(body.tool_choice, "model_dump")
+        else (body.tool_choice or "auto"),
         tools=body.tools or [],
         usage=ResponseUsage(
             input_tokens=finished.prompt_tokens,
@@ -88,8 +90,9 @@ def finish(
         metadata=body.metadata or {},
     )
     if body.store:
-        turn = ChatMessage(role="assistant", content=reply.content or None,
-                           tool_calls=wire_calls(reply) or None)
+        turn = ChatMessage(
+            role="assistant", content=reply.content or None, tool_calls=wire_calls(reply) or None
+        )
         store.put(response, [*conversation, turn])
     return response
 
@@ -97,9 +100,12 @@ def finish(
 def output_items(reply: Reply) -> list[OutputItem]:
     items: list[OutputItem] = []
     if reply.content:
-        items.append(OutputMessage(
-            status="incomplete" if reply.end == "length" else "completed",
-            content=[OutputText(text=reply.content)]))
+        items.append(
+            OutputMessage(
+                status="incomplete" if reply.end == "length" else "completed",
+                content=[OutputText(text=reply.content)],
+            )
+        )
     for call in reply.calls:
         items.append(OutputFunctionCall(call_id=call.id, name=call.name, arguments=call.arguments))
     return items
@@ -166,9 +172,13 @@ class ResponseStream:
 
     async def events(self) -> AsyncIterator[dict[str, str]]:
         body, prepared, event = self.body, self.prepared, self.event
-        pending = Response(status="in_progress", model=prepared.model_id,
-                           previous_response_id=body.previous_response_id, store=body.store,
-                           instructions=body.instructions).model_dump()
+        pending = Response(
+            status="in_progress",
+            model=prepared.model_id,
+            previous_response_id=body.previous_response_id,
+            store=body.store,
+            instructions=body.instructions,
+        ).model_dump()
         yield event("response.created", response=pending)
         yield event("response.in_progress", response=pending)
         live = prepared.tools is None or not prepared.tools.active
@@ -182,13 +192,23 @@ class ResponseStream:
             parts.append(item.text)
             if live:
                 if len(parts) == 1:
-                    yield event("response.output_item.added", output_index=0,
-                                item=message.model_dump())
-                    yield event("response.content_part.added", item_id=message.id,
-                                output_index=0, content_index=0,
-                                part=OutputText(text="").model_dump())
-                yield event("response.output_text.delta", item_id=message.id, output_index=0,
-                            content_index=0, delta=item.text)
+                    yield event(
+                        "response.output_item.added", output_index=0, item=message.model_dump()
+                    )
+                    yield event(
+                        "response.content_part.added",
+                        item_id=message.id,
+                        output_index=0,
+                        content_index=0,
+                        part=OutputText(text="").model_dump(),
+                    )
+                yield event(
+                    "response.output_text.delta",
+                    item_id=message.id,
+                    output_index=0,
+                    content_index=0,
+                    delta=item.text,
+                )
         if finished is None:
             raise RuntimeError("the generation ended without finishing")
         response = finish(body, prepared, self.store, self.conversation, "".join(parts), finished)
@@ -214,21 +234,48 @@ async def _item_events(
         else:
             added = item.model_copy(update={"status": "in_progress", "content": []})
             yield event("response.output_item.added", output_index=index, item=added.model_dump())
-            yield event("response.content_part.added", item_id=item.id, output_index=index,
-                        content_index=0, part=OutputText(text="").model_dump())
-            yield event("response.output_text.delta", item_id=item.id, output_index=index,
-                        content_index=0, delta=item.content[0].text)
+            yield event(
+                "response.content_part.added",
+                item_id=item.id,
+                output_index=index,
+                content_index=0,
+                part=OutputText(text="").model_dump(),
+            )
+            yield event(
+                "response.output_text.delta",
+                item_id=item.id,
+                output_index=index,
+                content_index=0,
+                delta=item.content[0].text,
+            )
         text = item.content[0].text
-        yield event("response.output_text.done", item_id=item.id, output_index=index,
-                    content_index=0, text=text)
-        yield event("response.content_part.done", item_id=item.id, output_index=index,
-                    content_index=0, part=item.content[0].model_dump())
+        yield event(
+            "response.output_text.done",
+            item_id=item.id,
+            output_index=index,
+            content_index=0,
+            text=text,
+        )
+        yield event(
+            "response.content_part.done",
+            item_id=item.id,
+            output_index=index,
+            content_index=0,
+            part=item.content[0].model_dump(),
+        )
     else:
         added = item.model_copy(update={"status": "in_progress", "arguments": ""})
         yield event("response.output_item.added", output_index=index, item=added.model_dump())
-        yield event("response.function_call_arguments.delta", item_id=item.id,
-                    output_index=index, delta=item.arguments)
-        yield event("response.function_call_arguments.done", item_id=item.id,
-                    output_index=index, arguments=item.arguments)
+        yield event(
+            "response.function_call_arguments.delta",
+            item_id=item.id,
+            output_index=index,
+            delta=item.arguments,
+        )
+        yield event(
+            "response.function_call_arguments.done",
+            item_id=item.id,
+            output_index=index,
+            arguments=item.arguments,
+        )
     yield event("response.output_item.done", output_index=index, item=item.model_dump())
-
