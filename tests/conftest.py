@@ -5,10 +5,11 @@ second) and torn down at the end. Tests that need other settings start their own
 `start_server`.
 
 Two tiers. `make test-fast` runs every test that needs no server process, no reference
-converter and no browser; `make test` runs them all. A test's tier follows from what it
-uses (see `pytest_collection_modifyitems`): one that takes a server, browser or reference
-fixture, lives in a folder of such tests, or starts a server itself is marked `full`.
-Nothing needs marking by hand.
+converter (nor its source package) and no browser, nor the real-size checkpoint built with
+transformers; `make test` runs them all. A test's tier follows from what it uses (see
+`pytest_collection_modifyitems`): one that takes such a fixture, lives in a folder of such
+tests, or starts a server itself (or through a fixture) is marked `full`. Nothing needs
+marking by hand.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ FULL_TIER_FIXTURES = frozenset(
         "browser",  # Chromium
         "playwright",
         "llama_cpp_reference",  # llama.cpp's converter, from the llama-cpp-python sdist
+        # The tiny checkpoints take their tokenizers from that same source package, through
+        # fixtures they request by family at run time (invisible to the fixture closure).
+        "tiny_models",
+        # A real-size SmolLM2 checkpoint built with transformers (538 MB) and compared with it.
+        "smollm2_hf",
         "library",  # `hearth pull` processes against a loopback hub
     }
 )
@@ -48,16 +54,23 @@ FULL_TIER_FOLDERS = frozenset({"e2e", "web"})
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         folder = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
-        module = getattr(item, "module", None)
-        starts_servers = (
-            getattr(getattr(module, "start_server", None), "__name__", "") == "start_server"
-        )
         if (
             FULL_TIER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
             or folder in FULL_TIER_FOLDERS
-            or starts_servers
+            or _starts_a_server(item)
         ):
             item.add_marker(pytest.mark.full)
+
+
+def _starts_a_server(item: pytest.Item) -> bool:
+    """Whether the test, or a fixture it uses, calls start_server itself."""
+    functions = [getattr(item, "function", None)]
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is not None:
+        functions += [d.func for defs in fixtures.name2fixturedefs.values() for d in defs]
+    return any(
+        "start_server" in getattr(getattr(f, "__code__", None), "co_names", ()) for f in functions
+    )
 
 
 GEMMA = "gemma3-270m-Q4_K_M"  # the second real model's id, from its file name

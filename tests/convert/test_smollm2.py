@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from model_runs import gguf_prompt, llama_cpp_greedy, tensor_bytes, transformers
 
 from hearth.cli import main
 from hearth.convert.verify import verify_conversions
+from tests.conftest import start_server
 
 pytestmark = pytest.mark.slow
 
@@ -139,60 +137,22 @@ def test_safetensors_conversion_does_not_import_torch_and_streams(
     assert int(peak_kib) / 1024 < checkpoint_mib * 0.6
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("hearth.server.cli") is None,
-    reason="the server layer (hearth serve) is not in this checkout",
-)
 def test_hearth_serve_serves_a_converted_model(
     smollm2_gguf: Callable[[str], Path], tmp_path: Path
 ) -> None:
     import httpx
 
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hearth",
-            "serve",
-            "--model",
-            str(smollm2_gguf("q8_0")),
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    request = {
-        "model": "smollm2-q8_0",
-        "max_tokens": 16,
-        "temperature": 0,
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
-    }
+    server = start_server(tmp_path, "--model", str(smollm2_gguf("q8_0")))
     try:
-        deadline = time.monotonic() + 60
-        reply = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                reply = httpx.post(f"{url}/chat/completions", json=request, timeout=30)
-                if reply.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        assert reply is not None and reply.status_code == 200, (tmp_path / "serve.log").read_text()
+        request = {
+            "model": "smollm2-q8_0",
+            "max_tokens": 16,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        }
+        reply = httpx.post(f"{server.api}/chat/completions", json=request, timeout=120)
+        assert reply.status_code == 200, server.log()
         choice = reply.json()["choices"][0]
         assert len(choice["message"]["content"].split()) >= 3 and choice["finish_reason"]
     finally:
-        process.terminate()
-        process.wait(timeout=15)
-        log.close()
+        server.stop()
