@@ -4,7 +4,7 @@
 a test can build one around a registry of scripted engines and the CLI around llama.cpp.
 The default model loads in the background after the server starts listening: /health
 answers 503 meanwhile, and a failure to load it is reported through `on_fatal` so the CLI
-can exit non-zero. Other models load when first asked for (see registry.py).
+can exit non-zero. Other models load when first asked for (see runtime/registry.py).
 """
 
 from __future__ import annotations
