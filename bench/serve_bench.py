@@ -149,7 +149,7 @@ def measure(scenario: Scenario, server: RunningServer) -> dict[str, float | None
         print(f"  {server.name}: failed: {error!r}", file=sys.stderr, flush=True)
         return dict.fromkeys(scenario.metrics)
     return dict(
-        zip(scenario.metrics, values if isinstance(values, tuple) else (values,), strict=True)
+        zip(scenario.metrics, values if isinstance(values, tuple) else (values,), strict=False)
     )
 
 
@@ -192,7 +192,7 @@ def _paired_ratio(metric: str, ours: Rounds, theirs: Rounds) -> str:
     # Higher is better for rates; for times, the ratio says how many times faster we are.
     rate = "tok/s" in metric
     ratios = []
-    for a, b in zip(ours, theirs, strict=True):
+    for a, b in zip(ours, theirs, strict=False):
         mine, peer = a.get(metric), b.get(metric)
         if mine and peer:
             ratios.append(mine / peer if rate else peer / mine)

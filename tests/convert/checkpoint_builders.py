@@ -420,7 +420,7 @@ def meta_copy(hf_folder: Path, dest: Path, n_shards: int = 2) -> Path:
         else:
             axis = 1 if name.endswith(("wo.weight", "w2.weight", "tok_embeddings.weight")) else 0
             pieces = list(torch.chunk(tensor, n_shards, dim=axis))
-        for shard, piece in zip(shards, pieces, strict=True):
+        for shard, piece in zip(shards, pieces, strict=False):
             shard[name] = piece.clone()
     dest.mkdir(parents=True, exist_ok=True)
     for k, shard in enumerate(shards):
