@@ -27,7 +27,7 @@ from hearth.runtime.requests import ToolCall as RuntimeToolCall
 DROPPED_MESSAGES_HEADER = "X-Hearth-Dropped-Messages"
 
 
-def _now() -> int:
+def unix_now() -> int:
     return int(time.time())
 
 
@@ -229,7 +229,7 @@ def _check_logit_bias(bias: dict[str, float] | None) -> dict[str, float] | None:
     return bias
 
 
-class _SamplingFields(RequestBody):
+class SamplingFields(RequestBody):
     """Sampling fields shared by chat and text completions (OpenAI names and ranges)."""
 
     # A sampling field left out (or null) takes the server's default from its settings,

@@ -31,14 +31,14 @@ from hearth.server.openai.protocol import (
     NamedFunction,
     NamedToolChoice,
     ResponseFormat,
+    SamplingFields,
     TextResponseFormat,
     ToolCall,
     ToolChoice,
     ToolDefinition,
     Truncation,
     Usage,
-    _now,
-    _SamplingFields,
+    unix_now,
 )
 
 
@@ -46,7 +46,7 @@ def _chat_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-class ChatCompletionRequest(_SamplingFields):
+class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     model: str
     # Deprecated by OpenAI for tools and tool_choice, and served as them (see
@@ -275,7 +275,7 @@ class ChatChoice(BaseModel):
 class ChatCompletion(BaseModel):
     id: str = Field(default_factory=_chat_id)
     object: Literal["chat.completion"] = "chat.completion"
-    created: int = Field(default_factory=_now)
+    created: int = Field(default_factory=unix_now)
     model: str
     choices: list[ChatChoice]
     usage: Usage

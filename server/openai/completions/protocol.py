@@ -17,9 +17,9 @@ from hearth.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
     Choices,
     FinishReason,
+    SamplingFields,
     Usage,
-    _now,
-    _SamplingFields,
+    unix_now,
 )
 
 
@@ -27,7 +27,7 @@ def _completion_id() -> str:
     return f"cmpl-{uuid.uuid4().hex}"
 
 
-class CompletionRequest(_SamplingFields):
+class CompletionRequest(SamplingFields):
     model: str
     prompt: str | list[str]
     echo: bool | None = False
@@ -87,7 +87,7 @@ class CompletionChoice(BaseModel):
 class Completion(BaseModel):
     id: str = Field(default_factory=_completion_id)
     object: Literal["text_completion"] = "text_completion"
-    created: int = Field(default_factory=_now)
+    created: int = Field(default_factory=unix_now)
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None

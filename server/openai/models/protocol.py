@@ -10,14 +10,14 @@ from pydantic import BaseModel, Field
 from hearth.runtime.registry import ModelListing
 
 
-def _now() -> int:
+def unix_now() -> int:
     return int(time.time())
 
 
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
-    created: int = Field(default_factory=_now)
+    created: int = Field(default_factory=unix_now)
     owned_by: str = "hearth"
     # ---- Hearth extensions: what this id serves --------------------------------------
     prompt: str | None = Field(default=None, description="The chat format this id applies.")
