@@ -62,6 +62,20 @@ class Library:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def interrupt_when_stalled(self, hub: FakeHub, *args: str, **env: str) -> tuple[int, bytes]:
+        """Run `hearth ARGS`, press Ctrl-C once its download stalls half-way, and return its
+        exit status and output (the hub is released whatever happens)."""
+        process = self.popen(*args, **env)
+        try:
+            assert hub.stalled.wait(timeout=120), "the download never reached half-way"
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=60)
+        finally:
+            hub.release.set()
+            if process.poll() is None:
+                process.kill()
+        return process.returncode, output
+
     @property
     def manifest(self) -> Path:
         return self.root / "data" / "hearth" / "pulled.json"

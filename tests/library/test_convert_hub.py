@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -194,16 +193,8 @@ def test_existing_output_is_refused_before_downloading(library: Library, repos) 
 
 def test_interrupted_download_leaves_no_output_file(library: Library, repos) -> None:
     repos.stall.add("model.safetensors")
-    process = library.popen("convert", REPO, "-o", "out.gguf")
-    try:
-        assert repos.stalled.wait(timeout=120), "the download never reached half-way"
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        repos.release.set()
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0
+    status, output = library.interrupt_when_stalled(repos, "convert", REPO, "-o", "out.gguf")
+    assert status != 0
     assert b"Traceback" not in output, output.decode(errors="replace")
     assert [p.name for p in library.root.iterdir() if "gguf" in p.name] == []
 

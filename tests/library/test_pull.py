@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import signal
 import sys
 from pathlib import Path
 
@@ -91,16 +90,8 @@ def test_not_a_repository_id_is_one_line(library):
 def test_interrupted_pull_leaves_nothing_half_written(library, hub):
     fake, _ = hub
     fake.stall.add("SmolLM2-135M-Instruct-Q4_K_M.gguf")
-    process = library.popen("pull", GGUF_REPO)
-    try:
-        assert fake.stalled.wait(timeout=120), "the download never reached half-way"
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-    finally:
-        fake.release.set()
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0
+    status, _ = library.interrupt_when_stalled(fake, "pull", GGUF_REPO)
+    assert status != 0
     assert pulled(library) == {}
     assert "Q4_K_M" not in library.hearth("list").stdout
     # huggingface-hub 2.x downloads into a file unique to the process and deletes it on
@@ -116,16 +107,10 @@ def test_interrupting_the_pull_of_a_checkpoint_stops_at_once(library, hub, tmp_p
     fake.add("test/tiny-llama", tiny_checkpoint(tmp_path_factory))
     fake.stall.add("model.safetensors")
     # No read timeout: the stall lasts until the test ends, as a dead connection can.
-    process = library.popen("pull", "test/tiny-llama:q8_0", HF_HUB_DOWNLOAD_TIMEOUT="600")
-    try:
-        assert fake.stalled.wait(timeout=120), "the download never reached half-way"
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        fake.release.set()
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0
+    status, output = library.interrupt_when_stalled(
+        fake, "pull", "test/tiny-llama:q8_0", HF_HUB_DOWNLOAD_TIMEOUT="600"
+    )
+    assert status != 0
     assert b"Traceback" not in output, output.decode(errors="replace")
     assert pulled(library) == {}
     assert list((library.root / "data").rglob("*.gguf")) == []
