@@ -1,12 +1,12 @@
 """From a request in the runtime's terms (or a `hearth chat` turn) to an admitted generation.
 
 Chat requests go through the chosen chat format (template or transcript); a conversation
-that does not fit the context is refused (400 context_length_exceeded, as OpenAI does)
-unless truncation was asked for, in which case its oldest turns are dropped. Dropping is
-opt-in because a reply to a silently shortened conversation looks right and is not. Text
+that does not fit the context is refused (ContextOverflow, as OpenAI refuses it) unless
+truncation was asked for, in which case its oldest turns are dropped. Dropping is opt-in
+because a reply to a silently shortened conversation looks right and is not. Text
 completions send the prompt as it is. Either way the engine admits the request before any
-response starts, so admission errors (context overflow, a full queue) are ordinary HTTP
-errors.
+reply starts, so admission errors (context overflow, a full queue) reach the caller as
+ordinary errors, before a stream could have begun.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ async def submit_chat(
     truncate: bool = False,
     observer: GenerationObserver = NO_OBSERVER,
 ) -> PreparedGeneration:
-    """The chat pipeline of both the HTTP API and `hearth chat`: render the conversation in
+    """The chat pipeline of every API and of `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
     to fit; without, a conversation that does not fit raises ContextOverflow.
 
