@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from dataclasses import fields
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -276,16 +277,9 @@ class SamplingFields(RequestBody):
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
 
-_SAMPLING_FIELDS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-)
+# The samplers a request may set by name, as the runtime names them (logit_bias is keyed
+# by token id on the wire, so it is converted on its own).
+_SAMPLING_FIELDS = tuple(f.name for f in fields(Sampling) if f.name != "logit_bias")
 
 
 # Choices per request (`n`): each takes a slot, so a few are decoded side by side and the

@@ -159,10 +159,6 @@ class ChatCompletionRequest(SamplingFields):
             return None
         return self.response_format
 
-    def truncates(self, server_default: Truncation) -> bool:
-        """Whether old turns may be dropped to fit: the request's choice, else the server's."""
-        return (self.truncation or server_default) == "auto"
-
     def token_limit(self) -> int | None:
         """max_completion_tokens supersedes the deprecated max_tokens when both are sent."""
         return self.max_completion_tokens or self.max_tokens
