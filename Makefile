@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test test-fast lint format ci browser node bench clean
+.PHONY: setup serve test test-fast lint format ci browser node haproxy bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 
+# The load-balancer tests (tests/deploy) run Debian's haproxy; install it when missing. apt
+# starts it as a service on the default port, which the tests do not use: stop it.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy \
+		&& { service haproxy stop >/dev/null 2>&1 || true; }; }
+
 # The openai-node client tests need Node.js (18 or newer) and the client pinned in
 # tests/node/package-lock.json; Debian's nodejs is installed when node is missing.
 node: tests/node/node_modules/.installed
@@ -34,7 +41,7 @@ tests/node/node_modules/.installed: tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund
 	touch $@
 
-test: setup browser node
+test: setup browser node haproxy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The inner loop: every test that needs no server process, no reference converter and no

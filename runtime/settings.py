@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from copy import copy
 from dataclasses import replace
 from importlib import resources
@@ -359,6 +360,12 @@ class ServerSettings(ModelSettings):
         "context_length_exceeded, 'auto' drops its oldest turns (a request's own "
         "'truncation' field overrides this).",
     )
+    replica_id: str | None = Field(
+        default=None,
+        description="This server's name in the X-Hearth-Replica header of every answer and in "
+        "/health, so an operator behind a load balancer sees where a request went. Default: "
+        "HOST:PORT of this machine (the pod's name in Kubernetes).",
+    )
     web: bool = Field(default=True, description="Serve the chat page at /.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_format: Literal["text", "json"] = Field(
@@ -389,6 +396,9 @@ class ServerSettings(ModelSettings):
                 "origins, or pass --cors-any-origin-with-api-key"
             )
         return self
+
+    def replica_name(self) -> str:
+        return self.replica_id or f"{socket.gethostname()}:{self.port}"
 
     def cors_origin_list(self) -> list[str]:
         return _comma_list(self.cors_origins)

@@ -35,6 +35,7 @@ from hearth.server.openai.models import router as models
 from hearth.server.openai.responses import router as responses
 from hearth.server.openapi import API_ERROR_RESPONSES, HEALTH_RESPONSES, install_openapi
 from hearth.server.origins import install_origin_guards
+from hearth.server.replica import ReplicaHeader
 from hearth.server.security import BodyLimit, require_api_key
 from hearth.server.state import ServerState
 from hearth.server.tokenize import router as tokenize
@@ -110,6 +111,7 @@ def create_app(
     install_origin_guards(app, settings)
     if drain is not None:
         app.add_middleware(DrainGuard, drain=drain)
+    app.add_middleware(ReplicaHeader, replica=settings.replica_name())
     # Outermost, so every answer (a refused Host or body, a 503 while draining included)
     # has an id and a line.
     app.add_middleware(AccessLog, observers=[observe_generation])

@@ -46,6 +46,7 @@ FULL_TIER_FIXTURES = frozenset(
         # A real-size SmolLM2 checkpoint built with transformers (538 MB) and compared with it.
         "smollm2_hf",
         "library",  # `hearth pull` processes against a loopback hub
+        "cluster",  # replicas behind HAProxy (tests/deploy)
     }
 )
 FULL_TIER_FOLDERS = frozenset({"e2e", "web"})

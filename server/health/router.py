@@ -1,11 +1,13 @@
 """Liveness and readiness: 503 until the default model has loaded, then each model's state
-(and the slots, queue and cache of each one that is resident)."""
+(and the slots, queue and cache of each one that is resident), which replica answered, and
+its capacity (server/replica.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from hearth.server.replica import capacity
 from hearth.server.state import server_state
 
 router = APIRouter()
@@ -23,4 +25,8 @@ async def health(request: Request) -> JSONResponse:
     # server (and its tests) read them.
     engine = state.registry.engine_of(state.registry.default_id)
     top = engine.load() if engine is not None else {}
-    return JSONResponse({"status": "ok", **top, **report})
+    replica = {
+        "replica": state.settings.replica_name(),
+        "capacity": capacity(state.settings, state.registry),
+    }
+    return JSONResponse({"status": "ok", **top, **replica, **report})
