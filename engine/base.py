@@ -120,6 +120,8 @@ class EngineOptions:
     # adapters per context, not per sequence), scaled by lora_scale.
     lora: Path | None = None
     lora_scale: float = 1.0
+    # llama.cpp RPC workers (HOST:PORT) holding the offloaded layers; see engine/rpc.py.
+    rpc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

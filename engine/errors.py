@@ -52,3 +52,12 @@ class InvalidTokens(EngineError):
 
 class GrammarRefused(EngineError):
     """A JSON schema llama.cpp's converter cannot compile, or a grammar its parser refuses."""
+
+
+class WorkerUnreachable(EngineError):
+    """An RPC worker a model's layers live on cannot be reached (or its connection broke)."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"RPC worker {endpoint} is unreachable: {reason}")
+        self.endpoint = endpoint
+        self.reason = reason

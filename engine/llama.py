@@ -89,6 +89,7 @@ class LlamaEngine:
         self._embedding: EmbeddingContext | None = None
         self._embedding_lock = threading.Lock()
         self._embedding_requests = 0
+        self._devices: list[dict[str, object]] = []
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class LlamaEngine:
         """Load the model (off the event loop) and start the scheduler thread."""
         self._model = await asyncio.to_thread(LlamaModel, self._options)
         self._info = self._model.info()
+        self._devices = self._model.device_report()
         self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
         self._batch = TokenBatch(self._options.n_batch)
         self._logprobs = LogprobReader(self._model.n_vocab, self._model.piece)
@@ -275,6 +277,7 @@ class LlamaEngine:
             "host_cache_entries": len(self._host_cache),
             "host_cache_bytes": self._host_cache.used,
             "engine": self.stats.as_dict(),
+            **({"devices": self._devices} if self._devices else {}),
         }
 
     # ---- scheduler thread ---------------------------------------------------------------

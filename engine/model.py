@@ -14,7 +14,7 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp import _logger as llama_logger
 
-from hearth.engine import cpu
+from hearth.engine import cpu, rpc
 from hearth.engine.base import EngineOptions, ModelInfo
 from hearth.engine.errors import ModelLoadError
 
@@ -81,6 +81,14 @@ class LlamaModel:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
         model_params.use_extra_bufts = cpu.extra_buffers_allowed(options.amx)
+        self.devices: list[int] = []
+        if options.rpc:
+            self.devices = rpc.add_workers(options.rpc)
+            # Only this model's workers, NULL-terminated; kept alive through the load.
+            self._device_array = (ctypes.c_void_p * (len(self.devices) + 1))(*self.devices, None)
+            model_params.devices = ctypes.cast(self._device_array, ctypes.c_void_p)
+            if options.n_gpu_layers == 0:  # workers given and no count: they take them all
+                model_params.n_gpu_layers = -1
         self.model = llama_cpp.llama_model_load_from_file(str(options.path).encode(), model_params)
         if not self.model:
             raise ModelLoadError(
@@ -167,6 +175,15 @@ class LlamaModel:
             eos_token=self.token_text(llama_cpp.llama_vocab_eos(self.vocab)),
             add_bos=bool(llama_cpp.llama_vocab_get_add_bos(self.vocab)),
         )
+
+    def device_report(self) -> list[dict[str, object]]:
+        """The devices holding this model's layers, with their memory as the load left it:
+        the local CPU (input layer, and the layers not offloaded) and each RPC worker's.
+        Read once, at load: asking a worker again would go over its busy connection."""
+        if not self.devices:
+            return []
+        local = rpc.local_devices()[:1]
+        return [rpc.describe(device).report() for device in local + self.devices]
 
     def _description(self) -> str:
         buffer = ctypes.create_string_buffer(256)

@@ -28,6 +28,11 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "serve a model over the OpenAI API (and the chat page)", "hearth.server.cli"),
     Command("chat", "chat with a model in the terminal", "hearth.chat"),
+    Command(
+        "worker",
+        "lend this machine's memory and compute to a model served elsewhere (llama.cpp RPC)",
+        "hearth.worker",
+    ),
     Command("convert", "convert a PyTorch checkpoint to (quantized) GGUF", "hearth.convert.cli"),
     Command("verify", "compare a converted GGUF against its original", "hearth.convert.verify_cli"),
     Command("pull", "fetch a model from Hugging Face into the library", "hearth.library_cli:pull"),

@@ -95,7 +95,15 @@ class ModelTuning(BaseModel):
         default=None, description="Assistant's label in a transcript prompt."
     )
     n_gpu_layers: int = Field(
-        default=0, ge=-1, description="Layers to offload to the GPU (-1 = all)."
+        default=0,
+        ge=-1,
+        description="Layers to offload to the GPU, or to the --rpc workers (-1 = all; with "
+        "--rpc, 0 also means all).",
+    )
+    rpc: str | None = Field(
+        default=None,
+        description="RPC workers (`hearth worker`) that hold the model's layers: "
+        "HOST:PORT[,HOST:PORT...]. The model then runs in a process of its own.",
     )
     cache_ram_mib: int = Field(
         default=256,
@@ -116,6 +124,15 @@ class ModelTuning(BaseModel):
         gt=0.0,
         description="Default repetition penalty (1.0 = off).",
     )
+
+    @field_validator("rpc")
+    @classmethod
+    def _endpoints(cls, value: str | None) -> str | None:
+        for endpoint in _comma_list(value):
+            host, sep, port = endpoint.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"an RPC worker is HOST:PORT, got {endpoint!r}")
+        return value
 
     def sampling_defaults(self) -> SamplingParams:
         return replace(
@@ -260,6 +277,7 @@ class ModelSettings(HearthSettings, ModelTuning):
             max_queue=getattr(self, "max_queue", 64),
             lora=lora,
             lora_scale=lora_scale,
+            rpc=tuple(_comma_list(self.rpc)),
         )
 
     def model_file(self) -> Path:
@@ -409,3 +427,27 @@ class ServerSettings(ModelSettings):
 
 def _comma_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class WorkerSettings(HearthSettings):
+    """`hearth worker`: lend this machine's memory and compute to a model on another."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to bind. llama.cpp's RPC protocol has no authentication and "
+        "trusts what it is sent: bind a private network's address only.",
+    )
+    port: int = Field(default=50052, ge=1, le=65535, description="Port to listen on.")
+    threads: int = Field(
+        default_factory=physical_cores, ge=1, description="CPU threads (default: physical cores)."
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Folder where the worker keeps the tensors it was sent, so that a model "
+        "loaded again is read from disk here instead of over the network.",
+    )
+    allow_public_bind: bool = Field(
+        default=False,
+        description="Bind an address that is not loopback or private (0.0.0.0 included): "
+        "anyone who reaches the port can run code paths of llama.cpp on this machine.",
+    )
