@@ -108,6 +108,10 @@ class LlamaEngine:
         return len(self._waiting) + sum(len(job.followers) for job in jobs)
 
     @property
+    def failure(self) -> Exception | None:
+        return None  # in process: a failure that ends the engine ends the server
+
+    @property
     def info(self) -> ModelInfo:
         if self._info is None:
             raise NotStarted("The model is still loading.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
 
@@ -41,10 +42,14 @@ def run(args: argparse.Namespace) -> int:
     except RpcUnavailable as missing:
         print(f"hearth: {missing}", file=sys.stderr)
         return 1
+    try:  # ggml's server takes an IPv4 address only
+        address = socket.getaddrinfo(settings.host, None, socket.AF_INET)[0][4][0]
+    except socket.gaierror:
+        print(f"hearth: {settings.host} has no IPv4 address to bind", file=sys.stderr)
+        return 2
     if settings.cache_dir is not None:
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    endpoint = f"{host}:{settings.port}"
+    endpoint = f"{address}:{settings.port}"
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())

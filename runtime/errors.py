@@ -96,6 +96,13 @@ class Overloaded(HearthError):
         self.retry_after = retry_after
 
 
+class WorkerUnreachable(Overloaded):
+    """An RPC worker holding the model's layers does not answer: the model cannot serve until
+    it does (then it is loaded again), and the other models go on."""
+
+    code = "rpc_worker_unreachable"
+
+
 class Draining(Overloaded):
     """The server is shutting down: it finishes running requests and takes no new ones."""
 
@@ -157,6 +164,11 @@ def _(error: engine.QueueFull) -> HearthError:
 @from_engine.register
 def _(error: engine.InvalidTokens) -> HearthError:
     return InvalidRequest(error.message, param="tokens")
+
+
+@from_engine.register
+def _(error: engine.WorkerUnreachable) -> HearthError:
+    return WorkerUnreachable(error.message, retry_after=5)
 
 
 @from_engine.register

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hearth.engine.base import Engine, EngineOptions
+from hearth.engine.isolated import IsolatedEngine
 from hearth.engine.llama import LlamaEngine
 from hearth.runtime.library import ModelLibrary
 from hearth.runtime.pull import pull_for_config
@@ -22,7 +24,13 @@ def build_registry(settings: ModelSettings) -> ModelRegistry:
         serving = {"keep_alive": 0.0}  # hearth chat: its one model stays loaded
     return ModelRegistry(
         ModelLibrary.scan(settings),
-        LlamaEngine,
+        engine_for,
         puller=lambda spec: pull_for_config(spec, settings),
         **serving,
     )
+
+
+def engine_for(options: EngineOptions) -> Engine:
+    """llama.cpp in this process; a model on RPC workers in a process of its own, since
+    ggml's RPC client aborts its process when a worker goes away (engine/isolated.py)."""
+    return IsolatedEngine(options) if options.rpc else LlamaEngine(options)

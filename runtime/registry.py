@@ -39,6 +39,7 @@ from typing import Literal
 import psutil
 
 from hearth.engine.base import Engine, EngineOptions, ModelInfo, SamplingParams
+from hearth.engine.errors import WorkerUnreachable as EngineWorkerUnreachable
 from hearth.prompts import TEMPLATE, bundled_prompts, load_chat_format
 from hearth.prompts.base import ChatFormat, ModelTemplate
 from hearth.runtime.errors import (
@@ -47,6 +48,7 @@ from hearth.runtime.errors import (
     ModelLoadFailed,
     ModelNotFound,
     Overloaded,
+    from_engine,
 )
 from hearth.runtime.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
 from hearth.runtime.model_queue import ModelQueue
@@ -240,6 +242,8 @@ class ModelRegistry:
         requests keeps the model resident. Cancel the task to give up a place in the queue.
         """
         entry, variant = self._split(model_id)
+        if entry.state == "loaded" and entry.engine is not None and entry.engine.failure:
+            await self._drop_stopped(entry)
         await self._take_turn(entry)
         try:
             entry.last_used = time.monotonic()
@@ -262,6 +266,15 @@ class ModelRegistry:
             except BaseException:
                 entry.pins -= 1
                 raise
+
+    async def _drop_stopped(self, entry: _Entry) -> None:
+        """An engine that stopped on its own (its RPC worker went away) is let go; the
+        request then loads the model again, which fails fast while the worker is away."""
+        async with self._load_lock:
+            if entry.engine is not None and entry.engine.failure:
+                log.warning("model %s stopped (%s); loading it again", entry.spec.id,
+                            entry.engine.failure)  # fmt: skip
+                await self._unload(entry)
 
     def _has_room(self, entry: _Entry) -> bool:
         """`entry` is resident, or loading it now unloads at most idle models."""
@@ -347,6 +360,8 @@ class ModelRegistry:
             entry.formats.clear()
             entry.error = _one_line(failure)
             log.error("cannot load %s: %s", entry.spec.id, entry.error)
+            if isinstance(failure, EngineWorkerUnreachable):  # 503: it loads once it answers
+                raise from_engine(failure) from None
             raise ModelLoadFailed(entry.spec.id, entry.error) from None
         entry.state = "loaded"
         entry.load_seconds = time.monotonic() - started
@@ -420,6 +435,8 @@ class ModelRegistry:
             report: dict[str, object] = {"state": entry.state}
             if entry.error:
                 report["error"] = entry.error
+            if entry.engine is not None and entry.engine.failure:
+                report["state"], report["error"] = "failed", str(entry.engine.failure)
             if entry.load_seconds is not None:
                 report["load_seconds"] = round(entry.load_seconds, 2)
             if entry.engine is not None and entry.engine.ready:

@@ -92,6 +92,8 @@ class ScriptedEngine:
     def active(self) -> int:
         return sum(not g.done and not g.cancelled for g in self.generations)
 
+    failure: Exception | None = None  # set by a test: the engine stopped on its own
+
     def count_tokens(self, prompt: Prompt) -> int:
         return len(prompt.text.split())
 
