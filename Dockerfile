@@ -2,6 +2,8 @@
 #
 #   docker build -t hearth .
 #   docker run -p 8080:8080 -v "$PWD/models:/models" hearth
+#   docker run --network private-net --entrypoint hearth hearth \
+#     worker --host 0.0.0.0 --allow-public-bind   # an RPC worker: private networks only
 #
 # GPU builds pass llama.cpp's CMake flags and a CUDA base image, for example:
 #   docker build --build-arg CMAKE_ARGS=-DGGML_CUDA=on \
@@ -14,7 +16,9 @@ ARG RUNTIME_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BUILD_IMAGE} AS build
 ARG CMAKE_ARGS=""
-ENV CMAKE_ARGS=${CMAKE_ARGS} PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# llama.cpp's RPC backend is always built (hearth worker, --rpc); no pip cache, so no wheel
+# built without it can come back.
+ENV CMAKE_ARGS="-DGGML_RPC=on ${CMAKE_ARGS}" PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \

@@ -3,17 +3,29 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test test-fast lint format ci browser node haproxy bench clean
+.PHONY: setup serve test test-fast lint format ci browser node haproxy image-check bench clean
 
 setup: $(VENV)/.installed
 
 # Builds llama.cpp through llama-cpp-python on first install (about 6 minutes on 2 cores;
 # pip caches the wheel, so later installs take seconds). Set CMAKE_ARGS=-DGGML_CUDA=on to
-# build with CUDA.
+# build with CUDA. llama.cpp is always built with its RPC backend (hearth worker, --rpc).
+# pip reuses a wheel it built before whatever CMAKE_ARGS says, so a wheel cached without
+# RPC would come back: when the installed one lacks RPC, that wheel leaves pip's cache and
+# llama-cpp-python is built again (and cached, with RPC).
+LLAMA_CMAKE_ARGS = -DGGML_RPC=on $(CMAKE_ARGS)
+LLAMA_PIN = $$(grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml | head -1)
+HAS_RPC = $(BIN)/python -c 'from hearth.engine.rpc import rpc_library; rpc_library()'
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -e '.[dev]'
+	$(HAS_RPC) 2>/dev/null || { \
+		$(BIN)/python -m pip cache remove 'llama_cpp_python*' || true; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --force-reinstall \
+			--no-deps "$(LLAMA_PIN)"; }
+	$(HAS_RPC)
 	touch $@
 
 serve: setup
@@ -61,6 +73,15 @@ format: setup
 
 # What CI runs: the lint, then the README's test command.
 ci: lint test
+
+# The image itself, checked rather than only linted (outside `make test`; about 12 minutes
+# on 2 cores): buildah builds the Dockerfile from a Debian base made with debootstrap, runs
+# it, and asks the running container for /health and a chat (deploy/image-check.sh).
+image-check:
+	@{ command -v buildah && command -v debootstrap && command -v curl; } >/dev/null 2>&1 || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+			buildah debootstrap curl; }
+	bash deploy/image-check.sh
 
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[bench]'
