@@ -11,8 +11,9 @@ setup: $(VENV)/.installed
 # pip caches the wheel, so later installs take seconds). Set CMAKE_ARGS=-DGGML_CUDA=on to
 # build with CUDA. llama.cpp is always built with its RPC backend (hearth worker, --rpc).
 # pip reuses a wheel it built before whatever CMAKE_ARGS says, so a wheel cached without
-# RPC would come back: when the installed one lacks RPC, that wheel leaves pip's cache and
-# llama-cpp-python is built again (and cached, with RPC).
+# RPC would come back. When the installed one lacks RPC (a virtualenv from before), it is
+# installed again from pip's cache, which may hold one built with RPC; when that one lacks
+# it too, it leaves pip's cache and llama-cpp-python is built again (and cached, with RPC).
 LLAMA_CMAKE_ARGS = -DGGML_RPC=on $(CMAKE_ARGS)
 LLAMA_PIN = $$(grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml | head -1)
 HAS_RPC = $(BIN)/python -c 'from hearth.engine.rpc import rpc_library; rpc_library()'
@@ -21,6 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -e '.[dev]'
+	$(HAS_RPC) 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		$(BIN)/python -m pip install --force-reinstall --no-deps "$(LLAMA_PIN)"
 	$(HAS_RPC) 2>/dev/null || { \
 		$(BIN)/python -m pip cache remove 'llama_cpp_python*' || true; \
 		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --force-reinstall \

@@ -270,10 +270,9 @@ class IsolatedEngine:
             pass
         if self._closing:
             return
-        cause = self._cause_of_death()
-        if self.failure is None:
-            self.failure = cause
-        log.error("model %s stopped: %s", self._options.name, self.failure.message)
+        self.failure = self.failure or self._cause_of_death()
+        if self._info is not None:  # a load that failed was reported by its own error
+            log.error("model %s stopped: %s", self._options.name, self.failure.message)
         for future in list(self._calls.values()):
             if not future.done():
                 future.set_exception(self.failure)
