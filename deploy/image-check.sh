@@ -50,6 +50,8 @@ cleanup() {
     "${BUILDAH[@]}" rm "$container" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+"${BUILDAH[@]}" run --isolation chroot "$container" -- python3 -c \
+    'from hearth.engine.rpc import rpc_library; rpc_library(); print("llama.cpp has RPC")'
 setsid "${BUILDAH[@]}" run --isolation chroot "$container" -- \
     hearth serve --host 127.0.0.1 --port "$PORT" > "$WORK/serve.log" 2>&1 &
 server=$!
