@@ -13,10 +13,11 @@ import io
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,14 +30,14 @@ START_DEADLINE = 240.0
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def wait_for(condition, what: str, deadline: float = START_DEADLINE, every: float = 0.1) -> None:
+def wait_for(
+    condition: Callable[[], bool], what: str, deadline: float = START_DEADLINE, every: float = 0.1
+) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if condition():
