@@ -42,11 +42,13 @@ from hearth.runtime.errors import (
     from_engine,
 )
 from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
+from hearth.runtime.reasoning import ReasoningStyle
 from hearth.runtime.registry import ModelHandle
 from hearth.runtime.requests import ChatRequest, TextRequest, Truncation
 from hearth.runtime.settings import ServerSettings
 from hearth.runtime.structured import output_grammar, raw_grammar
 from hearth.runtime.tools.plan import ToolPlan, plan_tools
+from hearth.runtime.tools.reply import Reply, ReplyReader, read_reply
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -62,10 +64,20 @@ class PreparedGeneration:
     tools: ToolPlan | None = None  # how to read tool calls out of the reply
     logprobs: int | None = field(default=None)  # the alternatives asked for per token
     observer: GenerationObserver = NO_OBSERVER
+    # How the model marks its reasoning (None: the reply is all content).
+    reasoning: ReasoningStyle | None = None
 
     @property
     def generation(self) -> Generation:
         return self.generations[0]
+
+    def reader(self) -> ReplyReader:
+        """A reader for one choice's streamed reply (reasoning, content, calls)."""
+        return ReplyReader(self.tools, self.reasoning)
+
+    def read(self, text: str, reason: str) -> Reply:
+        """One choice's whole reply, read."""
+        return read_reply(self.tools, text, reason, self.reasoning)
 
     def cancel(self) -> None:
         for generation in self.generations:

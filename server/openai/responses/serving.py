@@ -17,7 +17,7 @@ from hearth.runtime.errors import DrainTimeout
 from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
 from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect, prepare_chat
 from hearth.runtime.registry import ModelRegistry
-from hearth.runtime.tools.reply import Reply, read_reply
+from hearth.runtime.tools.reply import Reply
 from hearth.server.errors import to_openai
 from hearth.server.openai.chat.tool_calls import wire_calls
 from hearth.server.openai.protocol import ChatMessage
@@ -60,7 +60,7 @@ def finish(
     text: str,
     finished: Finished,
 ) -> Response:
-    reply = read_reply(prepared.tools, text, finished.reason)
+    reply = prepared.read(text, finished.reason)
     cut = reply.end == "length"
     response = Response(
         status="incomplete" if cut else "completed",
