@@ -179,14 +179,21 @@ class ModelRegistry:
         return list(self._entries)
 
     def _split(self, model_id: str) -> tuple[_Entry, str | None]:
-        entry = self._entries.get(model_id)
-        if entry is not None:
-            return entry, None
+        """The model a name means, and the chat format it picks (`ID:NAME`). Models' own
+        ids are tried before anyone's aliases, so a catch-all pattern never shadows an id."""
         base, _, variant = model_id.rpartition(":")
-        entry = self._entries.get(base)
-        if entry is None or not variant or variant not in self._variants(entry):
-            raise ModelNotFound(model_id, self.ids())
-        return entry, variant
+        for named in (self._entries.get, self._aliased):
+            entry = named(model_id)
+            if entry is not None:
+                return entry, None
+            entry = named(base) if base and variant else None
+            if entry is not None and variant in self._variants(entry):
+                return entry, variant
+        raise ModelNotFound(model_id, self.ids())
+
+    def _aliased(self, name: str) -> _Entry | None:
+        """The first model, in library order, whose aliases take the name."""
+        return next((e for e in self._entries.values() if e.spec.answers_to(name)), None)
 
     def _variants(self, entry: _Entry) -> list[str]:
         names = sorted(bundled_prompts())
@@ -279,9 +286,11 @@ class ModelRegistry:
 
     def _handle(self, entry: _Entry, model_id: str, variant: str | None) -> ModelHandle:
         assert entry.engine is not None
-        fmt = entry.formats.get(model_id)
+        # Keyed by the model's own id, not the name sent: an alias pattern takes any number.
+        key = f"{entry.spec.id}:{variant}" if variant else entry.spec.id
+        fmt = entry.formats.get(key)
         if fmt is None:
-            fmt = entry.formats[model_id] = self._chat_format(entry, variant)
+            fmt = entry.formats[key] = self._chat_format(entry, variant)
         return ModelHandle(
             id=model_id,
             model=entry.spec.id,

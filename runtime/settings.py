@@ -159,6 +159,11 @@ class ModelEntry(_TuningOverrides):  # type: ignore[misc, valid-type]
         "makes one from a PEFT folder); the id then serves base + adapter.",
     )
     lora_scale: float | None = Field(default=None, description="The adapter's strength (1.0).")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Other names clients may send for this model; glob patterns allowed "
+        "(['claude-*'] serves every Claude model name with it).",
+    )
 
     @field_validator("id")
     @classmethod
@@ -221,6 +226,11 @@ class ModelSettings(HearthSettings, ModelTuning):
     alias: str | None = Field(
         default=None, description="Model id in the API. Default: the file name without .gguf."
     )
+    aliases: str | None = Field(
+        default=None,
+        description="Other names clients may send for the default model, comma-separated; "
+        "glob patterns allowed ('claude-*' sends every Claude model name to it).",
+    )
     lora: Path | None = Field(
         default=None,
         description="A GGUF LoRA adapter (hearth convert makes one from a PEFT folder): base "
@@ -260,6 +270,9 @@ class ModelSettings(HearthSettings, ModelTuning):
             lora=lora,
             lora_scale=lora_scale,
         )
+
+    def alias_list(self) -> list[str]:
+        return _comma_list(self.aliases)
 
     def model_file(self) -> Path:
         """The GGUF --model names as a file (a path, or a name in --models-dir). Raises
