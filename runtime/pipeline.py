@@ -51,6 +51,9 @@ from hearth.runtime.structured import output_grammar, raw_grammar
 from hearth.runtime.tools.plan import ToolPlan, plan_tools
 from hearth.runtime.tools.reply import Reply, ReplyReader, read_reply
 
+# A request that leaves a thinking model's reasoning to the model's default.
+NO_THINKING_CHOICE = Thinking()
+
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
 DEFAULT_REPLY_ROOM = 512
@@ -201,7 +204,7 @@ async def submit_chat(
     logprobs: int | None = None,
     truncate: bool = False,
     observer: GenerationObserver = NO_OBSERVER,
-    thinking: Thinking = Thinking(),
+    thinking: Thinking = NO_THINKING_CHOICE,
     template_kwargs: Mapping[str, object] | None = None,
     think_before_grammar: bool = False,
 ) -> PreparedGeneration:
