@@ -230,11 +230,15 @@ class ResponseStream:
 
 class LiveItems:
     """The output items streamed while the reply is generated: its reasoning, then its
-    text, each opened (output_item.added, content_part.added) at its first piece."""
+    text, each opened (output_item.added, content_part.added) at its first piece. The
+    reasoning item is closed when the text begins, as OpenAI sends them: one item at a time.
+    """
 
     def __init__(self, event: EventWriter) -> None:
         self.event = event
         self.ids: dict[str, tuple[int, str]] = {}  # piece kind: (output index, item id)
+        self.texts: dict[str, list[str]] = {}
+        self.closed: set[str] = set()
 
     def piece(
         self, piece: Piece, index: int | None = None, item: OutputItem | None = None
@@ -242,11 +246,36 @@ class LiveItems:
         """A piece's delta, after the opening events of its item if it is the first."""
         sent = []
         if piece.kind not in self.ids:
-            sent = self._open(piece.kind, len(self.ids) if index is None else index, item)
+            sent += self.close("reasoning") if "reasoning" in self.ids else []
+            sent += self._open(piece.kind, len(self.ids) if index is None else index, item)
+        self.texts[piece.kind].append(piece.text)
         at, item_id = self.ids[piece.kind]
         kind = "reasoning_text" if piece.kind == "reasoning" else "output_text"
         delta = {"item_id": item_id, "output_index": at, "content_index": 0}
         return [*sent, self.event(f"response.{kind}.delta", **delta, delta=piece.text)]
+
+    def close(self, kind: str, item: OutputItem | None = None) -> list[dict[str, str]]:
+        """The closing events of a streamed item (once): its text done, its part, itself."""
+        if kind in self.closed:
+            return []
+        self.closed.add(kind)
+        index, item_id = self.ids[kind]
+        if item is None:
+            text = "".join(self.texts[kind])
+            item = (
+                OutputReasoning(id=item_id, content=[ReasoningText(text=text)])
+                if kind == "reasoning"
+                else OutputMessage(id=item_id, content=[OutputText(text=text)])
+            )
+        item.id = item_id
+        part = item.content[0]
+        where = {"item_id": item_id, "output_index": index, "content_index": 0}
+        text_kind = "reasoning_text" if kind == "reasoning" else "output_text"
+        return [
+            self.event(f"response.{text_kind}.done", **where, text=part.text),
+            self.event("response.content_part.done", **where, part=part.model_dump()),
+            self.event("response.output_item.done", output_index=index, item=item.model_dump()),
+        ]
 
     def _open(self, kind: str, index: int, item: OutputItem | None) -> list[dict[str, str]]:
         if item is None:
@@ -254,6 +283,7 @@ class LiveItems:
         opened = item.model_copy(update={"status": "in_progress", "content": []})
         part = ReasoningText(text="") if kind == "reasoning" else OutputText(text="")
         self.ids[kind] = (index, item.id)
+        self.texts[kind] = []
         return [
             self.event("response.output_item.added", output_index=index, item=opened.model_dump()),
             self.event(
@@ -289,29 +319,7 @@ def _item_events(
             event("response.output_item.done", output_index=index, item=item.model_dump()),
         ]
     kind = "reasoning" if isinstance(item, OutputReasoning) else "content"
-    text_kind = "reasoning_text" if kind == "reasoning" else "output_text"
-    sent = []
     if kind in live.ids:
         item.id = live.ids[kind][1]  # the id its deltas went out under
-    else:
-        sent = live.piece(Piece(kind, item.content[0].text), index=index, item=item)
-    text = item.content[0].text
-    part = item.content[0].model_dump()
-    sent += [
-        event(
-            f"response.{text_kind}.done",
-            item_id=item.id,
-            output_index=index,
-            content_index=0,
-            text=text,
-        ),
-        event(
-            "response.content_part.done",
-            item_id=item.id,
-            output_index=index,
-            content_index=0,
-            part=part,
-        ),
-        event("response.output_item.done", output_index=index, item=item.model_dump()),
-    ]
-    return sent
+        return live.close(kind, item)
+    return live.piece(Piece(kind, item.content[0].text), index, item) + live.close(kind, item)
