@@ -9,8 +9,6 @@ makes its reply take the thinking shape; everything after the grammar is the rea
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,48 +16,12 @@ import httpx
 import openai
 import pytest
 
-from hearth.runtime.settings import bundled_model_path
-from tests.conftest import RunningServer, start_server
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "convert"))
-import reference_sources
+from tests.conftest import R1_TEMPLATE, RunningServer, start_server, with_template
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 # The thinking shape: a short thought in tags, then a short answer.
 THINKING = r'root ::= "<think>\n" [a-z ,]{5,60} "\n</think>\n\n" [A-Za-z ,.]{1,40}'
 QWEN3_TEMPLATE = "Qwen-Qwen3-0.6B.jinja"
-R1_TEMPLATE = "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja"
-
-
-@pytest.fixture(scope="session")
-def real_templates(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
-    """llama.cpp's models/templates/, from the llama-cpp-python source package (shared with
-    the convert tests' cached copy)."""
-    cache = getattr(request.config, "cache", None)
-    root = Path(cache.mkdir("hearth-convert-v1")) if cache else tmp_path_factory.mktemp("sdist")
-    try:
-        script = reference_sources.llama_cpp_reference(root / "llama-cpp-python-sdist")
-    except reference_sources.SourceUnavailable as missing:
-        pytest.skip(str(missing))
-    return script.parent / "models" / "templates"
-
-
-def with_template(template: Path, out: Path) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gguf.scripts.gguf_new_metadata",
-            "--force",
-            "--chat-template-file",
-            str(template),
-            str(bundled_model_path()),
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 @pytest.fixture(scope="session")
