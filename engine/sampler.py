@@ -73,6 +73,7 @@ class SamplerChain:
         self._logits = LogitsRows(n_vocab)
         self._n_vocab = n_vocab
         self.grammar = None
+        self._greedy = None  # the fallback pick of a grammar-bound draw (_sample_grammar)
         if grammar is not None and not self._attach(grammar, vocab):
             raise ValueError("llama.cpp could not parse the grammar")
 
@@ -82,6 +83,8 @@ class SamplerChain:
             return False
         self._candidates = _Candidates(self._n_vocab)
         self._probe = _Candidates(1)
+        if self._greedy is None:
+            self._greedy = llama_cpp.llama_sampler_init_greedy()
         return True
 
     def constrain(self, grammar: str, vocab: llama_cpp.llama_vocab_p, written: list[int]) -> bool:
@@ -116,10 +119,25 @@ class SamplerChain:
             token = self._candidates.choose(row, (self.handle,))
         if not self._allows(token):
             token = self._candidates.choose(row, (self.grammar, self.handle))
+            if not self._allows(token):
+                # The request's other samplers (a logit_bias of -100) removed every token
+                # the grammar allows: the chain then picks a token the grammar refuses, and
+                # llama.cpp aborts the whole process on accepting it. The grammar wins.
+                token = self._candidates.choose(row, (self.grammar, self._greedy))
         if not self.argmax_only:
             llama_cpp.llama_sampler_accept(self.handle, token)
         llama_cpp.llama_sampler_accept(self.grammar, token)
         return token
+
+    def force(self, token: int) -> bool:
+        """Take `token` as if drawn (an inserted text's), or False when the grammar refuses it."""
+        if self.grammar is not None:
+            if not self._allows(token):
+                return False
+            llama_cpp.llama_sampler_accept(self.grammar, token)
+        if not self.argmax_only:
+            llama_cpp.llama_sampler_accept(self.handle, token)
+        return True
 
     def _allows(self, token: int) -> bool:
         self._probe.view["id"] = token
@@ -139,6 +157,9 @@ class SamplerChain:
         if self.grammar:
             llama_cpp.llama_sampler_free(self.grammar)
             self.grammar = None
+        if self._greedy:
+            llama_cpp.llama_sampler_free(self._greedy)
+            self._greedy = None
 
 
 class _Candidates:

@@ -12,7 +12,7 @@ ordinary errors, before a stream could have begun.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hearth.engine.base import (
@@ -20,6 +20,7 @@ from hearth.engine.base import (
     Generation,
     GenerationEvent,
     GenerationRequest,
+    InsertText,
     Prompt,
     SamplingParams,
     TextDelta,
@@ -42,13 +43,16 @@ from hearth.runtime.errors import (
     from_engine,
 )
 from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
-from hearth.runtime.reasoning import ReasoningStyle
+from hearth.runtime.reasoning import ReasoningStyle, thinking_grammar, thinking_variables
 from hearth.runtime.registry import ModelHandle
-from hearth.runtime.requests import ChatRequest, TextRequest, Truncation
+from hearth.runtime.requests import ChatRequest, TextRequest, Thinking, Truncation
 from hearth.runtime.settings import ServerSettings
 from hearth.runtime.structured import output_grammar, raw_grammar
 from hearth.runtime.tools.plan import ToolPlan, plan_tools
 from hearth.runtime.tools.reply import Reply, ReplyReader, read_reply
+
+# A request that leaves a thinking model's reasoning to the model's default.
+NO_THINKING_CHOICE = Thinking()
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -163,7 +167,10 @@ class ReplyTrimmer:
 
 
 def chat_messages(request: ChatRequest) -> list[Message]:
-    return [Message(role=turn.role, content=turn.content) for turn in request.turns]
+    return [
+        Message(role=turn.role, content=turn.content, reasoning=turn.reasoning)
+        for turn in request.turns
+    ]
 
 
 def prompt_budget(n_ctx: int, max_tokens: int | None) -> int:
@@ -197,10 +204,19 @@ async def submit_chat(
     logprobs: int | None = None,
     truncate: bool = False,
     observer: GenerationObserver = NO_OBSERVER,
+    thinking: Thinking = NO_THINKING_CHOICE,
+    template_kwargs: Mapping[str, object] | None = None,
+    think_before_grammar: bool = False,
 ) -> PreparedGeneration:
     """The chat pipeline of every API and of `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
     to fit; without, a conversation that does not fit raises ContextOverflow.
+
+    A thinking model's template gets the request's thinking choice as its variables
+    (`template_kwargs`, as a client sent them, win). Whether the reply starts inside the
+    reasoning is read from the render; `think_before_grammar` lets a grammar that forces
+    the reply (a tool call, JSON) be preceded by the thinking block, and a thinking budget
+    becomes the engine's insert of the closing tag.
 
     Rendering and tokenizing run in a worker thread: for a 7.9 MB message or 10,000
     messages they take seconds, which on the event loop stalled every other stream and
@@ -211,7 +227,13 @@ async def submit_chat(
     fmt = handle.chat_format
     if tools is not None and tools.template_tools is not None:
         fmt = fmt.with_tools(tools.template_tools)
+    variables = {**thinking_variables(thinking, fmt.variables), **(template_kwargs or {})}
+    if variables:
+        fmt = fmt.with_variables(variables)
     rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, max_tokens, truncate)
+    style = handle.reasoning.after_prompt(closing_markup(rendered)) if handle.reasoning else None
+    if style is not None and grammar is not None and think_before_grammar and not grammar_trigger:
+        grammar = thinking_grammar(style, grammar)
     try:
         generations = handle.engine.submit_choices(
             GenerationRequest(
@@ -222,6 +244,7 @@ async def submit_chat(
                 grammar=grammar,
                 grammar_trigger=grammar_trigger,
                 logprobs=logprobs,
+                insert=_thinking_budget(style, thinking),
             ),
             n,
         )
@@ -235,6 +258,31 @@ async def submit_chat(
         tools=tools,
         logprobs=logprobs,
         observer=observer,
+        reasoning=style,
+    )
+
+
+def closing_markup(rendered: RenderedPrompt) -> str:
+    """The template markup after the last message's text: the generation prompt."""
+    if not rendered.pieces:
+        return rendered.text[-256:]
+    tail: list[str] = []
+    for piece in reversed(rendered.pieces):
+        if not piece.special:
+            break
+        tail.append(piece.text)
+    return "".join(reversed(tail))
+
+
+def _thinking_budget(style: ReasoningStyle | None, thinking: Thinking) -> InsertText | None:
+    """The closing tag, written once the reasoning has used its budget and is still open."""
+    if style is None or thinking.budget_tokens is None:
+        return None
+    return InsertText(
+        text=style.budget_text(),
+        after_tokens=thinking.budget_tokens,
+        unless=style.close,
+        requires="" if style.opened_in_prompt else style.open,
     )
 
 
@@ -302,6 +350,10 @@ async def prepare_chat(
         logprobs=request.logprobs,
         truncate=(request.truncation or policy.truncation) == "auto",
         observer=observer,
+        thinking=request.thinking,
+        template_kwargs=request.template_kwargs,
+        # A grammar the request wrote itself says the whole reply, thinking included.
+        think_before_grammar=request.output is None or request.output.grammar is None,
     )
 
 

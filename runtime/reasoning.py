@@ -9,10 +9,17 @@ or as it streams, into reasoning and content, so no API ever shows a client the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from hearth.runtime.requests import Thinking
+
 PieceKind = Literal["reasoning", "content"]
+
+# --reasoning-format: `auto` reads the style from the chat template, `none` leaves every
+# reply whole in content, the others force one style whatever the template says.
+ReasoningFormat = Literal["auto", "none", "think-tags", "gpt-oss"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,120 @@ class ReasoningStyle:
     # The prompt ends inside the reasoning (the template wrote the opening tag): the reply
     # is reasoning from its first token until the closing tag.
     opened_in_prompt: bool = False
+
+    def after_prompt(self, markup: str) -> ReasoningStyle:
+        """This style for a reply to a prompt whose template markup ends with `markup`:
+        opened in the prompt when the last opening tag there is not closed after it.
+
+        Read from the render, not from the template's source, because whether a template
+        opens the tag depends on its variables: DeepSeek-R1 distills always open it,
+        Qwen3 with enable_thinking=false writes a closed, empty block instead.
+        """
+        opened = markup.rfind(self.open)
+        closed = markup.rfind(self.close)
+        return replace(self, opened_in_prompt=opened >= 0 and opened > closed)
+
+    def budget_text(self) -> str:
+        """What is written into the reply when its thinking budget is spent."""
+        return self.close
+
+
+@dataclass(frozen=True)
+class ReasoningFamily:
+    """A way models mark their reasoning, and the template text that gives it away."""
+
+    name: str
+    markers: tuple[str, ...]
+    style: ReasoningStyle
+
+
+# Most specific first. gpt-oss writes its reasoning in the "analysis" channel and its answer
+# in "final"; llama.cpp renders <|channel|>, <|message|> and <|start|> as text but not
+# <|end|>, which is a control token, so the answer's header is what closes the reasoning.
+REASONING_FAMILIES = (
+    ReasoningFamily(
+        "gpt-oss",
+        ("<|channel|>analysis<|message|>",),
+        ReasoningStyle(
+            open="<|channel|>analysis<|message|>",
+            close="<|start|>assistant<|channel|>final<|message|>",
+        ),
+    ),
+    # Qwen3, QwQ, DeepSeek-R1 and its distills, SmolLM3, Granite's thinking, MiniMax...
+    ReasoningFamily("think-tags", ("<think>", "</think>"), ReasoningStyle()),
+)
+FAMILY_BY_NAME = {family.name: family for family in REASONING_FAMILIES}
+
+
+def detect_reasoning(
+    template: str | None, setting: ReasoningFormat = "auto"
+) -> ReasoningStyle | None:
+    """How a model marks its reasoning: from --reasoning-format when it names a style,
+    else from its chat template; None when its replies are all content."""
+    if setting == "none":
+        return None
+    if setting != "auto":
+        return FAMILY_BY_NAME[setting].style
+    if not template:
+        return None
+    for family in REASONING_FAMILIES:
+        if any(marker in template for marker in family.markers):
+            return family.style
+    return None
+
+
+def thinking_variables(thinking: Thinking, variables: frozenset[str]) -> dict[str, object]:
+    """The chat template variables that carry a request's thinking choice, for a template
+    that reads them (Qwen3 and SmolLM3 `enable_thinking`, gpt-oss `reasoning_effort`).
+
+    enable_thinking is passed even when the request leaves thinking alone, as llama.cpp's
+    server does: some templates (llama.cpp's DeepSeek-R1 one) switch thinking off when it
+    is undefined.
+    """
+    found: dict[str, object] = {}
+    if "enable_thinking" in variables:
+        found["enable_thinking"] = thinking.enabled is not False
+    if "reasoning_effort" in variables:
+        effort = "low" if thinking.enabled is False else thinking.effort
+        if effort is not None:
+            found["reasoning_effort"] = effort
+    return found
+
+
+def thinking_grammar(style: ReasoningStyle, grammar: str) -> str:
+    """`grammar` with the thinking block allowed before it (required when the prompt
+    opened it), so that a forced tool call or JSON reply still lets the model think.
+
+    The reasoning may hold any text that does not contain the closing tag. The GBNF below
+    spells that as "a character other than the tag's next one after each of its prefixes".
+    For a tag whose first character recurs inside it (gpt-oss's `<|`), a closing tag written
+    right after a broken start of one is read as more reasoning; the model then closes again.
+    """
+    body = " | ".join(
+        (f"{_gbnf_literal(style.close[:i])} " if i else "") + f"[^{_gbnf_class(style.close[i])}]"
+        for i in range(len(style.close))
+    )
+    block = f"hearth-thought-body {_gbnf_literal(style.close)} [ \\t\\n]*"
+    if not style.opened_in_prompt:
+        block = f"({_gbnf_literal(style.open)} {block})?"
+    answer = re.sub(r"^root(\s*::=)", r"hearth-answer\1", grammar, count=1, flags=re.MULTILINE)
+    return "\n".join(
+        [
+            "root ::= hearth-thought hearth-answer",
+            f"hearth-thought ::= {block}",
+            f"hearth-thought-body ::= ({body})*",
+            answer,
+        ]
+    )
+
+
+def _gbnf_literal(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _gbnf_class(char: str) -> str:
+    return "\\" + char if char in "]^-\\" else char
 
 
 class ThinkingSplitter:

@@ -39,7 +39,7 @@ from typing import Literal
 import psutil
 
 from hearth.engine.base import Engine, EngineOptions, ModelInfo, SamplingParams
-from hearth.prompts import TEMPLATE, bundled_prompts, load_chat_format
+from hearth.prompts import TEMPLATE, ModelChatTemplate, bundled_prompts, load_chat_format
 from hearth.prompts.base import ChatFormat, ModelTemplate
 from hearth.runtime.errors import (
     HearthError,
@@ -50,6 +50,7 @@ from hearth.runtime.errors import (
 )
 from hearth.runtime.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
 from hearth.runtime.model_queue import ModelQueue
+from hearth.runtime.reasoning import ReasoningStyle, detect_reasoning
 from hearth.runtime.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class ModelHandle:
     engine: Engine
     chat_format: ChatFormat
     sampling: SamplingParams
+    # How the model marks its reasoning in this chat format (None: replies are content).
+    reasoning: ReasoningStyle | None = None
 
 
 @dataclass
@@ -95,6 +98,7 @@ class _Entry:
     spec: ModelSpec
     engine: Engine | None = None
     formats: dict[str, ChatFormat] = field(default_factory=dict)  # by id
+    styles: dict[str, ReasoningStyle | None] = field(default_factory=dict)  # by id
     state: State = "unloaded"
     error: str | None = None
     last_used: float = 0.0
@@ -291,12 +295,15 @@ class ModelRegistry:
         fmt = entry.formats.get(key)
         if fmt is None:
             fmt = entry.formats[key] = self._chat_format(entry, variant)
+        if key not in entry.styles:
+            entry.styles[key] = _reasoning_style(fmt, entry.spec.settings)
         return ModelHandle(
             id=model_id,
             model=entry.spec.id,
             engine=entry.engine,
             chat_format=fmt,
             sampling=entry.spec.settings.sampling_defaults(),
+            reasoning=entry.styles[key],
         )
 
     @staticmethod
@@ -354,6 +361,7 @@ class ModelRegistry:
                 await engine.close()
             entry.state, entry.engine = "failed", None
             entry.formats.clear()
+            entry.styles.clear()
             entry.error = _one_line(failure)
             log.error("cannot load %s: %s", entry.spec.id, entry.error)
             raise ModelLoadFailed(entry.spec.id, entry.error) from None
@@ -376,6 +384,7 @@ class ModelRegistry:
         engine, entry.engine = entry.engine, None
         entry.state = "unloaded"
         entry.formats.clear()
+        entry.styles.clear()
         if engine is not None:
             await engine.close()
         self._queue.wake()
@@ -452,6 +461,14 @@ def _model_template(info: ModelInfo, settings: ModelSettings) -> ModelTemplate |
         info.add_bos,
         special_tokens_in_content=settings.special_tokens_in_content,
     )
+
+
+def _reasoning_style(fmt: ChatFormat, settings: ModelSettings) -> ReasoningStyle | None:
+    """The model's reasoning style in this format: from its chat template when the format
+    is the template (a transcript prompt does not ask the model to think), or as
+    --reasoning-format names it."""
+    template = fmt.model.source if isinstance(fmt, ModelChatTemplate) else None
+    return detect_reasoning(template, settings.reasoning_format)
 
 
 def _variant_prompt(model_id: str, entry: _Entry) -> str | None:

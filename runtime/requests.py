@@ -36,6 +36,7 @@ class Turn:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None  # a tool turn: the call it answers
+    reasoning: str | None = None  # an assistant turn's reasoning, sent back by the client
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Thinking:
 
     enabled: bool | None = None  # None: the model's default; False: off where it can be
     budget_tokens: int | None = None  # reasoning tokens before the closing tag is written
+    effort: Literal["low", "medium", "high"] | None = None  # for templates that take one
 
 
 @dataclass(frozen=True)

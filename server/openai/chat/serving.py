@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from hearth.engine.base import Finished, TextDelta
 from hearth.runtime.pipeline import Collected, PreparedGeneration
+from hearth.runtime.reasoning import Piece
 from hearth.server.openai.chat.protocol import (
     ChatChoice,
     ChatChunkChoice,
@@ -55,15 +56,25 @@ async def chat_chunks(
 
     n = len(prepared.generations)
     content = [TextChunks(lambda text, i=i: chunk(i, ChatDelta(content=text))) for i in range(n)]
+    thought = [
+        TextChunks(lambda text, i=i: chunk(i, ChatDelta(reasoning_content=text, reasoning=text)))
+        for i in range(n)
+    ]
     readers = [prepared.reader() for _ in range(n)]
     # Logprobs of tokens whose text a reader holds back, sent with what it releases.
     held: list[list] = [[] for _ in range(n)]
     finished: list[Finished] = []
 
-    def text_chunk(choice: int, text: str, logprobs: list) -> Chunk:
-        if not logprobs:
+    def text_chunk(choice: int, piece: Piece, logprobs: list) -> Chunk:
+        text = piece.text
+        if piece.kind == "reasoning":
+            if not logprobs:
+                return thought[choice].event(text)
+            delta = ChatDelta(reasoning_content=text, reasoning=text)
+        elif not logprobs:
             return content[choice].event(text)
-        delta = ChatDelta(content=text)
+        else:
+            delta = ChatDelta(content=text)
         return chunk(choice, delta, logprobs=chat_logprobs(logprobs)).model_dump_json()
 
     for choice in range(n):
@@ -72,13 +83,13 @@ async def chat_chunks(
         if isinstance(event, TextDelta):
             held[choice].extend(event.logprobs)
             for piece in readers[choice].feed(event.text):
-                yield text_chunk(choice, piece.text, held[choice])
+                yield text_chunk(choice, piece, held[choice])
                 held[choice] = []
         elif isinstance(event, Finished):
             finished.append(event)
             pieces, reply = readers[choice].finish(event.reason)
             for piece in pieces:
-                yield text_chunk(choice, piece.text, held[choice])
+                yield text_chunk(choice, piece, held[choice])
                 held[choice] = []
             for delta in call_deltas(reply, legacy):
                 yield chunk(choice, delta).model_dump_json()
