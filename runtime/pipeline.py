@@ -208,9 +208,7 @@ async def submit_chat(
     submit on the loop does not tokenize again.)
     """
     observer.model_chosen(handle.id)
-    fmt = handle.chat_format
-    if tools is not None and tools.template_tools is not None:
-        fmt = fmt.with_tools(tools.template_tools)
+    fmt = _chat_format(handle, tools)
     rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, max_tokens, truncate)
     try:
         generations = handle.engine.submit_choices(
@@ -236,6 +234,13 @@ async def submit_chat(
         logprobs=logprobs,
         observer=observer,
     )
+
+
+def _chat_format(handle: ModelHandle, tools: ToolPlan | None) -> ChatFormat:
+    """The handle's chat format, given the tools when its template renders them itself."""
+    if tools is not None and tools.template_tools is not None:
+        return handle.chat_format.with_tools(tools.template_tools)
+    return handle.chat_format
 
 
 def _render_chat(
@@ -303,6 +308,21 @@ async def prepare_chat(
         truncate=(request.truncation or policy.truncation) == "auto",
         observer=observer,
     )
+
+
+async def count_chat_tokens(handle: ModelHandle, request: ChatRequest) -> int:
+    """The prompt tokens `request` would take, rendered as prepare_chat renders it (tools
+    and tool turns included). A conversation too long for the context is counted all the
+    same: a client counts to learn whether it fits."""
+    native = handle.chat_format.knows_tools
+    tools = plan_tools(request, handle.engine.info.chat_template, native=native)
+    messages = tools.messages if tools else chat_messages(request)
+    fmt = _chat_format(handle, tools)
+    try:
+        rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, None, False)
+    except ContextOverflow as overflow:
+        return overflow.prompt_tokens
+    return await asyncio.to_thread(handle.engine.count_tokens, _engine_prompt(rendered))
 
 
 async def prepare_completion(
