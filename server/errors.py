@@ -186,12 +186,14 @@ def to_openai(error: Exception) -> MappedError[ErrorResponse]:
     return MappedError(kind.status, ErrorResponse(error=detail), headers_for(known))
 
 
-def to_anthropic(error: Exception) -> MappedError[anthropic.ErrorResponse]:
+def to_anthropic(error: Exception) -> MappedError[anthropic.AnthropicErrorResponse]:
     """Map any exception to a status, an Anthropic error body and extra headers."""
     known = _known(error)
     kind = kind_of(known, ANTHROPIC_KINDS, _anthropic)
-    detail = anthropic.ErrorDetail(type=kind.type, message=known.message)  # type: ignore[arg-type]
-    return MappedError(kind.status, anthropic.ErrorResponse(error=detail), headers_for(known))
+    detail = anthropic.AnthropicErrorDetail(type=kind.type, message=known.message)  # type: ignore[arg-type]
+    return MappedError(
+        kind.status, anthropic.AnthropicErrorResponse(error=detail), headers_for(known)
+    )
 
 
 # The routes that answer errors in another API's shape than OpenAI's, by path: a path

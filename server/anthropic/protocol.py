@@ -166,7 +166,7 @@ def _blocks(value: object, handler: ValidatorFunctionWrapHandler) -> object:
         raise ValidationError.from_exception_data(error.title, located) from None
 
 
-class InputMessage(_Block):
+class MessageParam(_Block):
     role: Literal["user", "assistant"]
     content: str | list[ContentBlock]
 
@@ -217,7 +217,7 @@ _ROLE_BLOCKS = {
 # ------------------------------------------------------------------------------ tools
 
 
-class ToolDefinition(_Block):
+class ToolParam(_Block):
     # Server tools (web search, code execution...) have their own types and no schema.
     type: Literal["custom"] | None = None
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -294,12 +294,12 @@ class Metadata(_Block):
 class ConversationFields(RequestBody):
     """What a Messages request and a token count share: the conversation and its tools."""
 
-    messages: list[InputMessage] = Field(min_length=1)
+    messages: list[MessageParam] = Field(min_length=1)
     model: str
     system: str | list[TextBlock] | None = None
     thinking: ThinkingConfig | None = None
     tool_choice: ToolChoice | None = None
-    tools: list[ToolDefinition] | None = None
+    tools: list[ToolParam] | None = None
 
     @field_validator("system", mode="wrap")
     @classmethod
@@ -504,11 +504,11 @@ ErrorType = Literal[
 ]
 
 
-class ErrorDetail(BaseModel):
+class AnthropicErrorDetail(BaseModel):
     type: ErrorType
     message: str
 
 
-class ErrorResponse(BaseModel):
+class AnthropicErrorResponse(BaseModel):
     type: Literal["error"] = "error"
-    error: ErrorDetail
+    error: AnthropicErrorDetail

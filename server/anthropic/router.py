@@ -13,8 +13,8 @@ from hearth.runtime.pipeline import ChatPolicy, collect
 from hearth.server.access_log import observer_of
 from hearth.server.anthropic import serving
 from hearth.server.anthropic.protocol import (
+    AnthropicErrorResponse,
     CountTokensRequest,
-    ErrorResponse,
     Message,
     MessagesRequest,
     TokenCount,
@@ -22,14 +22,24 @@ from hearth.server.anthropic.protocol import (
 from hearth.server.anthropic.streaming import PING, MessageStream
 from hearth.server.disconnect import unless_disconnected
 from hearth.server.openai.protocol import DROPPED_MESSAGES_HEADER
-from hearth.server.openapi import API_ERROR_RESPONSES
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response
 
-# The statuses every API route documents, with Anthropic's error body, and its 529.
+# What the Messages API answers besides a message, in Anthropic's error shape.
+_ERRORS = {
+    400: "invalid_request_error: malformed JSON, a bad value or block (the message names it), "
+    "or a prompt longer than the context.",
+    401: "authentication_error: missing or wrong API key (x-api-key or Authorization: Bearer).",
+    403: "permission_error: a Host header that is not this machine's.",
+    404: "not_found_error: unknown model or path.",
+    413: "request_too_large: body over --max-body-bytes.",
+    500: "api_error: the model failed to load or generate, or its chat template is broken.",
+    503: "overloaded_error: the model is loading or the server is draining; see Retry-After.",
+    529: "overloaded_error: the queue is full; see Retry-After.",
+}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **{status: {**doc, "model": ErrorResponse} for status, doc in API_ERROR_RESPONSES.items()},
-    529: {"model": ErrorResponse, "description": "The queue is full; see Retry-After."},
+    status: {"model": AnthropicErrorResponse, "description": description}
+    for status, description in _ERRORS.items()
 }
 
 router = APIRouter(responses=ERROR_RESPONSES)
