@@ -96,7 +96,8 @@ async function messagesToolStream() {
         additionalProperties: false,
       },
     }],
-    tool_choice: { type: "any" },
+    tool_choice: { type: "any", disable_parallel_tool_use: true },
+    temperature: 0,
   });
   const partial = [];
   stream.on("inputJson", (delta) => partial.push(delta));
