@@ -50,6 +50,8 @@ async function chatToolStream() {
       },
     }],
     tool_choice: "required",
+    // One call: allowed several, the 135M model repeats its call until max_tokens cuts it.
+    parallel_tool_calls: false,
     max_tokens: 64,
     temperature: 0,
   });
