@@ -115,6 +115,8 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    # The stop sequence that ended the reply (reason "stop"); None when the model ended it.
+    stop_sequence: str | None = None
 
 
 GenerationEvent = TextDelta | Finished

@@ -502,7 +502,7 @@ class LlamaEngine:
         if text:
             job.stream.push(_delta(job, text))
         if stopped:
-            self._finish(slot, "stop")
+            self._finish(slot, "stop", job.stops.matched)
         elif job.generated >= job.max_new_tokens:
             self._flush(job)
             self._finish(slot, "length")
@@ -564,7 +564,12 @@ class LlamaEngine:
         if tail:
             job.stream.push(_delta(job, tail))
 
-    def _finish(self, slot: Slot, outcome: Literal["stop", "length"] | Exception) -> None:
+    def _finish(
+        self,
+        slot: Slot,
+        outcome: Literal["stop", "length"] | Exception,
+        stop_sequence: str | None = None,
+    ) -> None:
         job = slot.job
         assert job is not None
         if isinstance(outcome, Exception):
@@ -576,6 +581,7 @@ class LlamaEngine:
                     prompt_tokens=len(job.prompt),
                     completion_tokens=job.generated,
                     cached_tokens=job.cached_tokens,
+                    stop_sequence=stop_sequence,
                 )
             )
         self._release(slot)

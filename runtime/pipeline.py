@@ -224,12 +224,7 @@ async def submit_chat(
     submit on the loop does not tokenize again.)
     """
     observer.model_chosen(handle.id)
-    fmt = handle.chat_format
-    if tools is not None and tools.template_tools is not None:
-        fmt = fmt.with_tools(tools.template_tools)
-    variables = {**thinking_variables(thinking, fmt.variables), **(template_kwargs or {})}
-    if variables:
-        fmt = fmt.with_variables(variables)
+    fmt = _chat_format(handle, tools, thinking, template_kwargs)
     rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, max_tokens, truncate)
     style = handle.reasoning.after_prompt(closing_markup(rendered)) if handle.reasoning else None
     if style is not None and grammar is not None and think_before_grammar and not grammar_trigger:
@@ -284,6 +279,21 @@ def _thinking_budget(style: ReasoningStyle | None, thinking: Thinking) -> Insert
         unless=style.close,
         requires="" if style.opened_in_prompt else style.open,
     )
+
+
+def _chat_format(
+    handle: ModelHandle,
+    tools: ToolPlan | None,
+    thinking: Thinking,
+    template_kwargs: Mapping[str, object] | None,
+) -> ChatFormat:
+    """The handle's chat format, given the tools when its template renders them itself and
+    the thinking choice as its variables (the client's own template_kwargs win)."""
+    fmt = handle.chat_format
+    if tools is not None and tools.template_tools is not None:
+        fmt = fmt.with_tools(tools.template_tools)
+    variables = {**thinking_variables(thinking, fmt.variables), **(template_kwargs or {})}
+    return fmt.with_variables(variables) if variables else fmt
 
 
 def _render_chat(
@@ -355,6 +365,21 @@ async def prepare_chat(
         # A grammar the request wrote itself says the whole reply, thinking included.
         think_before_grammar=request.output is None or request.output.grammar is None,
     )
+
+
+async def count_chat_tokens(handle: ModelHandle, request: ChatRequest) -> int:
+    """The prompt tokens `request` would take, rendered as prepare_chat renders it (tools
+    and tool turns included). A conversation too long for the context is counted all the
+    same: a client counts to learn whether it fits."""
+    native = handle.chat_format.knows_tools
+    tools = plan_tools(request, handle.engine.info.chat_template, native=native)
+    messages = tools.messages if tools else chat_messages(request)
+    fmt = _chat_format(handle, tools, request.thinking, request.template_kwargs)
+    try:
+        rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, None, False)
+    except ContextOverflow as overflow:
+        return overflow.prompt_tokens
+    return await asyncio.to_thread(handle.engine.count_tokens, _engine_prompt(rendered))
 
 
 async def prepare_completion(
