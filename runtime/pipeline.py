@@ -207,6 +207,7 @@ async def submit_chat(
     thinking: Thinking = NO_THINKING_CHOICE,
     template_kwargs: Mapping[str, object] | None = None,
     think_before_grammar: bool = False,
+    fit_max_tokens: bool = False,
 ) -> PreparedGeneration:
     """The chat pipeline of every API and of `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
@@ -216,7 +217,8 @@ async def submit_chat(
     (`template_kwargs`, as a client sent them, win). Whether the reply starts inside the
     reasoning is read from the render; `think_before_grammar` lets a grammar that forces
     the reply (a tool call, JSON) be preceded by the thinking block, and a thinking budget
-    becomes the engine's insert of the closing tag.
+    becomes the engine's insert of the closing tag. With `fit_max_tokens`, max_tokens is a
+    ceiling lowered to the room the prompt leaves instead of a reason to refuse.
 
     Rendering and tokenizing run in a worker thread: for a 7.9 MB message or 10,000
     messages they take seconds, which on the event loop stalled every other stream and
@@ -225,7 +227,14 @@ async def submit_chat(
     """
     observer.model_chosen(handle.id)
     fmt = _chat_format(handle, tools, thinking, template_kwargs)
-    rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, max_tokens, truncate)
+    ceiling = max_tokens if fit_max_tokens else None
+    rendered = await asyncio.to_thread(
+        _render_chat, handle, fmt, messages, None if fit_max_tokens else max_tokens, truncate
+    )
+    if ceiling is not None:
+        # Counted in the worker thread above; the engine hands back the same tokens.
+        room = handle.engine.info.n_ctx - handle.engine.count_tokens(_engine_prompt(rendered))
+        max_tokens = min(ceiling, room)
     style = handle.reasoning.after_prompt(closing_markup(rendered)) if handle.reasoning else None
     if style is not None and grammar is not None and think_before_grammar and not grammar_trigger:
         grammar = thinking_grammar(style, grammar)
@@ -364,6 +373,7 @@ async def prepare_chat(
         template_kwargs=request.template_kwargs,
         # A grammar the request wrote itself says the whole reply, thinking included.
         think_before_grammar=request.output is None or request.output.grammar is None,
+        fit_max_tokens=request.fit_max_tokens,
     )
 
 

@@ -128,6 +128,9 @@ class ChatRequest:
     output: OutputFormat | None = None
     tools: ToolUse | None = None
     thinking: Thinking = Thinking()
+    # max_tokens as a ceiling, lowered to the room the prompt leaves in the context rather
+    # than refused (Anthropic's clients send a large max_tokens whatever the model).
+    fit_max_tokens: bool = False
     # Extra variables for the model's chat template (enable_thinking, ...), as sent.
     template_kwargs: Mapping[str, object] = field(default_factory=dict)
 

@@ -191,7 +191,9 @@ class MessageParam(_Block):
                 for b in blocks
                 if isinstance(b, ToolUseBlock)
             )
-            return [Turn("assistant", text, tool_calls=calls)]
+            # Earlier reasoning goes to a template that reads it (Qwen3's), as plain text.
+            thought = "\n\n".join(b.thinking for b in blocks if isinstance(b, ThinkingBlock))
+            return [Turn("assistant", text, tool_calls=calls, reasoning=thought or None)]
         turns: list[Turn] = []
         text: list[str] = []
         for block in blocks:
@@ -420,6 +422,9 @@ class MessagesRequest(ConversationFields):
             output=output,
             tools=self.tool_use(),
             thinking=self.thinking_asked(),
+            # Anthropic's max_tokens bounds the reply; its clients send 32000 to a model
+            # whose context may hold 8192 in all, and expect a reply that stops at the end.
+            fit_max_tokens=True,
         )
 
 

@@ -117,6 +117,19 @@ def test_max_tokens_gives_stop_reason_max_tokens(client, model_id):
     assert message.usage.output_tokens == 5
 
 
+def test_a_max_tokens_larger_than_the_context_is_a_ceiling_not_a_refusal(client, model_id):
+    """Claude Code sends max_tokens 32000 to any model; Anthropic's max_tokens bounds the
+    reply, so the reply comes (OpenAI's endpoints refuse such a request, as OpenAI does)."""
+    with client.messages.stream(  # the SDK streams a request this long, as Claude Code does
+        model=model_id,
+        max_tokens=32_000,
+        messages=QUESTION,
+        extra_body={"grammar": 'root ::= "Paris."'},
+    ) as stream:
+        message = stream.get_final_message()
+    assert text_of(message) == "Paris." and message.stop_reason == "end_turn"
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_stop_sequence_ends_the_reply_and_is_named(client, model_id, stream):
     args = {"model": model_id, "max_tokens": 40, "messages": STORY, "extra_body": GREEDY}

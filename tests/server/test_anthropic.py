@@ -108,7 +108,12 @@ def test_blocks_become_turns_calls_and_tool_results():
     assert body.to_runtime().turns == [
         Turn("system", "Be brief.\n\nBe kind."),
         Turn("user", "Weather?"),
-        Turn("assistant", "Let me look.", (ToolCall("toolu_1", "get_weather", "{}"),)),
+        Turn(
+            "assistant",
+            "Let me look.",
+            (ToolCall("toolu_1", "get_weather", "{}"),),
+            reasoning="Use the tool.",
+        ),
         Turn("tool", "18 C", tool_call_id="toolu_1"),
         Turn("tool", "Error: down", tool_call_id="toolu_1"),
         Turn("user", "Thanks"),
