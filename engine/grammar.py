@@ -17,6 +17,10 @@ Not enforced (accepted, the output may break them): `minimum`, `maximum`,
 `dependentRequired`/`dependentSchemas`, the exclusivity of `oneOf`, and the other string
 formats (`email`, `uri`...). Remote `$ref`s are refused: the server fetches nothing.
 
+A schema that constrains nothing (`{}`, or only a `description`, `title`, `default`...) is
+any JSON value, as JSON Schema says; the converter refused one with only a description
+("Unrecognized schema"), and Claude Code's own tools have such parameters.
+
 Objects keep their properties in the schema's order, and whitespace between tokens is at
 most one space, so a small model cannot wander into endless blank lines.
 
@@ -43,7 +47,7 @@ def schema_to_gbnf(schema: dict) -> str:
     """GBNF (root rule `root`) for a JSON schema, or GrammarRefused naming what the
     converter could not follow."""
     # Key order is kept (no sort_keys): it is the order the reply's properties follow.
-    return _compile(json.dumps(_hoist_root_ref(schema)))
+    return _compile(json.dumps(_hoist_root_ref(_any_where_unconstrained(schema))))
 
 
 def check_grammar(grammar: str) -> None:
@@ -67,6 +71,42 @@ def _hoist_root_ref(schema: dict) -> dict:
         return schema
     rest = {key: value for key, value in schema.items() if key != "$ref"}
     return {**rest, "anyOf": [{"$ref": schema["$ref"]}]}
+
+
+# Keywords that describe a value without constraining it.
+_ANNOTATIONS = frozenset(
+    ("title", "description", "default", "examples", "$comment", "deprecated", "readOnly")
+    + ("writeOnly", "$schema", "$id")
+)
+ANY_VALUE = {"type": ["object", "array", "string", "number", "boolean", "null"]}
+# Where a schema holds subschemas: one, a list of them, or a map of names to them.
+_ONE = ("items", "additionalProperties", "not", "contains")
+_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_MAPS = ("properties", "$defs", "definitions")
+
+
+def _any_where_unconstrained(schema: object, top: bool = True) -> object:
+    """The schema with every subschema that constrains nothing spelt as any JSON value.
+
+    The root stays as it is: an empty root schema is what `json_object` compiles, an object.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    if not top and _ANNOTATIONS.issuperset(schema):
+        return ANY_VALUE
+    out = dict(schema)
+    for key in _ONE:
+        if isinstance(out.get(key), dict):
+            out[key] = _any_where_unconstrained(out[key], top=False)
+    for key in _LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_any_where_unconstrained(part, top=False) for part in out[key]]
+    for key in _MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {
+                name: _any_where_unconstrained(part, top=False) for name, part in out[key].items()
+            }
+    return out
 
 
 # A JSON string's characters: anything but `"`, `\` and U+0000-U+001F, or an escape.

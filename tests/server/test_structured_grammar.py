@@ -90,3 +90,21 @@ def test_pattern_strings_refuse_raw_control_characters(grammar_takes):
     assert grammar_takes(gbnf, '"abc"')
     assert not grammar_takes(gbnf, '"a\tc"')
     assert not grammar_takes(gbnf, '"a"c"')
+
+
+def test_a_subschema_that_constrains_nothing_is_any_json_value(grammar_takes):
+    """A parameter with only a description (Claude Code's tools have them) was refused as
+    "Unrecognized schema"; JSON Schema calls it any value."""
+    gbnf = compile_(
+        {
+            "type": "object",
+            "properties": {
+                "args": {"description": "Passed to the script verbatim."},
+                "tags": {"type": "array", "items": {}},
+            },
+            "required": ["args"],
+        }
+    )
+    for value in ('[1, "two"]', '{"k": null}', '"text"', "3.5", "true", "null"):
+        assert grammar_takes(gbnf, f'{{"args": {value}, "tags": [{value}]}}'), value
+    assert not grammar_takes(gbnf, '{"args": nope')
