@@ -55,6 +55,23 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class InsertText:
+    """Text the engine writes into a reply itself, as if the model had, once the reply has
+    `after_tokens` tokens, unless its text already holds `unless` by then. With `requires`,
+    only when the reply (leading whitespace aside) began with that text.
+
+    Its tokens go into the slot one per step instead of sampled ones, are accepted by the
+    request's grammar like any token (an insert the grammar refuses is dropped), count as
+    generated and come out as text.
+    """
+
+    text: str
+    after_tokens: int
+    unless: str
+    requires: str = ""
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     prompt: Prompt
     max_tokens: int | None = None
@@ -68,6 +85,7 @@ class GenerationRequest:
     # Report each generated token's log probability and this many of the likeliest
     # alternatives (0: the token's own only); None reports nothing and costs nothing.
     logprobs: int | None = None
+    insert: InsertText | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,8 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    # The stop sequence that ended the reply (reason "stop"); None when the model ended it.
+    stop_sequence: str | None = None
 
 
 GenerationEvent = TextDelta | Finished

@@ -7,8 +7,9 @@ Enforced by the grammar: `type` (one or a list), `properties`, `required`,
 `additionalProperties` (false, or a schema; an object with `properties` and no
 `additionalProperties` also gets no other keys, which is what strict clients ask for),
 `$defs`/`definitions` with local `$ref` (recursion included), `anyOf`, `oneOf`, `allOf` of
-objects, `enum`, `const`, `items`, `prefixItems`, `minItems`/`maxItems`,
-`minLength`/`maxLength`, `pattern`, and the string formats `date`, `time`, `date-time`
+objects, `enum`, `const`, `items`, `prefixItems`, `minItems`/`maxItems` and
+`minLength`/`maxLength` up to 500 (a larger maximum is left to max_tokens, a larger minimum
+refused: see MAX_ENFORCED_BOUND), `pattern`, and the string formats `date`, `time`, `date-time`
 and `uuid`.
 
 Not enforced (accepted, the output may break them): `minimum`, `maximum`,
@@ -16,6 +17,10 @@ Not enforced (accepted, the output may break them): `minimum`, `maximum`,
 `if`/`then`/`else`, `patternProperties`, `propertyNames`, `minProperties`/`maxProperties`,
 `dependentRequired`/`dependentSchemas`, the exclusivity of `oneOf`, and the other string
 formats (`email`, `uri`...). Remote `$ref`s are refused: the server fetches nothing.
+
+A schema that constrains nothing (`{}`, or only a `description`, `title`, `default`...) is
+any JSON value, as JSON Schema says; the converter refused one with only a description
+("Unrecognized schema"), and Claude Code's own tools have such parameters.
 
 Objects keep their properties in the schema's order, and whitespace between tokens is at
 most one space, so a small model cannot wander into endless blank lines.
@@ -34,7 +39,7 @@ from functools import lru_cache
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from hearth.engine.errors import GrammarRefused
-from hearth.engine.sampler import grammar_parses
+from hearth.engine.sampler import MAX_GRAMMAR_NESTING, grammar_nesting, grammar_parses
 
 __all__ = ["check_grammar", "schema_to_gbnf"]
 
@@ -43,11 +48,12 @@ def schema_to_gbnf(schema: dict) -> str:
     """GBNF (root rule `root`) for a JSON schema, or GrammarRefused naming what the
     converter could not follow."""
     # Key order is kept (no sort_keys): it is the order the reply's properties follow.
-    return _compile(json.dumps(_hoist_root_ref(schema)))
+    return _compile(json.dumps(_hoist_root_ref(_normalized(schema))))
 
 
 def check_grammar(grammar: str) -> None:
     """Raise GrammarRefused unless llama.cpp's parser takes the grammar (root rule `root`)."""
+    _refuse_deep(grammar, "The grammar")
     if not grammar.strip() or not grammar_parses(grammar):
         raise GrammarRefused(
             "The grammar is not valid GBNF with a `root` rule (llama.cpp's parser refused it; "
@@ -67,6 +73,55 @@ def _hoist_root_ref(schema: dict) -> dict:
         return schema
     rest = {key: value for key, value in schema.items() if key != "$ref"}
     return {**rest, "anyOf": [{"$ref": schema["$ref"]}]}
+
+
+# Keywords that describe a value without constraining it.
+_ANNOTATIONS = frozenset(
+    ("title", "description", "default", "examples", "$comment", "deprecated", "readOnly")
+    + ("writeOnly", "$schema", "$id")
+)
+ANY_VALUE = {"type": ["object", "array", "string", "number", "boolean", "null"]}
+# Where a schema holds subschemas: one, a list of them, or a map of names to them.
+_ONE = ("items", "additionalProperties", "not", "contains")
+_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_MAPS = ("properties", "$defs", "definitions")
+
+
+# The converter spells a bound of N characters or items as N nested optional parts: past
+# this many the grammar would be refused for its depth (see check_grammar), so a larger
+# maximum is left to max_tokens instead, and a larger minimum refused.
+MAX_ENFORCED_BOUND = 500
+
+
+def _normalized(schema: object, top: bool = True) -> object:
+    """The schema as the converter can take it: every subschema that constrains nothing
+    spelt as any JSON value, and maxima too large to spell as grammar left out.
+
+    The root stays as it is: an empty root schema is what `json_object` compiles, an object.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    if not top and _ANNOTATIONS.issuperset(schema):
+        return ANY_VALUE
+    out = dict(schema)
+    for low, high in (("minLength", "maxLength"), ("minItems", "maxItems")):
+        if isinstance(out.get(low), int) and out[low] > MAX_ENFORCED_BOUND:
+            raise GrammarRefused(
+                f"The JSON schema asks for {low} {out[low]}; at most {MAX_ENFORCED_BOUND} "
+                "can be enforced."
+            )
+        if isinstance(out.get(high), int) and out[high] > MAX_ENFORCED_BOUND:
+            del out[high]
+    for key in _ONE:
+        if isinstance(out.get(key), dict):
+            out[key] = _normalized(out[key], top=False)
+    for key in _LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_normalized(part, top=False) for part in out[key]]
+    for key in _MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: _normalized(part, top=False) for name, part in out[key].items()}
+    return out
 
 
 # A JSON string's characters: anything but `"`, `\` and U+0000-U+001F, or an escape.
@@ -98,9 +153,19 @@ def _compile(schema_json: str) -> str:
         raise GrammarRefused(
             f"The JSON schema cannot be compiled to a grammar: {_describe(error)}"
         ) from None
+    _refuse_deep(gbnf, "The JSON schema's grammar")
     if not grammar_parses(gbnf):
         raise GrammarRefused("The JSON schema compiled to a grammar llama.cpp cannot parse.")
     return gbnf
+
+
+def _refuse_deep(grammar: str, what: str) -> None:
+    depth = grammar_nesting(grammar)
+    if depth > MAX_GRAMMAR_NESTING:
+        raise GrammarRefused(
+            f"{what} nests parentheses {depth} deep; at most {MAX_GRAMMAR_NESTING} are "
+            "accepted (a pattern's {m,n} or a large bound nests that deep)."
+        )
 
 
 def _describe(error: Exception) -> str:

@@ -377,6 +377,7 @@ class LlamaEngine:
             self._model.vocab,
         )
         job.trigger_tail = "" if lazy else None
+        job.insert_watch = "" if job.request.insert is not None else None
         job.stops = StopMatcher(job.request.stop)
         for token in job.prompt[-job.request.sampling.repeat_last_n :]:
             job.sampler.accept(token)
@@ -487,7 +488,9 @@ class LlamaEngine:
         assert self._model is not None
         # This job's prompt is read: the other choices of its request can start from it.
         self._release_followers(job)
-        token = job.sampler.sample(self._model.ctx, slot.output_index)
+        token = self._forced_token(job)
+        if token is None:
+            token = job.sampler.sample(self._model.ctx, slot.output_index)
         if self._model.is_end_of_generation(token):
             self._flush(job)
             self._finish(slot, "stop")
@@ -500,11 +503,13 @@ class LlamaEngine:
         written = job.utf8.feed(self._model.piece(token))
         if job.trigger_tail is not None and written:
             self._watch_trigger(job, written)
+        if job.insert_watch is not None:
+            self._watch_insert(job, written)
         text, stopped = job.stops.feed(written)
         if text:
             job.stream.push(_delta(job, text))
         if stopped:
-            self._finish(slot, "stop")
+            self._finish(slot, "stop", job.stops.matched)
         elif job.generated >= job.max_new_tokens:
             self._flush(job)
             self._finish(slot, "length")
@@ -528,6 +533,36 @@ class LlamaEngine:
             log.info("the lazy grammar does not fit the reply's start; it stays free")
 
     @staticmethod
+    def _forced_token(job: Job) -> int | None:
+        """The next token of an insert being written, if the grammar takes it."""
+        assert job.sampler is not None
+        if not job.forced:
+            return None
+        token = job.forced.pop(0)
+        if job.sampler.force(token):
+            return token
+        log.info("the request's grammar refuses the inserted text; it is dropped")
+        job.forced.clear()
+        return None
+
+    def _watch_insert(self, job: Job, written: str) -> None:
+        """Decide, once the reply has its `after_tokens`, whether the insert is written."""
+        insert = job.request.insert
+        assert insert is not None and job.insert_watch is not None and self._model
+        text = job.insert_watch + written
+        if insert.unless in text:
+            job.insert_watch = None
+        elif job.generated < insert.after_tokens:
+            job.insert_watch = text
+        else:
+            job.insert_watch = None
+            if text.lstrip().startswith(insert.requires):
+                # The model may be partway through writing the text itself: only the rest
+                # is inserted (the whole would not fit the grammar, nor read right).
+                rest = insert.text[_overlap(text, insert.text) :]
+                job.forced = self._model.tokenize(rest, add_special=False, parse_special=True)
+
+    @staticmethod
     def _flush(job: Job) -> None:
         """The generation ends without a stop sequence: release held-back text."""
         assert job.stops is not None
@@ -536,7 +571,12 @@ class LlamaEngine:
         if tail:
             job.stream.push(_delta(job, tail))
 
-    def _finish(self, slot: Slot, outcome: Literal["stop", "length"] | Exception) -> None:
+    def _finish(
+        self,
+        slot: Slot,
+        outcome: Literal["stop", "length"] | Exception,
+        stop_sequence: str | None = None,
+    ) -> None:
         job = slot.job
         assert job is not None
         if isinstance(outcome, Exception):
@@ -548,6 +588,7 @@ class LlamaEngine:
                     prompt_tokens=len(job.prompt),
                     completion_tokens=job.generated,
                     cached_tokens=job.cached_tokens,
+                    stop_sequence=stop_sequence,
                 )
             )
         self._release(slot)
@@ -604,6 +645,14 @@ def _delta(job: Job, text: str) -> TextDelta:
     delta = TextDelta(text, tuple(job.logprobs))
     job.logprobs.clear()
     return delta
+
+
+def _overlap(text: str, insert: str) -> int:
+    """The length of the longest end of `text` that is a start of `insert`."""
+    for size in range(min(len(text), len(insert) - 1), 0, -1):
+        if insert.startswith(text[-size:]):
+            return size
+    return 0
 
 
 def _by_share(candidate: tuple[int, Slot]) -> tuple[int, float]:

@@ -40,16 +40,54 @@ from hearth.engine.logits import LogitsRows
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
+# llama.cpp's GBNF parser recurses once per level of parentheses: 30,000 levels overflowed
+# its stack and killed the server (a JSON schema's maxLength of 524,288 compiles to that
+# many). Deeper grammars never reach it.
+MAX_GRAMMAR_NESTING = 1000
+
+
 def grammar_parses(grammar: str) -> bool:
     """Whether llama.cpp's GBNF parser takes the grammar (root rule `root`).
 
     The parser needs no vocabulary, so a request's grammar is checked before it is admitted.
     """
-    sampler = llama_cpp.llama_sampler_init_grammar(None, grammar.encode(), b"root")
+    sampler = _init_grammar(None, grammar)
     if not sampler:
         return False
     llama_cpp.llama_sampler_free(sampler)
     return True
+
+
+def grammar_nesting(grammar: str) -> int:
+    """How deep the grammar's parentheses nest, outside its strings, classes and comments."""
+    depth = deepest = 0
+    closer = None  # the end of the string or character class being read
+    chars = iter(grammar)
+    for char in chars:
+        if closer is not None:
+            if char == "\\":
+                next(chars, None)
+            elif char == closer:
+                closer = None
+        elif char in '"[':
+            closer = '"' if char == '"' else "]"
+        elif char == "#":
+            for rest in chars:
+                if rest == "\n":
+                    break
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
+
+
+def _init_grammar(vocab: llama_cpp.llama_vocab_p | None, grammar: str) -> llama_cpp.llama_sampler_p:
+    """llama.cpp's grammar sampler, or NULL when it cannot parse (or must not see) it."""
+    if grammar_nesting(grammar) > MAX_GRAMMAR_NESTING:
+        return None
+    return llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
 
 
 class SamplerChain:
@@ -73,15 +111,18 @@ class SamplerChain:
         self._logits = LogitsRows(n_vocab)
         self._n_vocab = n_vocab
         self.grammar = None
+        self._greedy = None  # the fallback pick of a grammar-bound draw (_sample_grammar)
         if grammar is not None and not self._attach(grammar, vocab):
             raise ValueError("llama.cpp could not parse the grammar")
 
     def _attach(self, grammar: str, vocab: llama_cpp.llama_vocab_p | None) -> bool:
-        self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        self.grammar = _init_grammar(vocab, grammar)
         if not self.grammar:
             return False
         self._candidates = _Candidates(self._n_vocab)
         self._probe = _Candidates(1)
+        if self._greedy is None:
+            self._greedy = llama_cpp.llama_sampler_init_greedy()
         return True
 
     def constrain(self, grammar: str, vocab: llama_cpp.llama_vocab_p, written: list[int]) -> bool:
@@ -116,10 +157,25 @@ class SamplerChain:
             token = self._candidates.choose(row, (self.handle,))
         if not self._allows(token):
             token = self._candidates.choose(row, (self.grammar, self.handle))
+            if not self._allows(token):
+                # The request's other samplers (a logit_bias of -100) removed every token
+                # the grammar allows: the chain then picks a token the grammar refuses, and
+                # llama.cpp aborts the whole process on accepting it. The grammar wins.
+                token = self._candidates.choose(row, (self.grammar, self._greedy))
         if not self.argmax_only:
             llama_cpp.llama_sampler_accept(self.handle, token)
         llama_cpp.llama_sampler_accept(self.grammar, token)
         return token
+
+    def force(self, token: int) -> bool:
+        """Take `token` as if drawn (an inserted text's), or False when the grammar refuses it."""
+        if self.grammar is not None:
+            if not self._allows(token):
+                return False
+            llama_cpp.llama_sampler_accept(self.grammar, token)
+        if not self.argmax_only:
+            llama_cpp.llama_sampler_accept(self.handle, token)
+        return True
 
     def _allows(self, token: int) -> bool:
         self._probe.view["id"] = token
@@ -139,6 +195,9 @@ class SamplerChain:
         if self.grammar:
             llama_cpp.llama_sampler_free(self.grammar)
             self.grammar = None
+        if self._greedy:
+            llama_cpp.llama_sampler_free(self._greedy)
+            self._greedy = None
 
 
 class _Candidates:

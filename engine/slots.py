@@ -54,6 +54,9 @@ class Job:
     # A lazy grammar's watch: the text tail in which its trigger may be starting; None when
     # nothing is watched (no trigger, or the grammar has taken over).
     trigger_tail: str | None = None
+    # The text written so far, while an InsertText is still to be decided (None after).
+    insert_watch: str | None = None
+    forced: list[int] = field(default_factory=list)  # an insert's tokens still to write
 
 
 @dataclass

@@ -32,6 +32,7 @@ class StopMatcher:
     def __init__(self, stops: tuple[str, ...] | list[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._pending = ""
+        self.matched: str | None = None  # the stop sequence that was reached
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Returns (text safe to emit now, whether a stop sequence was reached).
@@ -42,10 +43,11 @@ class StopMatcher:
         if not self._stops:
             return text, False
         buffer = self._pending + text
-        hits = [i for i in (buffer.find(stop) for stop in self._stops) if i >= 0]
+        hits = [(at, stop) for stop in self._stops if (at := buffer.find(stop)) >= 0]
         if hits:
             self._pending = ""
-            return buffer[: min(hits)], True
+            at, self.matched = min(hits, key=lambda hit: hit[0])
+            return buffer[:at], True
         hold = self._longest_partial_match(buffer)
         self._pending = buffer[len(buffer) - hold :]
         return buffer[: len(buffer) - hold], False

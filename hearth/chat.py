@@ -202,8 +202,12 @@ def _answer(
 async def _stream(
     backend: ChatBackend, messages: list[Message], terminal: Terminal, shown: list[str]
 ) -> ReplyDone | None:
+    from hearth.chat_backend import Thought
+
     async for event in backend.reply(list(messages)):
-        if isinstance(event, TextDelta):
+        if isinstance(event, Thought):
+            terminal.write_thought(event.text)  # shown, but not part of the conversation
+        elif isinstance(event, TextDelta):
             terminal.write_reply(event.text)
             shown.append(event.text)
         else:

@@ -21,6 +21,7 @@ from hearth.engine.errors import EngineError
 from hearth.prompts import Message
 from hearth.runtime.errors import ContextOverflow, HearthError, as_hearth_error
 from hearth.runtime.pipeline import submit_chat
+from hearth.runtime.reasoning import Piece
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ModelSettings
 from hearth.server.openai.protocol import DROPPED_MESSAGES_HEADER
@@ -38,7 +39,14 @@ class ReplyDone:
     dropped_messages: int = 0
 
 
-ReplyEvent: TypeAlias = TextDelta | ReplyDone
+@dataclass(frozen=True)
+class Thought:
+    """A piece of a thinking model's reasoning, shown apart from the answer."""
+
+    text: str
+
+
+ReplyEvent: TypeAlias = TextDelta | Thought | ReplyDone
 
 
 class ChatBackend(Protocol):
@@ -89,12 +97,16 @@ class LocalChat:
             ) from None
         except (HearthError, EngineError) as refused:
             raise ChatFailed(_message(refused)) from None
+        reader = prepared.reader()
         try:
             async for event in prepared.events():
                 if isinstance(event, Finished):
+                    for piece in reader.finish(event.reason)[0]:
+                        yield _reply_piece(piece)
                     yield ReplyDone(event.reason, prepared.dropped_messages)
                     return
-                yield event
+                for piece in reader.feed(event.text):
+                    yield _reply_piece(piece)
         except (HearthError, EngineError) as failed:  # the engine failed mid-reply
             raise ChatFailed(_message(failed)) from None
         finally:
@@ -190,12 +202,20 @@ def _chunk_events(line: str, dropped: int) -> list[ReplyEvent]:
         raise ChatFailed(str(chunk["error"].get("message", chunk["error"])))
     events: list[ReplyEvent] = []
     for choice in chunk.get("choices", [])[:1]:
-        content = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if thought:
+            events.append(Thought(thought))
+        content = delta.get("content")
         if content:
             events.append(TextDelta(content))
         if choice.get("finish_reason"):
             events.append(ReplyDone(choice["finish_reason"], dropped))
     return events
+
+
+def _reply_piece(piece: Piece) -> ReplyEvent:
+    return Thought(piece.text) if piece.kind == "reasoning" else TextDelta(piece.text)
 
 
 def _message(error: HearthError | EngineError) -> str:

@@ -30,10 +30,11 @@ class Palette:
     user: str
     note: str
     reset: str
+    thought: str = ""  # a thinking model's reasoning: dim, so the answer stands out
 
 
 PLAIN = Palette(user="", note="", reset="")
-ANSI = Palette(user="\033[1;32m", note="\033[33m", reset="\033[0m")
+ANSI = Palette(user="\033[1;32m", note="\033[33m", reset="\033[0m", thought="\033[2m")
 
 
 def wants_colour(choice: bool | None, out: TextIO) -> bool:
@@ -47,6 +48,7 @@ class Terminal:
     def __init__(self, *, colour: bool, history_file: Path | None, out: TextIO = sys.stdout):
         self._out = out
         self._palette = ANSI if colour else PLAIN
+        self._thinking = False  # the reply so far ends in reasoning
         self._history_file = history_file
         self._readline = _load_readline(history_file)
 
@@ -87,11 +89,21 @@ class Terminal:
             self._out.write(self._palette.reset)
             self._out.flush()
 
+    def write_thought(self, text: str) -> None:
+        """Reasoning, dimmed; the answer that follows starts on a line of its own."""
+        self._thinking = True
+        self._out.write(f"{self._palette.thought}{text}{self._palette.reset}")
+        self._out.flush()
+
     def write_reply(self, text: str) -> None:
+        if self._thinking:
+            self._thinking = False
+            self._out.write("\n")
         self._out.write(text)
         self._out.flush()
 
     def end_reply(self, note: str | None = None) -> None:
+        self._thinking = False
         self._out.write("\n")
         if note:
             self.note(note)

@@ -34,6 +34,9 @@ class Message:
     # formats receive tool turns already written out as text.
     tool_calls: tuple[ToolCallTurn, ...] = ()
     tool_call_id: str | None = None
+    # An assistant turn's reasoning: a chat template that reads it (Qwen3's
+    # `reasoning_content`, gpt-oss's `thinking`) gets it; other formats leave it out.
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,16 @@ class ModelTemplate:
 class ChatFormat(Protocol):
     name: str
     knows_tools: bool  # renders tools, tool calls and tool results itself
+    # The variables a model's chat template reads besides the standard ones (empty for a
+    # transcript): `enable_thinking`, `reasoning_effort`...
+    variables: frozenset[str]
 
     def with_tools(self, tools: list[dict]) -> ChatFormat: ...
+
+    def with_variables(self, variables: dict[str, object]) -> ChatFormat:
+        """This format, rendering with these extra template variables (as a request's
+        chat_template_kwargs sends them); a format without a template is unchanged."""
+        ...
 
     def render(
         self,

@@ -29,9 +29,14 @@ class FittedFormat:
 
     # Whether the format writes tool definitions and calls itself (see ModelChatTemplate).
     knows_tools = False
+    variables: frozenset[str] = frozenset()
 
     def with_tools(self, tools: list[dict]) -> FittedFormat:
         """The format, describing `tools` itself; one that knows no tools is unchanged."""
+        return self
+
+    def with_variables(self, variables: dict[str, object]) -> FittedFormat:
+        """The format with extra template variables; one without a template is unchanged."""
         return self
 
     def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:

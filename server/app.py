@@ -24,6 +24,7 @@ from hearth import __version__
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ServerSettings
 from hearth.server.access_log import AccessLog
+from hearth.server.anthropic import router as anthropic
 from hearth.server.drain import Drain, DrainGuard
 from hearth.server.errors import install_error_handlers
 from hearth.server.health import router as health
@@ -43,7 +44,7 @@ from hearth.server.tokenize import router as tokenize
 log = logging.getLogger("hearth")
 
 # The API's endpoints, one module each; a new endpoint is a new module added here.
-API_ROUTES = (models, chat, completions, responses, embeddings, tokenize)
+API_ROUTES = (models, chat, completions, responses, embeddings, tokenize, anthropic)
 
 NO_TELEMETRY = {
     "tracing": False,

@@ -91,7 +91,8 @@ class DrainGuard:
             if scope["path"] == "/health":
                 response = JSONResponse({"status": "draining"}, status_code=503)
             else:
-                response = error_response(Draining("The server is shutting down.", retry_after=5))
+                draining = Draining("The server is shutting down.", retry_after=5)
+                response = error_response(draining, scope["path"])
             await response(scope, receive, send)
             return
         self.drain.enter()

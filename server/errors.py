@@ -1,26 +1,32 @@
-"""Errors as HTTP: the one place an exception becomes a status code and an OpenAI body.
+"""Errors as HTTP: the one place an exception becomes a status code and an error body.
 
 The runtime raises errors that say what went wrong (`hearth.runtime.errors`); this module
-alone decides their status codes and wire shape, through the table below. The few errors
-only HTTP can have (a missing API key, a refused Host, a body too large, a route that does
-not exist) are defined here beside it.
+alone decides their status codes and wire shape, through one table per API: OpenAI's, and
+Anthropic's for the Messages API. Which API's shape an answer takes follows from the
+request's path (`error_response`), so a 404, a 401 or a 413 under /v1/messages is in
+Anthropic's shape too. The few errors only HTTP can have (a missing API key, a refused Host,
+a body too large, a route that does not exist) are defined here beside the tables.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from hearth.engine.errors import EngineError
 from hearth.runtime.errors import (
     ChatTemplateBroken,
+    Draining,
     DrainTimeout,
     EngineFailure,
     EngineNotReady,
@@ -33,6 +39,7 @@ from hearth.runtime.errors import (
     Overloaded,
     as_hearth_error,
 )
+from hearth.server.anthropic import protocol as anthropic
 from hearth.server.disconnect import ClientGone
 from hearth.server.openai.protocol import ErrorDetail, ErrorResponse
 
@@ -68,7 +75,7 @@ class HTTPProblem(HearthError):
 @dataclass(frozen=True)
 class Kind:
     status: int
-    type: str  # OpenAI's error type
+    type: str  # the API's error type
 
 
 CLIENT = "invalid_request_error"
@@ -93,20 +100,61 @@ OPENAI_KINDS: dict[type[HearthError], Kind] = {
     HearthError: Kind(500, SERVER),
 }
 
+# Anthropic's type for each status it documents; any other 4xx is an invalid request.
+ANTHROPIC_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
-def kind_of(error: HearthError, kinds: dict[type[HearthError], Kind] = OPENAI_KINDS) -> Kind:
+
+def _anthropic(status: int) -> Kind:
+    return Kind(status, ANTHROPIC_TYPES.get(status, CLIENT if status < 500 else "api_error"))
+
+
+# The same classes under Anthropic's statuses. A full queue is Anthropic's 529 (its SDKs
+# and Claude Code retry it as "overloaded"); a model still loading or a server shutting down
+# stays 503, which proxies and load balancers understand as "try another".
+ANTHROPIC_KINDS: dict[type[HearthError], Kind] = {
+    **{cls: _anthropic(kind.status) for cls, kind in OPENAI_KINDS.items()},
+    Overloaded: _anthropic(529),
+    Draining: _anthropic(503),
+}
+
+
+def _openai(status: int) -> Kind:
+    return Kind(status, CLIENT if status < 500 else SERVER)
+
+
+def kind_of(
+    error: HearthError,
+    kinds: dict[type[HearthError], Kind] = OPENAI_KINDS,
+    by_status: Callable[[int], Kind] = _openai,
+) -> Kind:
+    """`by_status`: the kind of an error Starlette raised, from the status it chose."""
     if isinstance(error, HTTPProblem):
-        return Kind(error.status, CLIENT if error.status < 500 else SERVER)
+        return by_status(error.status)
     for cls in type(error).__mro__:
         if cls in kinds:
             return kinds[cls]
     raise TypeError(f"no error kind for {type(error).__name__}")
 
 
+Body = TypeVar("Body", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class OpenAIError:
+class MappedError(Generic[Body]):
+    """An error as one API answers it: its status, its body and extra headers."""
+
     status: int
-    body: ErrorResponse
+    body: Body
     headers: dict[str, str]
 
 
@@ -122,17 +170,45 @@ def headers_for(error: HearthError) -> dict[str, str]:
     return headers
 
 
-def to_openai(error: Exception) -> OpenAIError:
-    """Map any exception to a status, an OpenAI error body and extra headers."""
+def _known(error: Exception) -> HearthError:
     known = as_hearth_error(error)
     if known is None:
         # Unknown failures keep their details in the server log, not in the response.
         known = HearthError("The server had an error while processing your request.")
+    return known
+
+
+def to_openai(error: Exception) -> MappedError[ErrorResponse]:
+    """Map any exception to a status, an OpenAI error body and extra headers."""
+    known = _known(error)
     kind = kind_of(known)
     detail = ErrorDetail(message=known.message, type=kind.type, param=known.param, code=known.code)
-    return OpenAIError(
-        status=kind.status, body=ErrorResponse(error=detail), headers=headers_for(known)
+    return MappedError(kind.status, ErrorResponse(error=detail), headers_for(known))
+
+
+def to_anthropic(error: Exception) -> MappedError[anthropic.AnthropicErrorResponse]:
+    """Map any exception to a status, an Anthropic error body and extra headers."""
+    known = _known(error)
+    kind = kind_of(known, ANTHROPIC_KINDS, _anthropic)
+    detail = anthropic.AnthropicErrorDetail(type=kind.type, message=known.message)  # type: ignore[arg-type]
+    return MappedError(
+        kind.status, anthropic.AnthropicErrorResponse(error=detail), headers_for(known)
     )
+
+
+# The routes that answer errors in another API's shape than OpenAI's, by path: a path
+# equal to the prefix or under it.
+ERROR_SHAPES: tuple[tuple[str, Callable[[Exception], MappedError]], ...] = (
+    ("/v1/messages", to_anthropic),
+)
+
+
+def mapped_for(path: str, error: Exception) -> MappedError:
+    """The error as the API that `path` belongs to answers it."""
+    for prefix, mapping in ERROR_SHAPES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return mapping(error)
+    return to_openai(error)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -147,8 +223,9 @@ class _ErrorJSON(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def error_response(error: Exception) -> JSONResponse:
-    mapped = to_openai(error)
+def error_response(error: Exception, path: str = "") -> JSONResponse:
+    """The error as an HTTP answer, in the shape of the API that `path` belongs to."""
+    mapped = mapped_for(path, error)
     return _ErrorJSON(mapped.body.model_dump(), status_code=mapped.status, headers=mapped.headers)
 
 
@@ -193,16 +270,16 @@ def _no_route(request: Request) -> HearthError:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HearthError)
-    async def hearth_error(_: Request, error: HearthError) -> JSONResponse:
-        return error_response(error)
+    async def hearth_error(request: Request, error: HearthError) -> JSONResponse:
+        return error_response(error, request.url.path)
 
     @app.exception_handler(EngineError)
-    async def engine_error(_: Request, error: EngineError) -> JSONResponse:
-        return error_response(error)
+    async def engine_error(request: Request, error: EngineError) -> JSONResponse:
+        return error_response(error, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(error))
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(error), request.url.path)
 
     @app.exception_handler(ClientGone)
     async def client_gone(_: Request, __: ClientGone) -> Response:
@@ -211,11 +288,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        path = request.url.path
         if error.status_code in (404, 405):
-            return error_response(_no_route(request))
-        return error_response(HTTPProblem(str(error.detail), status=error.status_code))
+            return error_response(_no_route(request), path)
+        return error_response(HTTPProblem(str(error.detail), status=error.status_code), path)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error while serving a request")
-        return error_response(error)
+        return error_response(error, request.url.path)

@@ -55,7 +55,7 @@ class HostGuard:
                     "This server answers only to localhost names; add this host with "
                     "--allowed-hosts to serve it.",
                 )
-                await error_response(refused)(scope, receive, send)
+                await error_response(refused, scope["path"])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

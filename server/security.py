@@ -12,14 +12,26 @@ from hearth.server.state import server_state
 
 
 def require_api_key(request: Request) -> None:
+    """The key from `Authorization: Bearer KEY` (OpenAI's clients) or `x-api-key: KEY`
+    (Anthropic's SDKs; Claude Code sends either, by which variable holds the key)."""
     expected = server_state(request).settings.api_key
     if not expected:
         return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.")
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    given = [key for key in (_bearer(request), request.headers.get("x-api-key")) if key]
+    if not given:
+        raise Unauthorized(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' or "
+            "'x-api-key: KEY'."
+        )
+    # Every key given is compared, so the time taken does not tell which header was right.
+    matches = [hmac.compare_digest(key.strip().encode(), expected.encode()) for key in given]
+    if not any(matches):
         raise Unauthorized("Incorrect API key provided.")
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return given if scheme.lower() == "bearer" and given else None
 
 
 class BodyLimit:
@@ -76,7 +88,7 @@ class BodyLimit:
         return PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        response = error_response(self._error())
+        response = error_response(self._error(), scope["path"])
 
         async def nothing_to_read() -> Message:
             return {"type": "http.disconnect"}

@@ -2,8 +2,9 @@
 
 An endpoint says what its events are (an `EventSource`); this module owns the rest:
 server-sent-event framing (sse-starlette, with a ping every 15 s while a model loads or a
-prompt is read), client disconnects (sse-starlette cancels the body task, and closing the
-source's iterators frees the engine's slots), errors after the stream began (the status
+prompt is read: a comment line, or the API's own ping event where it has one), client
+disconnects (sse-starlette cancels the body task, and closing the source's iterators frees
+the engine's slots), errors after the stream began (the status
 line has gone, so the error goes out as the API's error event and the stream ends there),
 and the drain: when the drain timeout passes, the source's generations are told to finish
 now, so each ends the way a reply cut by max_tokens ends in its API, and then the source
@@ -16,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hearth.runtime.errors import DrainTimeout
 from hearth.server.drain import Drain
@@ -54,9 +55,20 @@ class EventSource(Protocol):
 
 
 def stream_response(
-    source: EventSource, *, drain: Drain | None, headers: dict[str, str] | None = None
+    source: EventSource,
+    *,
+    drain: Drain | None,
+    headers: dict[str, str] | None = None,
+    ping: dict[str, str] | None = None,
 ) -> EventSourceResponse:
-    return EventSourceResponse(_framed(source, drain), headers=headers, sep=SEP, ping=PING_SECONDS)
+    """`ping`: the API's ping event (`event` and `data`); None sends a comment line."""
+    return EventSourceResponse(
+        _framed(source, drain),
+        headers=headers,
+        sep=SEP,
+        ping=PING_SECONDS,
+        ping_message_factory=(lambda: ServerSentEvent(**ping, sep=SEP)) if ping else None,
+    )
 
 
 async def _framed(source: EventSource, drain: Drain | None) -> AsyncIterator[Chunk]:

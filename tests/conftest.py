@@ -40,6 +40,7 @@ FULL_TIER_FIXTURES = frozenset(
         "browser",  # Chromium
         "playwright",
         "llama_cpp_reference",  # llama.cpp's converter, from the llama-cpp-python sdist
+        "real_templates",  # real chat templates, from that same source package
         # The tiny checkpoints take their tokenizers from that same source package, through
         # fixtures they request by family at run time (invisible to the fixture closure).
         "tiny_models",
@@ -72,6 +73,47 @@ def _starts_a_server(item: pytest.Item) -> bool:
     return any(
         "start_server" in getattr(getattr(f, "__code__", None), "co_names", ()) for f in functions
     )
+
+
+# A DeepSeek-R1 distill's chat template, which opens `<think>` in the prompt.
+R1_TEMPLATE = "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja"
+
+
+@pytest.fixture(scope="session")
+def real_templates(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
+    """llama.cpp's models/templates/ (real chat templates: Qwen3, DeepSeek-R1 distills,
+    gpt-oss...), from the llama-cpp-python source package, cached with the convert tests'."""
+    sys.path.insert(0, str(REPO / "tests" / "convert"))
+    import reference_sources
+
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("hearth-convert-v1")) if cache else tmp_path_factory.mktemp("sdist")
+    try:
+        script = reference_sources.llama_cpp_reference(root / "llama-cpp-python-sdist")
+    except reference_sources.SourceUnavailable as missing:
+        pytest.skip(str(missing))
+    return script.parent / "models" / "templates"
+
+
+def with_template(template: Path, out: Path) -> Path:
+    """The bundled model with another chat template (gguf's gguf-new-metadata), at `out`."""
+    from hearth.runtime.settings import bundled_model_path
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gguf.scripts.gguf_new_metadata",
+            "--force",
+            "--chat-template-file",
+            str(template),
+            str(bundled_model_path()),
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
 
 
 GEMMA = "gemma3-270m-Q4_K_M"  # the second real model's id, from its file name

@@ -135,8 +135,8 @@ def _message(turn: Turn, fmt: CallFormat) -> Message:
     if turn.role == "assistant" and turn.tool_calls:
         calls = [ParsedCall(call.name, _arguments(call.arguments)) for call in turn.tool_calls]
         text = "\n".join(part for part in (turn.content, fmt.render(calls)) if part)
-        return Message("assistant", text)
-    return Message(turn.role, turn.content)
+        return Message("assistant", text, reasoning=turn.reasoning)
+    return Message(turn.role, turn.content, reasoning=turn.reasoning)
 
 
 def _native_message(turn: Turn) -> Message:
@@ -145,7 +145,7 @@ def _native_message(turn: Turn) -> Message:
     calls = tuple(
         ToolCallTurn(call.id, call.name, _arguments(call.arguments)) for call in turn.tool_calls
     )
-    return Message(turn.role, turn.content, tool_calls=calls)
+    return Message(turn.role, turn.content, tool_calls=calls, reasoning=turn.reasoning)
 
 
 def _arguments(text: str) -> dict:

@@ -15,6 +15,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from hearth.runtime.reasoning import (
+    Piece,
+    ReasoningStyle,
+    ThinkingSplitter,
+    split_reasoning,
+    tag_prefix_overlap,
+)
 from hearth.runtime.requests import ToolCall
 from hearth.runtime.tools.formats import CallFormat
 from hearth.runtime.tools.plan import ToolPlan
@@ -29,9 +36,10 @@ def new_call_id() -> str:
 
 @dataclass(frozen=True)
 class Reply:
-    content: str  # the text outside the calls
+    content: str  # the text outside the calls and the reasoning
     calls: tuple[ToolCall, ...]
     end: ReplyEnd
+    reasoning: str = ""  # a thinking model's reasoning, without its tags
 
 
 def read_calls(fmt: CallFormat, text: str, reason: str) -> tuple[ToolCall, ...]:
@@ -55,13 +63,61 @@ def reply_end(calls: tuple[ToolCall, ...], reason: str) -> ReplyEnd:
     return "length" if reason == "length" else "stop"
 
 
-def read_reply(plan: ToolPlan | None, text: str, reason: str) -> Reply:
-    """A whole reply: tool calls (and the text before them) or text."""
+def read_reply(
+    plan: ToolPlan | None, text: str, reason: str, reasoning: ReasoningStyle | None = None
+) -> Reply:
+    """A whole reply: its reasoning, then tool calls (and the text before them) or text."""
+    thought, text = split_reasoning(reasoning, text)
     if plan is None or not plan.active:
-        return Reply(text, (), reply_end((), reason))
+        return Reply(text, (), reply_end((), reason), thought)
     calls = read_calls(plan.call_format, text, reason)
     # The raw text of a call is never content, not even of one cut off before its name.
-    return Reply(plan.call_format.before_calls(text), calls, reply_end(calls, reason))
+    return Reply(plan.call_format.before_calls(text), calls, reply_end(calls, reason), thought)
+
+
+class ReplyReader:
+    """A streamed reply read once for every API: reasoning, then content, then calls.
+
+    `feed` returns the pieces that may go out now; `finish` the pieces still held and the
+    whole reply. Reasoning is split off first, so a call written after the thinking is a
+    call, and text inside the thinking that looks like one is not.
+    """
+
+    def __init__(self, plan: ToolPlan | None, reasoning: ReasoningStyle | None = None) -> None:
+        self._splitter = ThinkingSplitter(reasoning) if reasoning is not None else None
+        active = plan is not None and plan.active
+        self._watcher = CallWatcher(plan.call_format) if active else None
+        self._reasoning: list[str] = []
+        self._content: list[str] = []
+
+    def feed(self, text: str) -> list[Piece]:
+        pieces = self._splitter.feed(text) if self._splitter else [Piece("content", text)]
+        return self._through_watcher(pieces)
+
+    def finish(self, reason: str) -> tuple[list[Piece], Reply]:
+        pieces = self._through_watcher(self._splitter.finish() if self._splitter else [])
+        thought = "".join(self._reasoning)
+        if self._watcher is None:
+            return pieces, Reply("".join(self._content), (), reply_end((), reason), thought)
+        reply = self._watcher.finish(reason)
+        if reply.content:
+            pieces.append(Piece("content", reply.content))
+        before = "".join(self._content)
+        whole = Reply(before + reply.content, reply.calls, reply.end, thought)
+        return pieces, whole
+
+    def _through_watcher(self, pieces: list[Piece]) -> list[Piece]:
+        out = []
+        for piece in pieces:
+            if piece.kind == "reasoning":
+                self._reasoning.append(piece.text)
+                out.append(piece)
+                continue
+            text = self._watcher.feed(piece.text) if self._watcher else piece.text
+            if text:
+                self._content.append(text)
+                out.append(Piece("content", text))
+        return out
 
 
 class CallWatcher:
@@ -88,7 +144,7 @@ class CallWatcher:
         if found >= 0:
             self._calling = True
             return self._release(found)
-        return self._release(len(self._held) - _prefix_overlap(self._held, opener))
+        return self._release(len(self._held) - tag_prefix_overlap(self._held, opener))
 
     def finish(self, reason: str = "stop") -> Reply:
         """What is left to send as content, the calls found in the held text, and the end."""
@@ -101,11 +157,3 @@ class CallWatcher:
     def _release(self, upto: int) -> str:
         out, self._held = self._held[:upto], self._held[upto:]
         return out
-
-
-def _prefix_overlap(text: str, opener: str) -> int:
-    """The length of the longest end of text that is a start of opener."""
-    for size in range(min(len(text), len(opener) - 1), 0, -1):
-        if opener.startswith(text[-size:]):
-            return size
-    return 0

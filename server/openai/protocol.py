@@ -104,6 +104,10 @@ class ChatMessage(RequestBody):
     function_call: FunctionCall | None = None  # a deprecated assistant turn's one call
     tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
     tool_call_id: str | None = None  # a tool turn: the call it answers
+    # An assistant turn's reasoning sent back: DeepSeek's and vLLM's `reasoning_content`,
+    # or `reasoning` as Ollama and newer vLLM name it.
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
     @field_validator("content")
     @classmethod
@@ -137,7 +141,14 @@ class ChatMessage(RequestBody):
             RuntimeToolCall(call.id, call.function.name, call.function.arguments)
             for call in self.tool_calls or ()
         )
-        return Turn(role, self.text(), tool_calls=calls, tool_call_id=self.tool_call_id)
+        reasoning = self.reasoning_content or self.reasoning
+        return Turn(
+            role,
+            self.text(),
+            tool_calls=calls,
+            tool_call_id=self.tool_call_id,
+            reasoning=reasoning if role == "assistant" else None,
+        )
 
 
 class StreamOptions(BaseModel):

@@ -66,11 +66,13 @@ export async function listModels(apiKey) {
   return body.data ?? [];
 }
 
-// Streams one chat completion. Calls onDelta(text) per content piece and resolves with
+// Streams one chat completion. Calls onDelta(text) per content piece (onThought(text) per
+// piece of a thinking model's reasoning) and resolves with
 // { finishReason, usage, dropped }. Rejects with ApiError, or AbortError when stopped.
 // A long chat keeps going with its oldest turns left out (truncation "auto"); `dropped`
 // says how many, and the page tells the user.
-export async function streamChat({ apiKey, signal, body, onDelta }) {
+export async function streamChat({ apiKey, signal, body, onDelta, onThought = () => {} }) {
+  const deltas = { content: onDelta, reasoning: onThought };
   const response = await request("v1/chat/completions", apiKey, {
     method: "POST",
     signal,
@@ -99,10 +101,10 @@ export async function streamChat({ apiKey, signal, body, onDelta }) {
     const lines = buffer.split("\n");
     buffer = lines.pop();
     for (const line of lines) {
-      if (handleLine(line, result, onDelta)) return result;
+      if (handleLine(line, result, deltas)) return result;
     }
   }
-  if (buffer) handleLine(buffer, result, onDelta);
+  if (buffer) handleLine(buffer, result, deltas);
   if (!result.finishReason) {
     throw new ApiError("unreachable", "The connection to the server broke off mid-reply.");
   }
@@ -110,7 +112,7 @@ export async function streamChat({ apiKey, signal, body, onDelta }) {
 }
 
 // Returns true at [DONE].
-function handleLine(line, result, onDelta) {
+function handleLine(line, result, deltas) {
   if (!line.startsWith("data:")) return false;
   const data = line.slice(5).trim();
   if (data === "[DONE]") return true;
@@ -125,7 +127,8 @@ function handleLine(line, result, onDelta) {
   }
   if (event.usage) result.usage = event.usage;
   for (const choice of event.choices ?? []) {
-    if (choice.delta?.content) onDelta(choice.delta.content);
+    if (choice.delta?.reasoning_content) deltas.reasoning(choice.delta.reasoning_content);
+    if (choice.delta?.content) deltas.content(choice.delta.content);
     if (choice.finish_reason) result.finishReason = choice.finish_reason;
   }
   return false;

@@ -211,7 +211,9 @@ async function generate(conversation) {
     delete message.pending;
     // A reply that never produced a word is not worth keeping: the user's message stays,
     // with a Retry button.
-    if (!message.content) conversation.messages.splice(conversation.messages.indexOf(message), 1);
+    if (!message.content && !message.reasoning) {
+      conversation.messages.splice(conversation.messages.indexOf(message), 1);
+    }
     delete message.loading;
     state.streaming = null;
     conversation.updated = Date.now();

@@ -26,6 +26,12 @@ export async function streamReply({ apiKey, signal, body, message, onText }) {
         message.content += text;
         onText();
       },
+      onThought: (text) => {
+        if (!firstToken) firstToken = performance.now();
+        pieces += 1;
+        message.reasoning = (message.reasoning ?? "") + text;
+        onText();
+      },
     });
     // Without a usage chunk, content pieces stand in for tokens (about one each).
     const tokens = result.usage?.completion_tokens ?? pieces;

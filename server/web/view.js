@@ -95,11 +95,27 @@ function messageNode(message, index, count, state, actions) {
 export function fillBody(body, message) {
   if (message.role === "assistant") {
     renderMarkdown(message.content, body);
+    if (message.reasoning) body.prepend(thinking(message));
     if (message.pending && !message.content) body.append(typing(message.loading));
   } else {
     // The user's own text is shown as typed, line breaks included (CSS pre-wrap).
     body.textContent = message.content;
   }
+}
+
+// A thinking model's reasoning, in a block that is open while it streams and folds away
+// once the answer begins (the user can open it again).
+function thinking(message) {
+  const block = document.createElement("details");
+  block.className = "thinking";
+  block.open = Boolean(message.pending && !message.content);
+  const summary = document.createElement("summary");
+  summary.textContent = message.pending && !message.content ? "Thinking…" : "Thoughts";
+  const text = document.createElement("div");
+  text.className = "thinking-text";
+  text.textContent = message.reasoning.trim();
+  block.append(summary, text);
+  return block;
 }
 
 export function statsText(message) {

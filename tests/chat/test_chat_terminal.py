@@ -95,3 +95,29 @@ def test_bad_prompt_file_fails_at_start(run_chat, tmp_path: Path) -> None:
     result = run_chat("--prompt", str(broken), timeout=120)
     assert result.returncode == 1
     assert str(broken) in result.stderr and "does not end with the user's label" in result.stderr
+
+
+DIM = "\x1b[2m"
+
+
+@pytest.fixture(scope="module")
+def r1_model(real_templates: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled model with a DeepSeek-R1 distill's template: its prompt opens `<think>`,
+    so the reply starts as reasoning."""
+    from tests.conftest import R1_TEMPLATE, with_template
+
+    return with_template(real_templates / R1_TEMPLATE, tmp_path_factory.mktemp("r1") / "r1.gguf")
+
+
+def test_thinking_is_dimmed_on_a_terminal_and_plain_when_piped(chat_env, run_chat, r1_model):
+    child = spawn(chat_env, "--model", str(r1_model), "--max-tokens", "16")
+    child.sendline("What is the capital of France?")
+    child.expect_exact(PROMPT)
+    reply = child.before.split("\x1b[0m", 1)[1]
+    assert DIM in reply and re.search(r"\x1b\[2m[^\x1b]*\w", reply), reply
+    assert "think>" not in reply
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    piped = run_chat("--model", str(r1_model), "--max-tokens", "16", stdin="Hi\n", timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert "\x1b[" not in piped.stdout and "think>" not in piped.stdout

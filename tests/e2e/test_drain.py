@@ -121,6 +121,11 @@ STREAMS = {
         "max_output_tokens": 4000,
         "stream": True,
     },
+    "messages": {
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+        "max_tokens": 4000,
+        "stream": True,
+    },
 }
 
 
@@ -152,6 +157,12 @@ def test_drain_timeout_ends_every_kind_of_stream_with_its_terminal_event(tmp_pat
         assert error["code"] == "server_shutting_down"
         last = json.loads(events[-1][1])["response"]
         assert last["status"] == "incomplete" and last["output"][0]["content"][0]["text"]
+    elif endpoint == "messages":
+        # Ended as max_tokens ends a message, then the error instead of message_stop.
+        kinds = [name for name, _ in events]
+        assert kinds[-2:] == ["message_delta", "error"] and "message_stop" not in kinds
+        assert json.loads(events[-2][1])["delta"]["stop_reason"] == "max_tokens"
+        assert json.loads(events[-1][1])["error"]["type"] == "overloaded_error"
     else:
         chunks = [json.loads(data) for _, data in events]
         reasons = [

@@ -94,3 +94,22 @@ def test_grammar_constrains_the_draw_and_never_sees_the_prompt(model, params):
         chain.close()
         llama_cpp.llama_memory_seq_rm(model.memory, 0, -1, -1)
     assert re.fullmatch(rb"\[[0-9]{1,3}(,[0-9]{1,3}){0,4}\]", text), text
+
+
+def test_a_logit_bias_that_bans_every_token_the_grammar_allows_does_not_abort(model):
+    """A grammar needing "<" with "<" banned by logit_bias: the chain picked an end token the
+    grammar refused, and llama.cpp aborted the whole server on accepting it."""
+    less_than = model.tokenize("<", add_special=False, parse_special=False)
+    params = SamplingParams(temperature=0.0, logit_bias=((less_than[0], -100.0),))
+    chain = SamplerChain(params, model.n_vocab, 'root ::= "<" [a-z]+', model.vocab)
+    llama_cpp.llama_memory_seq_rm(model.memory, 0, -1, -1)
+    tokens = model.tokenize("Write a tag:", add_special=True, parse_special=False)
+    batch = TokenBatch(64)
+    batch.add(tokens, 0, 0, True)
+    try:
+        assert batch.decode(model.ctx) == 0
+        token = chain.sample(model.ctx, batch.size - 1)
+    finally:
+        chain.close()
+        llama_cpp.llama_memory_seq_rm(model.memory, 0, -1, -1)
+    assert model.piece(token).startswith(b"<")

@@ -89,6 +89,18 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
     assert error["param"] == param
 
 
+def assert_error_shape(path: str, response: httpx.Response) -> None:
+    """The error body is in the shape of the API the path belongs to."""
+    body = response.json()
+    if path.startswith("/v1/messages"):
+        assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+        error = body["error"]
+    else:
+        error = body["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+
+
 def chat(**overrides: object) -> dict:
     return {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}], **overrides}
 
@@ -140,6 +152,37 @@ _message = st.fixed_dictionaries(
     {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool"]) | _json},
     optional={"content": _json | _text, "name": _json},
 )
+# Anthropic's content blocks, each type with generated fields.
+_block = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            ["text", "image", "document", "tool_use", "tool_result", "thinking", "other"]
+        )
+        | _json
+    },
+    optional={
+        "text": _text | _json,
+        "id": _text,
+        "name": _text,
+        "input": _json,
+        "tool_use_id": _text,
+        "content": _text | _json,
+        "is_error": _json,
+        "source": _json,
+    },
+)
+_anthropic_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant"]) | _json},
+    optional={"content": _text | st.lists(_block, max_size=3) | _json},
+)
+_anthropic_tool = st.fixed_dictionaries(
+    {"name": _text | st.just("get_weather")},
+    optional={"input_schema": _json | st.just({"type": "object"}), "type": _json},
+)
+_tool_choice = st.fixed_dictionaries(
+    {"type": st.sampled_from(["auto", "any", "tool", "none"]) | _json},
+    optional={"name": _text | st.just("get_weather"), "disable_parallel_tool_use": _json},
+)
 _FIELDS = [
     "model",
     "prompt",
@@ -178,6 +221,12 @@ _FIELDS = [
     "tokens",
     "with_pieces",
     "add_special",
+    # Anthropic's Messages API
+    "system",
+    "stop_sequences",
+    "thinking",
+    "metadata",
+    "grammar",
 ]
 # Every route that takes a JSON body.
 _ROUTES = [
@@ -187,13 +236,19 @@ _ROUTES = [
     "/v1/embeddings",
     "/tokenize",
     "/detokenize",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
 ]
 _overrides = st.fixed_dictionaries(
     {},
     optional={
         **{name: _json for name in _FIELDS},
-        "messages": st.lists(_message, max_size=3) | _json,
+        "messages": st.lists(_message, max_size=3)
+        | st.lists(_anthropic_message, max_size=3)
+        | _json,
         "logit_bias": st.dictionaries(_text | st.integers().map(str), _json, max_size=2),
+        "tools": st.lists(_anthropic_tool, max_size=2) | _json,
+        "tool_choice": _tool_choice | _json,
     },
 )
 _VALID = {
@@ -203,6 +258,7 @@ _VALID = {
     "input": "Hi",
     "content": "Hi",
     "tokens": [1],
+    "max_tokens": 8,
 }
 _bodies = st.tuples(st.sampled_from(_ROUTES), st.just(_VALID), _overrides) | st.tuples(
     st.sampled_from(_ROUTES), _json, st.just({})
@@ -211,15 +267,13 @@ _bodies = st.tuples(st.sampled_from(_ROUTES), st.just(_VALID), _overrides) | st.
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=_bodies)
-def test_generated_bodies_never_get_a_5xx_and_errors_have_openai_shape(app, case):
+def test_generated_bodies_never_get_a_5xx_and_errors_have_their_apis_shape(app, case):
     path, base, overrides = case
     body = {**base, **overrides} if isinstance(base, dict) else base
     response = app.post(path, body)
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
-        error = response.json()["error"]
-        assert set(error) == {"message", "type", "param", "code"}
-        assert isinstance(error["message"], str) and error["message"]
+        assert_error_shape(path, response)
 
 
 def test_responses_input_messages_without_a_type_are_accepted(app):
@@ -280,8 +334,7 @@ def test_schema_generated_requests_never_get_a_5xx(app, case):
     response = app.send(case.as_transport_kwargs(base_url="http://localhost"))
     assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text}"
     if response.status_code >= 400:
-        error = response.json()["error"]
-        assert set(error) == {"message", "type", "param", "code"}
+        assert_error_shape(case.formatted_path, response)
 
 
 def test_responses_tool_choice_naming_no_tool_is_400_not_500(app):

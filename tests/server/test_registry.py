@@ -342,3 +342,64 @@ def test_a_request_cancelled_while_its_model_loads_leaves_the_model_loaded():
 
     run(scenario())
     assert engines["b"].starts == 1
+
+
+def test_aliases_and_their_patterns_name_a_model_and_its_own_ids_win(tmp_path: Path):
+    """Anthropic clients send claude-* names: an alias pattern routes them to a local model."""
+    settings = ModelSettings.load({})
+    specs = [
+        ModelSpec("a", "test", tmp_path / "a.gguf", settings, aliases=("*",)),
+        ModelSpec("b", "test", tmp_path / "b.gguf", settings, aliases=("claude-*", "gpt-4o")),
+    ]
+    engines = {"a": CountingEngine(), "b": CountingEngine()}
+    registry = ModelRegistry(
+        ModelLibrary(specs), lambda opts: engines[opts.name], max_loaded=2, keep_alive=0
+    )
+
+    async def served(name: str) -> tuple[str, str]:
+        async with registry.acquire(name) as handle:
+            return handle.id, handle.model
+
+    async def scenario() -> None:
+        # a's catch-all pattern comes first, yet b's own id is b's.
+        assert await served("b") == ("b", "b")
+        # the first model whose aliases take the name, in library order: a's "*".
+        assert await served("claude-sonnet-4-5") == ("claude-sonnet-4-5", "a")
+        assert await served("b:chat-with-bob") == ("b:chat-with-bob", "b")
+
+    run(scenario())
+
+    specs[0] = ModelSpec("a", "test", tmp_path / "a.gguf", settings)
+    registry = ModelRegistry(
+        ModelLibrary(specs), lambda opts: engines[opts.name], max_loaded=2, keep_alive=0
+    )
+
+    async def without_catch_all() -> None:
+        assert await served("claude-sonnet-4-5") == ("claude-sonnet-4-5", "b")
+        assert await served("claude-haiku-4-5:chat-with-bob") == (
+            "claude-haiku-4-5:chat-with-bob",
+            "b",
+        )
+        assert await served("gpt-4o") == ("gpt-4o", "b")
+        for name in ("gpt-4o-mini", "claude", "xclaude-3"):
+            with pytest.raises(ModelNotFound):
+                await served(name)
+
+    run(without_catch_all())
+
+
+def test_aliases_come_from_the_command_line_and_the_config(tmp_path: Path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    settings = ModelSettings.load(
+        {
+            "model": str(model),
+            "aliases": "claude-*, gpt-4o",
+            "models_dir": tmp_path / "none",
+            "models": [{"id": "other", "path": str(model), "aliases": ["claude-3-*"]}],
+        }
+    )
+    specs = {spec.id: spec for spec in ModelLibrary.scan(settings).specs}
+    assert specs["m"].aliases == ("claude-*", "gpt-4o")
+    assert specs["other"].aliases == ("claude-3-*",)
+    assert specs["m"].answers_to("claude-opus-4-1") and not specs["m"].answers_to("gpt-4")

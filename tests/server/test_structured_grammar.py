@@ -90,3 +90,41 @@ def test_pattern_strings_refuse_raw_control_characters(grammar_takes):
     assert grammar_takes(gbnf, '"abc"')
     assert not grammar_takes(gbnf, '"a\tc"')
     assert not grammar_takes(gbnf, '"a"c"')
+
+
+def test_a_subschema_that_constrains_nothing_is_any_json_value(grammar_takes):
+    """A parameter with only a description (Claude Code's tools have them) was refused as
+    "Unrecognized schema"; JSON Schema calls it any value."""
+    gbnf = compile_(
+        {
+            "type": "object",
+            "properties": {
+                "args": {"description": "Passed to the script verbatim."},
+                "tags": {"type": "array", "items": {}},
+            },
+            "required": ["args"],
+        }
+    )
+    for value in ('[1, "two"]', '{"k": null}', '"text"', "3.5", "true", "null"):
+        assert grammar_takes(gbnf, f'{{"args": {value}, "tags": [{value}]}}'), value
+    assert not grammar_takes(gbnf, '{"args": nope')
+
+
+def test_a_huge_max_length_is_left_to_max_tokens_and_a_huge_min_length_refused(grammar_takes):
+    """maxLength 524,288 (a Claude Code tool has it) compiled to a grammar nested that deep,
+    and llama.cpp's parser overflowed its stack: the server died."""
+    gbnf = compile_({"type": "string", "maxLength": 524_288})
+    assert grammar_takes(gbnf, '"' + "x" * 600 + '"')
+    with pytest.raises(structured.InvalidSchema, match="minLength 100000"):
+        compile_({"type": "string", "minLength": 100_000})
+
+
+def test_a_grammar_nested_past_the_parsers_depth_is_refused_not_a_crash():
+    deep = "root ::= " + '("a" ' * 30_000 + ")?" * 30_000
+    with pytest.raises(structured.InvalidGrammar, match="nests parentheses 30000 deep"):
+        structured.raw_grammar(deep)
+    assert not engine_grammar.grammar_parses(deep)
+
+
+def test_nesting_is_counted_outside_strings_classes_and_comments():
+    assert engine_grammar.grammar_nesting('root ::= ("(" [(] ("a"))  # ((((\nx ::= "\\"("') == 2

@@ -50,6 +50,7 @@ def test_earliest_of_several_stops_wins():
     matcher = StopMatcher(["world", "lo w"])
     text, stopped = matcher.feed("hello world")
     assert stopped and text == "hel"
+    assert matcher.matched == "lo w"  # Anthropic's stop_sequence names it
 
 
 def test_stop_inside_a_single_piece_cuts_the_rest():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hearth.runtime.requests import ChatRequest, OutputFormat, Tool, ToolUse
+from hearth.runtime.requests import ChatRequest, OutputFormat, Thinking, Tool, ToolUse
 from hearth.server.openai.protocol import (
     MAX_TOP_LOGPROBS,
     ChatMessage,
@@ -58,6 +58,7 @@ class ChatCompletionRequest(SamplingFields):
     max_tokens: int | None = Field(default=None, ge=1)
     n: Choices = 1
     parallel_tool_calls: bool | None = True
+    reasoning_effort: ReasoningEffort | None = None
     response_format: ResponseFormat | None = None
     tool_choice: ToolChoice | None = None
     tools: list[ToolDefinition] | None = None
@@ -69,6 +70,16 @@ class ChatCompletionRequest(SamplingFields):
     # context_length_exceeded, as OpenAI does. Left out: the server's --truncation.
     truncation: Truncation | None = Field(
         default=None, description="'auto' drops the oldest turns to fit the context."
+    )
+    # vLLM's and llama.cpp's name: extra variables for the model's chat template
+    # (`{"enable_thinking": false}`); the template's standard variables cannot be replaced.
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None, description="Extra variables for the model's chat template."
+    )
+    # A thinking model's reasoning ends after this many tokens: its closing tag is written
+    # for it, and the answer follows.
+    reasoning_budget: int | None = Field(
+        default=None, ge=0, description="Most tokens a thinking model may reason for."
     )
     # ---- end of Hearth extensions --------------------------------------------------------
 
@@ -175,6 +186,8 @@ class ChatCompletionRequest(SamplingFields):
             truncation=self.truncation,
             output=self._output_format(),
             tools=self._tool_use(),
+            thinking=thinking(self.reasoning_effort, self.reasoning_budget),
+            template_kwargs=self.chat_template_kwargs or {},
         )
 
     def _output_format(self) -> OutputFormat | None:
@@ -217,6 +230,23 @@ class ChatCompletionRequest(SamplingFields):
         )
 
 
+# OpenAI's reasoning efforts. `none` and `minimal` switch thinking off where the model's
+# template can; the others are accepted, and passed to a template that takes an effort.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def thinking(effort: ReasoningEffort | None, budget: int | None = None) -> Thinking:
+    """An OpenAI reasoning effort (chat's reasoning_effort, Responses' reasoning.effort)."""
+    if effort in ("none", "minimal"):
+        return Thinking(enabled=False, budget_tokens=budget)
+    return Thinking(
+        enabled=True if effort else None,
+        budget_tokens=budget,
+        effort=EFFORT[effort] if effort else None,  # type: ignore[arg-type]
+    )
+
+
 def _field_error(field: str, message: str) -> ValidationError:
     """A 400 naming `field`, raised from a validator of the whole request."""
     return ValidationError.from_exception_data(
@@ -241,10 +271,11 @@ def _without_legacy_turns(messages: list[ChatMessage]) -> list[ChatMessage]:
     return modern
 
 
-def _without_absent_calls(data: dict) -> dict:
+def _without_absent_parts(data: dict) -> dict:
     # OpenAI leaves `tool_calls` (and the deprecated `function_call`) out of a message or
-    # delta that has none; some clients read a null there as "calls follow".
-    for key in ("function_call", "tool_calls"):
+    # delta that has none; some clients read a null there as "calls follow". A model that
+    # does not think has no reasoning fields, as OpenAI's chat completions have none.
+    for key in ("function_call", "tool_calls", "reasoning_content", "reasoning"):
         if data.get(key) is None:
             data.pop(key, None)
     return data
@@ -255,10 +286,14 @@ class AssistantMessage(BaseModel):
     content: str | None
     function_call: FunctionCall | None = None  # the reply to deprecated `functions`
     tool_calls: list[ToolCall] | None = None
+    # A thinking model's reasoning, under both names clients look for (DeepSeek's and
+    # vLLM's `reasoning_content`, Ollama's and newer vLLM's `reasoning`).
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
     @model_serializer(mode="wrap")
-    def _omit_absent_calls(self, handler: SerializerFunctionWrapHandler) -> dict:
-        return _without_absent_calls(handler(self))
+    def _omit_absent_parts(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return _without_absent_parts(handler(self))
 
 
 class ChatChoice(BaseModel):
@@ -299,10 +334,12 @@ class ChatDelta(BaseModel):
     content: str | None = None
     function_call: FunctionCallDelta | None = None  # the reply to deprecated `functions`
     tool_calls: list[ToolCallDelta] | None = None
+    reasoning_content: str | None = None  # see AssistantMessage
+    reasoning: str | None = None
 
     @model_serializer(mode="wrap")
-    def _omit_absent_calls(self, handler: SerializerFunctionWrapHandler) -> dict:
-        return _without_absent_calls(handler(self))
+    def _omit_absent_parts(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return _without_absent_parts(handler(self))
 
     @model_serializer(mode="wrap")
     def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict:

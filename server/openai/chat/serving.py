@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from hearth.engine.base import Finished, TextDelta
 from hearth.runtime.pipeline import Collected, PreparedGeneration
-from hearth.runtime.tools.reply import CallWatcher, read_reply
+from hearth.runtime.reasoning import Piece
 from hearth.server.openai.chat.protocol import (
     ChatChoice,
     ChatChunkChoice,
@@ -56,16 +56,25 @@ async def chat_chunks(
 
     n = len(prepared.generations)
     content = [TextChunks(lambda text, i=i: chunk(i, ChatDelta(content=text))) for i in range(n)]
-    tools = prepared.tools if prepared.tools and prepared.tools.active else None
-    watchers = [CallWatcher(tools.call_format) for _ in range(n)] if tools else None
-    # Logprobs of tokens whose text a call watcher holds back, sent with what it releases.
+    thought = [
+        TextChunks(lambda text, i=i: chunk(i, ChatDelta(reasoning_content=text, reasoning=text)))
+        for i in range(n)
+    ]
+    readers = [prepared.reader() for _ in range(n)]
+    # Logprobs of tokens whose text a reader holds back, sent with what it releases.
     held: list[list] = [[] for _ in range(n)]
     finished: list[Finished] = []
 
-    def text_chunk(choice: int, text: str, logprobs: list) -> Chunk:
-        if not logprobs:
+    def text_chunk(choice: int, piece: Piece, logprobs: list) -> Chunk:
+        text = piece.text
+        if piece.kind == "reasoning":
+            if not logprobs:
+                return thought[choice].event(text)
+            delta = ChatDelta(reasoning_content=text, reasoning=text)
+        elif not logprobs:
             return content[choice].event(text)
-        delta = ChatDelta(content=text)
+        else:
+            delta = ChatDelta(content=text)
         return chunk(choice, delta, logprobs=chat_logprobs(logprobs)).model_dump_json()
 
     for choice in range(n):
@@ -73,21 +82,18 @@ async def chat_chunks(
     async for choice, event in prepared.all_events():
         if isinstance(event, TextDelta):
             held[choice].extend(event.logprobs)
-            text = watchers[choice].feed(event.text) if watchers else event.text
-            if text:
-                yield text_chunk(choice, text, held[choice])
+            for piece in readers[choice].feed(event.text):
+                yield text_chunk(choice, piece, held[choice])
                 held[choice] = []
         elif isinstance(event, Finished):
             finished.append(event)
-            reason = event.reason
-            if watchers is not None:
-                reply = watchers[choice].finish(reason)
-                if reply.content:
-                    yield text_chunk(choice, reply.content, held[choice])
-                for delta in call_deltas(reply, legacy):
-                    yield chunk(choice, delta).model_dump_json()
-                reason = finish_reason(reply, legacy)
-            yield chunk(choice, ChatDelta(), finish=reason).model_dump_json()
+            pieces, reply = readers[choice].finish(event.reason)
+            for piece in pieces:
+                yield text_chunk(choice, piece, held[choice])
+                held[choice] = []
+            for delta in call_deltas(reply, legacy):
+                yield chunk(choice, delta).model_dump_json()
+            yield chunk(choice, ChatDelta(), finish=finish_reason(reply, legacy)).model_dump_json()
     if include_usage and finished:
         yield chunk(0, ChatDelta(), usage=usage_of(*finished)).model_dump_json()
 
@@ -98,7 +104,7 @@ def whole_completion(
     """Every choice, whole, as one chat completion."""
     choices = []
     for index, whole in enumerate(collected):
-        reply = read_reply(prepared.tools, whole.text, whole.finished.reason)
+        reply = prepared.read(whole.text, whole.finished.reason)
         logprobs = chat_logprobs(whole.logprobs) if prepared.logprobs is not None else None
         choices.append(
             ChatChoice(

@@ -34,11 +34,15 @@ def finish_reason(reply: Reply, legacy: bool) -> FinishReason:
 def assistant_message(reply: Reply, legacy: bool) -> AssistantMessage:
     """The whole reply as a message: tool calls (and any text before them) or text."""
     calls = wire_calls(reply)
+    thought = reply.reasoning or None
+    reasoning = {"reasoning_content": thought, "reasoning": thought}
     if not calls:
-        return AssistantMessage(content=reply.content)
+        return AssistantMessage(content=reply.content, **reasoning)
     if legacy:  # one call: the legacy grammar allows no more
-        return AssistantMessage(content=reply.content or None, function_call=calls[0].function)
-    return AssistantMessage(content=reply.content or None, tool_calls=calls)
+        return AssistantMessage(
+            content=reply.content or None, function_call=calls[0].function, **reasoning
+        )
+    return AssistantMessage(content=reply.content or None, tool_calls=calls, **reasoning)
 
 
 def call_deltas(reply: Reply, legacy: bool) -> list[ChatDelta]:

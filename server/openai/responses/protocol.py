@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hearth.runtime.errors import InvalidRequest
-from hearth.server.openai.chat.protocol import ChatCompletionRequest
+from hearth.server.openai.chat.protocol import ChatCompletionRequest, ReasoningEffort
 from hearth.server.openai.protocol import (
     ChatMessage,
     FunctionCall,
@@ -92,6 +92,28 @@ class FunctionCallOutput(BaseModel):
     output: str
 
 
+class ReasoningText(BaseModel):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class ReasoningItem(BaseModel):
+    """A reasoning item sent back (a client managing the conversation itself): its text
+    goes with the assistant turn that follows it, as a chat message's reasoning_content."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[dict] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+
+    def text(self) -> str:
+        if self.content:
+            return "".join(part.text for part in self.content)
+        return "".join(str(part.get("text", "")) for part in self.summary)
+
+
 def _item_type(item: object) -> object:
     # OpenAI lets a message leave out `"type": "message"`, and the openai-agents SDK and
     # the AI SDK do: a discriminator that needs the key refused their every request.
@@ -103,12 +125,13 @@ def _item_type(item: object) -> object:
 InputItem = Annotated[
     Annotated[InputMessage, Tag("message")]
     | Annotated[FunctionCallItem, Tag("function_call")]
-    | Annotated[FunctionCallOutput, Tag("function_call_output")],
+    | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")],
     Discriminator(
         _item_type,
         custom_error_type="input_item_type",
-        custom_error_message="an input item's type must be message, function_call or "
-        "function_call_output",
+        custom_error_message="an input item's type must be message, function_call, "
+        "function_call_output or reasoning",
     ),
 ]
 
@@ -180,6 +203,13 @@ class TextConfig(BaseModel):
     format: TextFormat | None = None
 
 
+class ReasoningConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    effort: ReasoningEffort | None = None
+    summary: str | None = None  # accepted; the reasoning item carries the whole text
+
+
 class ResponseRequest(RequestBody):
     model: str
     input: str | list[Annotated[InputItem, Field()]]
@@ -197,6 +227,12 @@ class ResponseRequest(RequestBody):
     metadata: dict[str, str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
+    reasoning: ReasoningConfig | None = None
+
+    # ---- Hearth extensions (not in the OpenAI API) --------------------------------------
+    # As on chat completions: a GBNF grammar (root rule `root`) the output must follow.
+    grammar: str | None = Field(default=None, description="GBNF the output must follow.")
+    # ---- end of Hearth extensions --------------------------------------------------------
 
     @field_validator("input", mode="wrap")
     @classmethod
@@ -220,9 +256,16 @@ class ResponseRequest(RequestBody):
             else self.input
         )
         messages: list[ChatMessage] = []
+        thought: str | None = None  # a reasoning item's, for the assistant turn after it
         for item in items:
-            if isinstance(item, InputMessage):
-                messages.append(ChatMessage(role=item.role, content=item.text()))
+            if isinstance(item, ReasoningItem):
+                thought = item.text()
+            elif isinstance(item, InputMessage):
+                reasoning = thought if item.role == "assistant" else None
+                messages.append(
+                    ChatMessage(role=item.role, content=item.text(), reasoning_content=reasoning)
+                )
+                thought = None
             elif isinstance(item, FunctionCallItem):
                 call = ToolCall(
                     id=item.call_id, function=FunctionCall(name=item.name, arguments=item.arguments)
@@ -230,7 +273,15 @@ class ResponseRequest(RequestBody):
                 if messages and messages[-1].role == "assistant" and messages[-1].tool_calls:
                     messages[-1].tool_calls.append(call)  # parallel calls: one turn
                 else:
-                    messages.append(ChatMessage(role="assistant", content=None, tool_calls=[call]))
+                    messages.append(
+                        ChatMessage(
+                            role="assistant",
+                            content=None,
+                            tool_calls=[call],
+                            reasoning_content=thought,
+                        )
+                    )
+                thought = None
             else:
                 messages.append(
                     ChatMessage(role="tool", content=item.output, tool_call_id=item.call_id)
@@ -254,6 +305,8 @@ class ResponseRequest(RequestBody):
             else None,
             "response_format": self._response_format(),
             "truncation": self.truncation,
+            "reasoning_effort": self.reasoning.effort if self.reasoning else None,
+            "grammar": self.grammar,
         }
         if self.tools:
             fields["tools"] = [
@@ -315,6 +368,17 @@ class OutputText(BaseModel):
     annotations: list = Field(default_factory=list)
 
 
+class OutputReasoning(BaseModel):
+    """A thinking model's reasoning, as OpenAI's reasoning item: the text whole in
+    `content` (Hearth writes no summaries, so `summary` is empty)."""
+
+    type: Literal["reasoning"] = "reasoning"
+    id: str = Field(default_factory=lambda: _id("rs"))
+    summary: list[dict] = Field(default_factory=list)
+    content: list[ReasoningText]
+    status: Literal["completed", "in_progress", "incomplete"] = "completed"
+
+
 class OutputMessage(BaseModel):
     type: Literal["message"] = "message"
     id: str = Field(default_factory=lambda: _id("msg"))
@@ -332,7 +396,7 @@ class OutputFunctionCall(BaseModel):
     status: Literal["completed", "in_progress"] = "completed"
 
 
-OutputItem = OutputMessage | OutputFunctionCall
+OutputItem = OutputReasoning | OutputMessage | OutputFunctionCall
 
 
 class InputTokensDetails(BaseModel):
@@ -376,3 +440,4 @@ class Response(BaseModel):
     tools: list[FunctionTool] = Field(default_factory=list)
     usage: ResponseUsage | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    reasoning: dict | None = None  # the request's reasoning settings, as OpenAI echoes them

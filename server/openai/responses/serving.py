@@ -16,8 +16,9 @@ from hearth.engine.base import Finished
 from hearth.runtime.errors import DrainTimeout
 from hearth.runtime.observer import NO_OBSERVER, GenerationObserver
 from hearth.runtime.pipeline import ChatPolicy, PreparedGeneration, collect, prepare_chat
+from hearth.runtime.reasoning import Piece
 from hearth.runtime.registry import ModelRegistry
-from hearth.runtime.tools.reply import Reply, read_reply
+from hearth.runtime.tools.reply import Reply
 from hearth.server.errors import to_openai
 from hearth.server.openai.chat.tool_calls import wire_calls
 from hearth.server.openai.protocol import ChatMessage
@@ -27,7 +28,9 @@ from hearth.server.openai.responses.protocol import (
     OutputFunctionCall,
     OutputItem,
     OutputMessage,
+    OutputReasoning,
     OutputText,
+    ReasoningText,
     Response,
     ResponseRequest,
     ResponseUsage,
@@ -57,10 +60,9 @@ def finish(
     prepared: PreparedGeneration,
     store: ResponseStore,
     conversation: list[ChatMessage],
-    text: str,
+    reply: Reply,
     finished: Finished,
 ) -> Response:
-    reply = read_reply(prepared.tools, text, finished.reason)
     cut = reply.end == "length"
     response = Response(
         status="incomplete" if cut else "completed",
@@ -88,17 +90,31 @@ def finish(
             total_tokens=finished.prompt_tokens + finished.completion_tokens,
         ),
         metadata=body.metadata or {},
+        reasoning=body.reasoning.model_dump() if body.reasoning else None,
     )
     if body.store:
         turn = ChatMessage(
-            role="assistant", content=reply.content or None, tool_calls=wire_calls(reply) or None
+            role="assistant",
+            content=reply.content or None,
+            tool_calls=wire_calls(reply) or None,
+            reasoning_content=reply.reasoning or None,
         )
         store.put(response, [*conversation, turn])
     return response
 
 
 def output_items(reply: Reply) -> list[OutputItem]:
+    """The reply's reasoning, then its text, then its calls."""
     items: list[OutputItem] = []
+    status = "incomplete" if reply.end == "length" else "completed"
+    if reply.reasoning:
+        cut_short = status == "incomplete" and not reply.content and not reply.calls
+        items.append(
+            OutputReasoning(
+                content=[ReasoningText(text=reply.reasoning)],
+                status="incomplete" if cut_short else "completed",
+            )
+        )
     if reply.content:
         items.append(
             OutputMessage(
@@ -120,7 +136,8 @@ async def create(
 ) -> Response:
     prepared, conversation = await start(registry, store, body, policy, observer)
     text, finished = await collect(prepared)
-    return finish(body, prepared, store, conversation, text, finished)
+    reply = prepared.read(text, finished.reason)
+    return finish(body, prepared, store, conversation, reply, finished)
 
 
 class EventWriter:
@@ -181,39 +198,25 @@ class ResponseStream:
         ).model_dump()
         yield event("response.created", response=pending)
         yield event("response.in_progress", response=pending)
-        live = prepared.tools is None or not prepared.tools.active
-        message = OutputMessage(status="in_progress", content=[])
-        parts: list[str] = []
+        reader = prepared.reader()
+        live = LiveItems(event)
         finished: Finished | None = None
         async for item in prepared.events():
             if isinstance(item, Finished):
                 finished = item
                 break
-            parts.append(item.text)
-            if live:
-                if len(parts) == 1:
-                    yield event(
-                        "response.output_item.added", output_index=0, item=message.model_dump()
-                    )
-                    yield event(
-                        "response.content_part.added",
-                        item_id=message.id,
-                        output_index=0,
-                        content_index=0,
-                        part=OutputText(text="").model_dump(),
-                    )
-                yield event(
-                    "response.output_text.delta",
-                    item_id=message.id,
-                    output_index=0,
-                    content_index=0,
-                    delta=item.text,
-                )
+            for piece in reader.feed(item.text):
+                for sent in live.piece(piece):
+                    yield sent
         if finished is None:
             raise RuntimeError("the generation ended without finishing")
-        response = finish(body, prepared, self.store, self.conversation, "".join(parts), finished)
+        pieces, reply = reader.finish(finished.reason)
+        for piece in pieces:
+            for sent in live.piece(piece):
+                yield sent
+        response = finish(body, prepared, self.store, self.conversation, reply, finished)
         for index, output in enumerate(response.output):
-            async for done in _item_events(event, index, output, live, message.id):
+            for done in _item_events(event, index, output, live):
                 yield done
         if self.cut:
             yield self.error_event(
@@ -225,57 +228,98 @@ class ResponseStream:
         yield event("response.completed", response=response.model_dump())
 
 
-async def _item_events(
-    event: EventWriter, index: int, item: OutputItem, streamed: bool, live_id: str
-) -> AsyncIterator[dict[str, str]]:
-    if isinstance(item, OutputMessage):
-        if streamed:
-            item.id = live_id  # the id its deltas went out under
-        else:
-            added = item.model_copy(update={"status": "in_progress", "content": []})
-            yield event("response.output_item.added", output_index=index, item=added.model_dump())
-            yield event(
+class LiveItems:
+    """The output items streamed while the reply is generated: its reasoning, then its
+    text, each opened (output_item.added, content_part.added) at its first piece. The
+    reasoning item is closed when the text begins, as OpenAI sends them: one item at a time.
+    """
+
+    def __init__(self, event: EventWriter) -> None:
+        self.event = event
+        self.ids: dict[str, tuple[int, str]] = {}  # piece kind: (output index, item id)
+        self.texts: dict[str, list[str]] = {}
+        self.closed: set[str] = set()
+
+    def piece(
+        self, piece: Piece, index: int | None = None, item: OutputItem | None = None
+    ) -> list[dict[str, str]]:
+        """A piece's delta, after the opening events of its item if it is the first."""
+        sent = []
+        if piece.kind not in self.ids:
+            sent += self.close("reasoning") if "reasoning" in self.ids else []
+            sent += self._open(piece.kind, len(self.ids) if index is None else index, item)
+        self.texts[piece.kind].append(piece.text)
+        at, item_id = self.ids[piece.kind]
+        kind = "reasoning_text" if piece.kind == "reasoning" else "output_text"
+        delta = {"item_id": item_id, "output_index": at, "content_index": 0}
+        return [*sent, self.event(f"response.{kind}.delta", **delta, delta=piece.text)]
+
+    def close(self, kind: str, item: OutputItem | None = None) -> list[dict[str, str]]:
+        """The closing events of a streamed item (once): its text done, its part, itself."""
+        if kind in self.closed:
+            return []
+        self.closed.add(kind)
+        index, item_id = self.ids[kind]
+        if item is None:
+            text = "".join(self.texts[kind])
+            item = (
+                OutputReasoning(id=item_id, content=[ReasoningText(text=text)])
+                if kind == "reasoning"
+                else OutputMessage(id=item_id, content=[OutputText(text=text)])
+            )
+        item.id = item_id
+        part = item.content[0]
+        where = {"item_id": item_id, "output_index": index, "content_index": 0}
+        text_kind = "reasoning_text" if kind == "reasoning" else "output_text"
+        return [
+            self.event(f"response.{text_kind}.done", **where, text=part.text),
+            self.event("response.content_part.done", **where, part=part.model_dump()),
+            self.event("response.output_item.done", output_index=index, item=item.model_dump()),
+        ]
+
+    def _open(self, kind: str, index: int, item: OutputItem | None) -> list[dict[str, str]]:
+        if item is None:
+            item = OutputReasoning(content=[]) if kind == "reasoning" else OutputMessage(content=[])
+        opened = item.model_copy(update={"status": "in_progress", "content": []})
+        part = ReasoningText(text="") if kind == "reasoning" else OutputText(text="")
+        self.ids[kind] = (index, item.id)
+        self.texts[kind] = []
+        return [
+            self.event("response.output_item.added", output_index=index, item=opened.model_dump()),
+            self.event(
                 "response.content_part.added",
                 item_id=item.id,
                 output_index=index,
                 content_index=0,
-                part=OutputText(text="").model_dump(),
-            )
-            yield event(
-                "response.output_text.delta",
+                part=part.model_dump(),
+            ),
+        ]
+
+
+def _item_events(
+    event: EventWriter, index: int, item: OutputItem, live: LiveItems
+) -> list[dict[str, str]]:
+    """An item's closing events, and its opening ones first when it was not streamed."""
+    if isinstance(item, OutputFunctionCall):
+        added = item.model_copy(update={"status": "in_progress", "arguments": ""})
+        return [
+            event("response.output_item.added", output_index=index, item=added.model_dump()),
+            event(
+                "response.function_call_arguments.delta",
                 item_id=item.id,
                 output_index=index,
-                content_index=0,
-                delta=item.content[0].text,
-            )
-        text = item.content[0].text
-        yield event(
-            "response.output_text.done",
-            item_id=item.id,
-            output_index=index,
-            content_index=0,
-            text=text,
-        )
-        yield event(
-            "response.content_part.done",
-            item_id=item.id,
-            output_index=index,
-            content_index=0,
-            part=item.content[0].model_dump(),
-        )
-    else:
-        added = item.model_copy(update={"status": "in_progress", "arguments": ""})
-        yield event("response.output_item.added", output_index=index, item=added.model_dump())
-        yield event(
-            "response.function_call_arguments.delta",
-            item_id=item.id,
-            output_index=index,
-            delta=item.arguments,
-        )
-        yield event(
-            "response.function_call_arguments.done",
-            item_id=item.id,
-            output_index=index,
-            arguments=item.arguments,
-        )
-    yield event("response.output_item.done", output_index=index, item=item.model_dump())
+                delta=item.arguments,
+            ),
+            event(
+                "response.function_call_arguments.done",
+                item_id=item.id,
+                output_index=index,
+                arguments=item.arguments,
+            ),
+            event("response.output_item.done", output_index=index, item=item.model_dump()),
+        ]
+    kind = "reasoning" if isinstance(item, OutputReasoning) else "content"
+    if kind in live.ids:
+        item.id = live.ids[kind][1]  # the id its deltas went out under
+        return live.close(kind, item)
+    return live.piece(Piece(kind, item.content[0].text), index, item) + live.close(kind, item)
