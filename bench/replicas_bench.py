@@ -6,7 +6,9 @@ against one replica on one core, and the latency the balancer adds.
 Each replica is a real `hearth serve` (bundled SmolLM2, 1 thread, --parallel 4) started
 under `taskset`; the cluster is the tests' (tests/deploy/cluster.py: deploy/haproxy.cfg
 on loopback). Clients send 64-token chat requests back to back, each with its own
-prompt_cache_key, end of sequence banned so that every reply is 64 tokens. The added
+prompt_cache_key unless --no-keys (then HAProxy spreads them round robin), end of sequence
+banned so that every reply is 64 tokens; the requests each replica answered are counted
+from X-Hearth-Replica, since 8 keys need not hash evenly onto 2 replicas. The added
 latency is the median of sequential 1-token chat requests and of GET /health, through the
 balancer minus straight to a replica. Prints figures; asserts nothing.
 """
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -32,20 +35,24 @@ REPLICA_ARGS = ("--threads", "1", "--parallel", "4", "--n-ctx", "1024", "--log-l
 TOKENS = 64
 
 
-def body(key: str, turn: int, max_tokens: int = TOKENS) -> dict[str, object]:
-    return {
+def body(key: str | None, turn: int, max_tokens: int = TOKENS) -> dict[str, object]:
+    request: dict[str, object] = {
         "model": "smollm2",
         "messages": [{"role": "user", "content": f"Write a short poem about number {turn}."}],
         "max_tokens": max_tokens,
         "temperature": 0.7,
         "logit_bias": {"2": -100},
-        "prompt_cache_key": key,
     }
+    if key is not None:
+        request["prompt_cache_key"] = key
+    return request
 
 
-def throughput(url: str, clients: int, seconds: float) -> tuple[float, int, int]:
-    """Completion tokens per second over all clients, requests done, requests failed."""
-    tokens, done, failed = [0], [0], [0]
+def throughput(
+    url: str, clients: int, seconds: float, keys: bool = True
+) -> tuple[float, Counter[str], int]:
+    """Completion tokens per second over all clients, requests done by replica, failed."""
+    tokens, done, failed = [0], Counter[str](), [0]
     lock = threading.Lock()
     end = time.monotonic() + seconds
 
@@ -54,11 +61,12 @@ def throughput(url: str, clients: int, seconds: float) -> tuple[float, int, int]
         with httpx.Client(base_url=url, timeout=600) as http:
             while time.monotonic() < end:
                 turn += 1
-                answer = http.post("/v1/chat/completions", json=body(f"c{index}", turn))
+                key = f"c{index}" if keys else None
+                answer = http.post("/v1/chat/completions", json=body(key, turn))
                 with lock:
                     if answer.status_code == 200:
                         tokens[0] += answer.json()["usage"]["completion_tokens"]
-                        done[0] += 1
+                        done[answer.headers["x-hearth-replica"]] += 1
                     else:
                         failed[0] += 1
 
@@ -68,7 +76,7 @@ def throughput(url: str, clients: int, seconds: float) -> tuple[float, int, int]
         thread.start()
     for thread in threads:
         thread.join()
-    return tokens[0] / (time.monotonic() - started), done[0], failed[0]
+    return tokens[0] / (time.monotonic() - started), done, failed[0]
 
 
 def median_ms(http: httpx.Client, method: str, path: str, json: dict | None, n: int) -> float:
@@ -105,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--latency-requests", type=int, default=50)
+    parser.add_argument("--no-keys", action="store_true", help="no prompt_cache_key")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
@@ -116,12 +125,16 @@ def main() -> None:
             pins = [str(core) for core in cores[:count]]
             cluster = start_cluster(Path(tmp), count, REPLICA_ARGS, cpus=pins)
             try:
-                throughput(cluster.balancer.url, args.clients, 5)  # warm up
-                rate, done, failed = throughput(cluster.balancer.url, args.clients, args.seconds)
+                keys = not args.no_keys
+                throughput(cluster.balancer.url, args.clients, 5, keys)  # warm up
+                rate, done, failed = throughput(
+                    cluster.balancer.url, args.clients, args.seconds, keys
+                )
                 results[count] = rate
                 print(
                     f"{count} replica(s) on core(s) {','.join(pins)} behind HAProxy, "
-                    f"{args.clients} clients: {rate:.1f} tok/s ({done} requests, {failed} failed)"
+                    f"{args.clients} clients: {rate:.1f} tok/s (requests by replica "
+                    f"{dict(sorted(done.items()))}, {failed} failed)"
                 )
                 if count == 1:
                     added_latency(cluster, args.latency_requests)
