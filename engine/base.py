@@ -54,6 +54,9 @@ class Prompt:
     pieces: tuple[tuple[str, bool], ...] = ()
 
 
+Priority = Literal["interactive", "batch"]
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: Prompt
@@ -68,6 +71,9 @@ class GenerationRequest:
     # Report each generated token's log probability and this many of the likeliest
     # alternatives (0: the token's own only); None reports nothing and costs nothing.
     logprobs: int | None = None
+    # "batch" work (the Batch API's lines) waits behind every interactive request and
+    # never takes the last free slot (see LlamaEngine._admit).
+    priority: Priority = "interactive"
 
 
 @dataclass(frozen=True)

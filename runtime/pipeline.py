@@ -20,6 +20,7 @@ from hearth.engine.base import (
     Generation,
     GenerationEvent,
     GenerationRequest,
+    Priority,
     Prompt,
     SamplingParams,
     TextDelta,
@@ -177,6 +178,7 @@ class ChatPolicy:
 
     truncation: Truncation = "disabled"  # for a request that does not say
     max_messages: int = 2048
+    priority: Priority = "interactive"  # "batch": the Batch API's lines (engine/llama.py)
 
     @classmethod
     def of(cls, settings: ServerSettings) -> ChatPolicy:
@@ -197,6 +199,7 @@ async def submit_chat(
     logprobs: int | None = None,
     truncate: bool = False,
     observer: GenerationObserver = NO_OBSERVER,
+    priority: Priority = "interactive",
 ) -> PreparedGeneration:
     """The chat pipeline of every API and of `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
@@ -222,6 +225,7 @@ async def submit_chat(
                 grammar=grammar,
                 grammar_trigger=grammar_trigger,
                 logprobs=logprobs,
+                priority=priority,
             ),
             n,
         )
@@ -302,11 +306,15 @@ async def prepare_chat(
         logprobs=request.logprobs,
         truncate=(request.truncation or policy.truncation) == "auto",
         observer=observer,
+        priority=policy.priority,
     )
 
 
 async def prepare_completion(
-    handle: ModelHandle, request: TextRequest, observer: GenerationObserver = NO_OBSERVER
+    handle: ModelHandle,
+    request: TextRequest,
+    observer: GenerationObserver = NO_OBSERVER,
+    priority: Priority = "interactive",
 ) -> PreparedGeneration:
     observer.model_chosen(handle.id)
     prompt = Prompt(request.prompt, add_special=True, parse_special=False)
@@ -321,6 +329,7 @@ async def prepare_completion(
                 sampling=request.sampling.over(handle.sampling),
                 grammar=raw_grammar(request.grammar) if request.grammar is not None else None,
                 logprobs=request.logprobs,
+                priority=priority,
             ),
             request.n,
         )
