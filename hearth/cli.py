@@ -33,6 +33,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("pull", "fetch a model from Hugging Face into the library", "hearth.library_cli:pull"),
     Command("list", "list the models this machine can serve", "hearth.library_cli:list_models"),
     Command("rm", "remove a pulled model", "hearth.library_cli:rm"),
+    Command("batch", "submit and follow batch jobs on a running server", "hearth.batch_cli"),
 )
 
 

@@ -1,0 +1,256 @@
+"""The Files and Batches APIs with the official openai client against a real `hearth serve`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import RunningServer, start_server
+
+MAX_FILE_BYTES = 256 * 1024
+
+
+def chat_line(custom_id: str, content: str, model: str = "smollm2", tokens: int = 8) -> dict:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": tokens,
+            "temperature": 0,
+        },
+    }
+
+
+def jsonl(lines: list[dict | str]) -> bytes:
+    return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
+
+
+def serve(tmp: Path, data: Path, *extra: str) -> RunningServer:
+    return start_server(
+        tmp,
+        "--n-ctx",
+        "1024",
+        "--library-dir",
+        str(data),
+        "--max-file-bytes",
+        str(MAX_FILE_BYTES),
+        *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def batch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("batches")
+    running = serve(tmp, tmp / "data")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(batch_server: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=batch_server.api, api_key="unused", max_retries=0)
+
+
+def upload(client: openai.OpenAI, lines: list[dict | str]) -> str:
+    return client.files.create(file=("input.jsonl", jsonl(lines)), purpose="batch").id
+
+
+def wait_for(client: openai.OpenAI, batch_id: str, done=None, deadline: float = 600):
+    """Poll until the batch is finished (or `done(batch)` holds)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        batch = client.batches.retrieve(batch_id)
+        if (done or finished)(batch):
+            return batch
+        time.sleep(0.2)
+    raise AssertionError(f"batch {batch_id} still {batch.status}: {batch.request_counts}")
+
+
+def finished(batch) -> bool:
+    return batch.status in ("completed", "failed", "expired", "cancelled")
+
+
+def lines_of(client: openai.OpenAI, file_id: str | None) -> dict[str, dict]:
+    if file_id is None:
+        return {}
+    rows = [json.loads(x) for x in client.files.content(file_id).text.splitlines()]
+    by_id = {row["custom_id"]: row for row in rows}
+    assert len(by_id) == len(rows), "a custom_id answered twice"
+    return by_id
+
+
+def test_a_batch_answers_good_lines_and_reports_bad_ones_by_custom_id(client):
+    good = [chat_line(f"q{i}", q) for i, q in enumerate(["What is 2+2?", "Name a colour.", "Hi!"])]
+    lines = [
+        *good,
+        "{not json",
+        chat_line("q0", "a duplicate custom_id"),
+        {**chat_line("wrong-url", "x"), "url": "/v1/moderations"},
+        chat_line("no-model", "Hello", model="no-such-model"),
+        {**chat_line("bad-body", "x"), "body": {"model": "smollm2", "messages": "not a list"}},
+    ]
+    file_id = upload(client, lines)
+    assert client.files.retrieve(file_id).purpose == "batch"
+    batch = client.batches.create(
+        input_file_id=file_id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"job": "smoke"},
+    )
+    assert batch.status == "validating" and batch.metadata == {"job": "smoke"}
+    batch = wait_for(client, batch.id)
+    assert batch.status == "completed", batch
+    assert (batch.request_counts.total, batch.request_counts.completed) == (8, 3)
+    assert batch.request_counts.failed == 5
+    assert batch.in_progress_at and batch.completed_at and batch.expires_at
+    output = lines_of(client, batch.output_file_id)
+    assert set(output) == {"q0", "q1", "q2"}
+    for row in output.values():
+        assert row["response"]["status_code"] == 200 and row["error"] is None
+        assert row["response"]["body"]["object"] == "chat.completion"
+    # The same request sent live gets the same reply (greedy).
+    live = client.chat.completions.create(**good[1]["body"])
+    assert output["q1"]["response"]["body"]["choices"][0]["message"]["content"] == (
+        live.choices[0].message.content
+    )
+    errors = [json.loads(x) for x in client.files.content(batch.error_file_id).text.splitlines()]
+    by_id = {row["custom_id"]: row for row in errors}
+    assert len(errors) == 5
+    assert [r["error"]["code"] for r in errors if r["custom_id"] is None] == ["invalid_json_line"]
+    assert by_id["q0"]["error"]["code"] == "duplicate_custom_id"
+    assert by_id["wrong-url"]["error"]["code"] == "invalid_url"
+    assert by_id["no-model"]["response"]["status_code"] == 404
+    assert by_id["no-model"]["response"]["body"]["error"]["code"] == "model_not_found"
+    assert by_id["bad-body"]["response"]["status_code"] == 400
+    assert by_id["bad-body"]["response"]["body"]["error"]["param"] == "messages"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "kind"),
+    [
+        ("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 6}, "text_completion"),
+        ("/v1/embeddings", {"input": "a sentence to embed"}, "list"),
+        ("/v1/responses", {"input": "Say hi.", "max_output_tokens": 6}, "response"),
+    ],
+)
+def test_every_endpoint_runs_in_a_batch(client, endpoint, body, kind):
+    line = {
+        "custom_id": "one",
+        "method": "POST",
+        "url": endpoint,
+        "body": {"model": "smollm2", **body},
+    }
+    batch = client.batches.create(
+        input_file_id=upload(client, [line]), endpoint=endpoint, completion_window="24h"
+    )
+    batch = wait_for(client, batch.id)
+    assert batch.status == "completed" and batch.error_file_id is None, batch
+    assert lines_of(client, batch.output_file_id)["one"]["response"]["body"]["object"] == kind
+
+
+def test_batches_list_newest_first_with_after_and_limit(client):
+    file_id = upload(client, [chat_line("only", "Hi", tokens=1)])
+    made = [
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id
+        for _ in range(3)
+    ]
+    page = client.batches.list(limit=2)
+    assert [b.id for b in page.data] == made[::-1][:2] and page.has_more
+    after = client.batches.list(limit=2, after=page.data[-1].id)
+    assert after.data[0].id == made[0]
+    # The client's own pagination walks every page.
+    assert set(made) <= {b.id for b in client.batches.list(limit=1)}
+    for batch_id in made:
+        wait_for(client, batch_id)
+    assert file_id in {f.id for f in client.files.list(purpose="batch")}
+
+
+def test_cancel_stops_a_batch_and_keeps_what_was_answered(client):
+    lines = [chat_line(f"c{i}", f"Count to {i + 50}.", tokens=48) for i in range(24)]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    wait_for(client, batch.id, lambda b: b.request_counts.completed >= 1)
+    cancelled = client.batches.cancel(batch.id)
+    assert cancelled.status in ("cancelling", "cancelled")
+    batch = wait_for(client, batch.id)
+    assert batch.status == "cancelled" and batch.cancelled_at
+    answered = lines_of(client, batch.output_file_id)
+    assert 1 <= len(answered) < 24
+    assert batch.request_counts.completed == len(answered)
+    with pytest.raises(openai.ConflictError, match="Cannot cancel a batch with status"):
+        client.batches.cancel(batch.id)
+
+
+def test_bad_input_gets_clear_4xx_and_nothing_is_lost(client):
+    with pytest.raises(openai.APIStatusError) as too_large:
+        client.files.create(file=("big.jsonl", b"x" * (MAX_FILE_BYTES + 10)), purpose="batch")
+    assert too_large.value.status_code == 413
+    assert "max-file-bytes" in too_large.value.message
+    with pytest.raises(openai.BadRequestError, match="not JSONL"):
+        client.files.create(file=("data.csv", b"a,b\n1,2\n"), purpose="batch")
+    with pytest.raises(openai.NotFoundError):
+        client.batches.create(
+            input_file_id="file-missing", endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    file_id = upload(client, [chat_line("x", "Hi", tokens=1)])
+    with pytest.raises(openai.BadRequestError, match="endpoint"):
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/moderations", completion_window="24h"
+        )
+    with pytest.raises(openai.BadRequestError, match="completion_window"):
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="1h"
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_missing")
+    with pytest.raises(openai.NotFoundError):
+        client.files.content("file-missing")
+    # Nothing lost: the good file is still there and still runs.
+    batch = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert wait_for(client, batch.id).status == "completed"
+    assert client.files.delete(file_id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(file_id)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "crash"])
+def test_a_batch_survives_a_restart_and_answers_every_line_once(tmp_path, stop):
+    data = tmp_path / "data"
+    server = serve(tmp_path, data, "--parallel", "2")
+    client = openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0)
+    lines = [chat_line(f"r{i}", f"Tell me about the number {i}.", tokens=24) for i in range(16)]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    before = wait_for(client, batch.id, lambda b: b.request_counts.completed >= 3)
+    server.process.send_signal(stop)
+    assert server.process.wait(timeout=60) in (0, -signal.SIGKILL), server.log()
+    server = serve(tmp_path, data, "--parallel", "2")
+    try:
+        client = openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0)
+        batch = wait_for(client, batch.id)
+        assert batch.status == "completed", batch
+        assert batch.request_counts.completed == 16 >= before.request_counts.completed
+        output = lines_of(client, batch.output_file_id)  # asserts no custom_id twice
+        assert set(output) == {f"r{i}" for i in range(16)}
+        assert batch.error_file_id is None
+    finally:
+        server.stop()
