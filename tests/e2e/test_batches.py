@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import RunningServer, start_server
+from tests.conftest import GEMMA, RunningServer, free_port, start_server
 
 MAX_FILE_BYTES = 256 * 1024
 
@@ -252,5 +254,129 @@ def test_a_batch_survives_a_restart_and_answers_every_line_once(tmp_path, stop):
         output = lines_of(client, batch.output_file_id)  # asserts no custom_id twice
         assert set(output) == {f"r{i}" for i in range(16)}
         assert batch.error_file_id is None
+    finally:
+        server.stop()
+
+
+def hearth_batch(server: RunningServer, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hearth", "batch", "--url", server.url, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+
+
+def test_hearth_batch_submits_prompts_follows_lists_and_fetches_results(batch_server, tmp_path):
+    (tmp_path / "prompts.txt").write_text("What is 2+2?\n\nName a fruit.\nSay hello.\n")
+    submitted = hearth_batch(
+        batch_server,
+        "submit",
+        "prompts.txt",
+        "--model",
+        "smollm2",
+        "--max-tokens",
+        "6",
+        "--wait",
+        cwd=tmp_path,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = submitted.stdout.split()[0]
+    assert "completed  3/3 done, 0 failed" in submitted.stdout
+    assert "3/3" in submitted.stderr  # the progress bar
+    fetched = hearth_batch(batch_server, "results", batch_id, "-o", "out.jsonl", cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["custom_id"] for r in rows] == ["line-1", "line-2", "line-3"]
+    assert batch_id in hearth_batch(batch_server, "list", cwd=tmp_path).stdout
+    status = hearth_batch(batch_server, "status", batch_id, cwd=tmp_path)
+    assert status.returncode == 0 and "completed" in status.stdout
+    refused = hearth_batch(batch_server, "cancel", batch_id, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "409: Cannot cancel a batch with status 'completed'" in refused.stderr
+    none = hearth_batch(batch_server, "results", batch_id, "--errors", cwd=tmp_path)
+    assert none.returncode == 1 and "no error file" in none.stderr
+
+
+def test_hearth_batch_says_so_when_no_server_answers(tmp_path):
+    gone = RunningServer(process=None, port=free_port(), log_path=tmp_path / "none")  # type: ignore[arg-type]
+    result = hearth_batch(gone, "list", cwd=tmp_path)
+    assert result.returncode == 1 and "no server answers" in result.stderr
+
+
+def hearth_eval(server: RunningServer, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "hearth", "eval", "--url", server.url, "--max-tokens", "24"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+def check_eval(result: subprocess.CompletedProcess, out: Path, questions: int):
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == questions
+    for row in rows:
+        assert row["answer_a"] and row["answer_b"] and not row["answer_a"].startswith("(error")
+        # The grammar holds even a 135M judge to the verdict form.
+        assert row["judge_ab"] in ("[[A]]", "[[B]]", "[[C]]"), row
+        assert row["judge_ba"] in ("[[A]]", "[[B]]", "[[C]]"), row
+        assert row["winner"] in ("a", "b", "tie")
+    # Model A's row, then model B's: win, tie, loss after the 28-character name column.
+    a, b = ([int(x) for x in line[28:].split()[:3]] for line in result.stdout.splitlines()[1:3])
+    assert sum(a) == sum(b) == questions
+    assert (a[0], a[1], a[2]) == (b[2], b[1], b[0])
+    assert a[0] == sum(r["winner"] == "a" for r in rows)
+    return rows
+
+
+def test_hearth_eval_judges_two_chat_formats_with_position_swap_and_grades(batch_server, tmp_path):
+    result = hearth_eval(
+        batch_server,
+        "--model-a",
+        "smollm2",
+        "--model-b",
+        "smollm2:chat-with-bob",
+        "--judge",
+        "smollm2",
+        "--limit",
+        "3",
+        "--grade",
+        "-o",
+        "eval.jsonl",
+        cwd=tmp_path,
+    )
+    rows = check_eval(result, tmp_path / "eval.jsonl", 3)
+    assert all(1 <= row["grade_a"] <= 10 and 1 <= row["grade_b"] <= 10 for row in rows)
+    assert "mean grade (1-10)" in result.stdout
+
+
+def test_hearth_eval_compares_smollm2_with_gemma_3(gemma_models_dir, tmp_path):
+    server = start_server(
+        tmp_path,
+        "--n-ctx",
+        "1024",
+        "--models-dir",
+        str(gemma_models_dir),
+        "--library-dir",
+        str(tmp_path / "data"),
+        "--model",
+        "smollm2",
+    )
+    try:
+        result = hearth_eval(
+            server,
+            "--model-a",
+            "smollm2:chat-with-bob",
+            "--model-b",
+            f"{GEMMA}:chat-with-bob",
+            "--judge",
+            "smollm2",
+            "--limit",
+            "4",
+            "-o",
+            "eval.jsonl",
+            cwd=tmp_path,
+        )
+        check_eval(result, tmp_path / "eval.jsonl", 4)
+        print(result.stdout)
     finally:
         server.stop()
