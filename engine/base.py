@@ -182,6 +182,10 @@ class Engine(Protocol):
 
     def token_piece(self, token: int) -> str: ...
 
+    def control_text(self, token: int) -> str | None:
+        """A control token's own text (`<|im_start|>`); None for a token that is text."""
+        ...
+
     async def embed(self, inputs: list[Prompt | list[int]]) -> tuple[list[list[float]], int]:
         """Each input's pooled, L2-normalized embedding, and the number of tokens read."""
         ...

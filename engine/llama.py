@@ -177,6 +177,12 @@ class LlamaEngine:
     def token_piece(self, token: int) -> str:
         return self._pieces_of([token])[0].decode("utf-8", errors="replace")
 
+    def control_text(self, token: int) -> str | None:
+        if self._pieces_of([token])[0]:
+            return None  # a token with text of its own is no control token
+        assert self._model is not None
+        return self._model.special_piece(token).decode("utf-8", errors="replace") or None
+
     def _pieces_of(self, tokens: list[int]) -> list[bytes]:
         if self._model is None:
             raise NotStarted("The model is still loading.")

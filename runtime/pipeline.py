@@ -388,3 +388,12 @@ async def collect(prepared: PreparedGeneration) -> tuple[str, Finished]:
     """The first choice's text and its end (the Responses API and `hearth chat`)."""
     whole = await collect_choice(prepared)
     return whole.text, whole.finished
+
+
+async def rendered_prompt(handle: ModelHandle, request: ChatRequest) -> Prompt:
+    """The prompt a chat request becomes for the model: its chat format's rendering, as the
+    engine tokenizes it (for a page that shows the prompt as the model saw it)."""
+    rendered = await asyncio.to_thread(
+        _render_chat, handle, handle.chat_format, chat_messages(request), request.max_tokens, False
+    )
+    return _engine_prompt(rendered)
