@@ -3,7 +3,8 @@
 1. Interactive time to first token, idle: --probes streamed chats, one after another.
 2. The same with a --lines batch running (then the batch is cancelled).
 3. Batch throughput: --throughput-lines lines as a batch, alone, against the same lines sent
-   by a client at once, --parallel at a time (completion tokens over wall time).
+   by a client at once, --parallel at a time (completion tokens over wall time), --rounds
+   times, the order flipped each round.
 Every reply is greedy with end-of-sequence banned, so each line takes --tokens tokens.
 
     .venv/bin/python bench/batch_bench.py --lines 200 --probes 5
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--throughput-lines", type=int, default=48)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="throughput rounds, order flipped")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         process, url = start(Path(data), args.parallel, args.threads)
@@ -130,8 +132,16 @@ def main() -> None:
             counts = client.batches.retrieve(batch_id).request_counts
             client.batches.cancel(batch_id)
             wait(client, batch_id, lambda b: b.status == "cancelled")
-            alone = batch_rate(client, args.throughput_lines, args.tokens)
-            sent = client_rate(client, args.throughput_lines, args.tokens, args.parallel)
+            alone, sent = [], []
+            for round_ in range(args.rounds):
+                runs = [
+                    lambda: alone.append(batch_rate(client, args.throughput_lines, args.tokens)),
+                    lambda: sent.append(
+                        client_rate(client, args.throughput_lines, args.tokens, args.parallel)
+                    ),
+                ]
+                for measure in runs if round_ % 2 == 0 else runs[::-1]:
+                    measure()
         finally:
             process.terminate()
             process.wait()
@@ -140,12 +150,18 @@ def main() -> None:
         f"time to first token, batch running: median {statistics.median(busy):.3f} s {fmt(busy)}"
         f"  ({counts.completed} of {counts.total} lines done when the probes ended)"
     )
-    print(f"batch alone, {args.throughput_lines} lines:    {alone:.1f} completion tok/s")
-    print(f"same lines from a client, {args.parallel} at a time: {sent:.1f} completion tok/s")
+    print(
+        f"batch alone, {args.throughput_lines} lines: median {statistics.median(alone):.1f} "
+        f"completion tok/s {fmt(alone, 1)}"
+    )
+    print(
+        f"same lines from a client, {args.parallel} at a time: median "
+        f"{statistics.median(sent):.1f} completion tok/s {fmt(sent, 1)}"
+    )
 
 
-def fmt(values: list[float]) -> str:
-    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
+def fmt(values: list[float], digits: int = 3) -> str:
+    return "(" + ", ".join(f"{v:.{digits}f}" for v in values) + ")"
 
 
 if __name__ == "__main__":
