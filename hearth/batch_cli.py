@@ -21,6 +21,8 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 ENDPOINT = "/v1/chat/completions"
 FINISHED = ("completed", "failed", "expired", "cancelled")
 POLL_SECONDS = 1.0
+# How long a follower waits for a server that went away (a restart) before giving up.
+RESTART_PATIENCE_SECONDS = 300.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -116,10 +118,13 @@ def submit_lines(client: openai.OpenAI, lines: list[dict], endpoint: str | None 
 
 
 def follow(client: openai.OpenAI, batch_id: str, *, quiet: bool = False) -> Batch:
-    """Poll a batch until it finishes, with a progress bar of its answered lines."""
+    """Poll a batch until it finishes, with a progress bar of its answered lines.
+
+    A server that restarts meanwhile (its batches resume where they were) is waited for,
+    up to RESTART_PATIENCE_SECONDS, so a long job outlives the restart on both sides."""
     from tqdm import tqdm
 
-    batch = client.batches.retrieve(batch_id)
+    batch = _retrieve(client, batch_id)
     with tqdm(total=0, unit="line", desc=batch_id[:20], disable=quiet) as bar:
         while True:
             counts = batch.request_counts
@@ -131,7 +136,21 @@ def follow(client: openai.OpenAI, batch_id: str, *, quiet: bool = False) -> Batc
             if batch.status in FINISHED:
                 return batch
             time.sleep(POLL_SECONDS)
-            batch = client.batches.retrieve(batch_id)
+            batch = _retrieve(client, batch_id)
+
+
+def _retrieve(client: openai.OpenAI, batch_id: str) -> Batch:
+    import openai
+
+    deadline = time.monotonic() + RESTART_PATIENCE_SECONDS
+    while True:
+        try:
+            return client.batches.retrieve(batch_id)
+        except (openai.APIConnectionError, openai.InternalServerError):
+            # Gone, or draining (503) before a restart.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_SECONDS)
 
 
 def _submit(client: openai.OpenAI, args: argparse.Namespace) -> int:

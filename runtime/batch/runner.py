@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from hearth.runtime.batch.lines import LineError, check_lines, error_line, response_line
+from hearth.runtime.batch.lines import (
+    MAX_REPORTED_ERRORS,
+    LineError,
+    check_lines,
+    error_line,
+    response_line,
+)
 from hearth.runtime.batch.store import (
     BatchRecord,
     BatchStore,
@@ -191,7 +197,7 @@ class BatchRunner:
     def _fail(self, batch_id: str, errors: list[LineError]) -> None:
         record = self.store.batch(batch_id)
         record.status, record.failed_at = "failed", now()
-        record.errors = [error.as_dict() for error in errors[:16]]
+        record.errors = [error.as_dict() for error in errors[:MAX_REPORTED_ERRORS]]
         self.store.save(record)
 
     async def _run_lines(self, record: BatchRecord) -> None:

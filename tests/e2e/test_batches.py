@@ -36,7 +36,7 @@ def jsonl(lines: list[dict | str]) -> bytes:
     return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
 
 
-def serve(tmp: Path, data: Path, *extra: str) -> RunningServer:
+def serve(tmp: Path, data: Path, *extra: str, port: int | None = None) -> RunningServer:
     return start_server(
         tmp,
         "--n-ctx",
@@ -46,6 +46,7 @@ def serve(tmp: Path, data: Path, *extra: str) -> RunningServer:
         "--max-file-bytes",
         str(MAX_FILE_BYTES),
         *extra,
+        port=port,
     )
 
 
@@ -243,9 +244,26 @@ def test_a_batch_survives_a_restart_and_answers_every_line_once(tmp_path, stop):
         completion_window="24h",
     )
     before = wait_for(client, batch.id, lambda b: b.request_counts.completed >= 3)
+    # A follower started before the restart rides it out (it waits for the server to return).
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hearth",
+            "batch",
+            "--url",
+            server.url,
+            "status",
+            batch.id,
+            "--wait",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     server.process.send_signal(stop)
     assert server.process.wait(timeout=60) in (0, -signal.SIGKILL), server.log()
-    server = serve(tmp_path, data, "--parallel", "2")
+    server = serve(tmp_path, data, "--parallel", "2", port=server.port)
     try:
         client = openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0)
         batch = wait_for(client, batch.id)
@@ -254,7 +272,10 @@ def test_a_batch_survives_a_restart_and_answers_every_line_once(tmp_path, stop):
         output = lines_of(client, batch.output_file_id)  # asserts no custom_id twice
         assert set(output) == {f"r{i}" for i in range(16)}
         assert batch.error_file_id is None
+        out, _ = follower.communicate(timeout=300)
+        assert follower.returncode == 0 and "completed  16/16 done" in out
     finally:
+        follower.kill()
         server.stop()
 
 
