@@ -54,6 +54,9 @@ class Prompt:
     pieces: tuple[tuple[str, bool], ...] = ()
 
 
+Priority = Literal["interactive", "batch"]
+
+
 @dataclass(frozen=True)
 class InsertText:
     """Text the engine writes into a reply itself, as if the model had, once the reply has
@@ -86,6 +89,9 @@ class GenerationRequest:
     # alternatives (0: the token's own only); None reports nothing and costs nothing.
     logprobs: int | None = None
     insert: InsertText | None = None
+    # "batch" work (the Batch API's lines) waits behind every interactive request and
+    # never takes the last free slot (see LlamaEngine._admit).
+    priority: Priority = "interactive"
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,10 @@ class Engine(Protocol):
         ...
 
     def token_piece(self, token: int) -> str: ...
+
+    def control_text(self, token: int) -> str | None:
+        """A control token's own text (`<|im_start|>`); None for a token that is text."""
+        ...
 
     async def embed(self, inputs: list[Prompt | list[int]]) -> tuple[list[list[float]], int]:
         """Each input's pooled, L2-normalized embedding, and the number of tokens read."""

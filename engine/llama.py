@@ -1,7 +1,8 @@
 """The llama.cpp engine: continuous batching over slots, with a prompt cache.
 
 One scheduler thread owns the llama.cpp context. Each step it
-  1. admits waiting requests into free slots, first come first served, giving each the slot
+  1. admits waiting requests into free slots, first come first served (interactive ones
+     before batch ones, which never take the last free slot), giving each the slot
      whose cache it continues (else the least recently used one), and restoring a longer
      prefix from the host-memory cache when it holds one;
   2. builds one batch: the next token of every generating slot, then prompt chunks of the
@@ -182,6 +183,12 @@ class LlamaEngine:
     def token_piece(self, token: int) -> str:
         return self._pieces_of([token])[0].decode("utf-8", errors="replace")
 
+    def control_text(self, token: int) -> str | None:
+        if self._pieces_of([token])[0]:
+            return None  # a token with text of its own is no control token
+        assert self._model is not None
+        return self._model.special_piece(token).decode("utf-8", errors="replace") or None
+
     def _pieces_of(self, tokens: list[int]) -> list[bytes]:
         if self._model is None:
             raise NotStarted("The model is still loading.")
@@ -316,20 +323,40 @@ class LlamaEngine:
         return bool(self._waiting) or any(slot.busy for slot in self._slots)
 
     def _admit(self) -> list[Slot]:
-        """Pair waiting jobs with free slots, oldest job first (called under the lock)."""
+        """Pair waiting jobs with free slots (called under the lock).
+
+        Interactive jobs go first, oldest first; batch jobs (the Batch API's lines) follow,
+        oldest first, and only into idle slots, never the last free one: a chat that arrives
+        while a batch runs then finds a slot at the next step instead of waiting for a
+        batch line to end, which could take a whole reply. (With a single slot a batch may
+        take it, or it would never run.)
+        """
         admitted = []
-        while self._waiting:
-            if self._waiting[0].stream.cancelled:
-                self._release_followers(self._waiting.popleft())
-                continue
+        while True:
+            job = self._next_waiting()
             free = [slot for slot in self._slots if not slot.busy]
-            if not free:
+            if job is None or not free:
                 break
-            job = self._waiting.popleft()
+            if job.request.priority == "batch" and not self._batch_may_start(len(free)):
+                break
+            self._waiting.remove(job)
             slot = self._choose_slot(free, job.prompt)
             slot.job = job
             admitted.append(slot)
         return admitted
+
+    def _next_waiting(self) -> Job | None:
+        """The oldest interactive waiting job, else the oldest batch one; cancelled jobs go."""
+        for job in [job for job in self._waiting if job.stream.cancelled]:
+            self._waiting.remove(job)
+            self._release_followers(job)
+        return next(
+            (job for job in self._waiting if job.request.priority != "batch"),
+            self._waiting[0] if self._waiting else None,
+        )
+
+    def _batch_may_start(self, free: int) -> bool:
+        return free > 1 or len(self._slots) == 1
 
     @staticmethod
     def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:

@@ -245,11 +245,15 @@ class LlamaModel:
             piece = self._pieces[token] = self._token_to_piece(token)
         return piece
 
-    def _token_to_piece(self, token: int) -> bytes:
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, False)
+    def special_piece(self, token: int) -> bytes:
+        """The bytes a token stands for, a control token's own text (`<|im_start|>`) included."""
+        return self._token_to_piece(token, special=True)
+
+    def _token_to_piece(self, token: int, special: bool = False) -> bytes:
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, special)
         if n < 0:
             buffer = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, -n, 0, False)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, -n, 0, special)
             return buffer.raw[:n]
         return self._piece.raw[:n]
 

@@ -38,6 +38,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("pull", "fetch a model from Hugging Face into the library", "hearth.library_cli:pull"),
     Command("list", "list the models this machine can serve", "hearth.library_cli:list_models"),
     Command("rm", "remove a pulled model", "hearth.library_cli:rm"),
+    Command("batch", "submit and follow batch jobs on a running server", "hearth.batch_cli"),
+    Command("eval", "judge two models (or formats) on a question set", "hearth.eval_cli"),
 )
 
 

@@ -21,6 +21,7 @@ from hearth.engine.base import (
     GenerationEvent,
     GenerationRequest,
     InsertText,
+    Priority,
     Prompt,
     SamplingParams,
     TextDelta,
@@ -184,6 +185,7 @@ class ChatPolicy:
 
     truncation: Truncation = "disabled"  # for a request that does not say
     max_messages: int = 2048
+    priority: Priority = "interactive"  # "batch": the Batch API's lines (engine/llama.py)
 
     @classmethod
     def of(cls, settings: ServerSettings) -> ChatPolicy:
@@ -208,6 +210,7 @@ async def submit_chat(
     template_kwargs: Mapping[str, object] | None = None,
     think_before_grammar: bool = False,
     fit_max_tokens: bool = False,
+    priority: Priority = "interactive",
 ) -> PreparedGeneration:
     """The chat pipeline of every API and of `hearth chat`: render the conversation in
     the handle's chat format and submit it. With `truncate`, its oldest turns are dropped
@@ -249,6 +252,7 @@ async def submit_chat(
                 grammar_trigger=grammar_trigger,
                 logprobs=logprobs,
                 insert=_thinking_budget(style, thinking),
+                priority=priority,
             ),
             n,
         )
@@ -374,6 +378,7 @@ async def prepare_chat(
         # A grammar the request wrote itself says the whole reply, thinking included.
         think_before_grammar=request.output is None or request.output.grammar is None,
         fit_max_tokens=request.fit_max_tokens,
+        priority=policy.priority,
     )
 
 
@@ -393,7 +398,10 @@ async def count_chat_tokens(handle: ModelHandle, request: ChatRequest) -> int:
 
 
 async def prepare_completion(
-    handle: ModelHandle, request: TextRequest, observer: GenerationObserver = NO_OBSERVER
+    handle: ModelHandle,
+    request: TextRequest,
+    observer: GenerationObserver = NO_OBSERVER,
+    priority: Priority = "interactive",
 ) -> PreparedGeneration:
     observer.model_chosen(handle.id)
     prompt = Prompt(request.prompt, add_special=True, parse_special=False)
@@ -408,6 +416,7 @@ async def prepare_completion(
                 sampling=request.sampling.over(handle.sampling),
                 grammar=raw_grammar(request.grammar) if request.grammar is not None else None,
                 logprobs=request.logprobs,
+                priority=priority,
             ),
             request.n,
         )
@@ -466,3 +475,12 @@ async def collect(prepared: PreparedGeneration) -> tuple[str, Finished]:
     """The first choice's text and its end (the Responses API and `hearth chat`)."""
     whole = await collect_choice(prepared)
     return whole.text, whole.finished
+
+
+async def rendered_prompt(handle: ModelHandle, request: ChatRequest) -> Prompt:
+    """The prompt a chat request becomes for the model: its chat format's rendering, as the
+    engine tokenizes it (for a page that shows the prompt as the model saw it)."""
+    rendered = await asyncio.to_thread(
+        _render_chat, handle, handle.chat_format, chat_messages(request), request.max_tokens, False
+    )
+    return _engine_prompt(rendered)

@@ -354,6 +354,12 @@ class ServerSettings(ModelSettings):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413)."
     )
+    max_file_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        description="Largest file /v1/files accepts (413 beyond it); files are kept in "
+        "batches.sqlite3 in --library-dir.",
+    )
     max_loaded_models: int | None = Field(
         default=None,
         ge=1,

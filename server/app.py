@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from hearth import __version__
+from hearth.runtime.batch.runner import BatchRunner
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ServerSettings
 from hearth.server.access_log import AccessLog
@@ -29,9 +30,12 @@ from hearth.server.drain import Drain, DrainGuard
 from hearth.server.errors import install_error_handlers
 from hearth.server.health import router as health
 from hearth.server.metrics import install_metrics
+from hearth.server.openai.batches import router as batches
+from hearth.server.openai.batches.serving import EndpointLines
 from hearth.server.openai.chat import router as chat
 from hearth.server.openai.completions import router as completions
 from hearth.server.openai.embeddings import router as embeddings
+from hearth.server.openai.files import router as files
 from hearth.server.openai.models import router as models
 from hearth.server.openai.responses import router as responses
 from hearth.server.openapi import API_ERROR_RESPONSES, HEALTH_RESPONSES, install_openapi
@@ -44,7 +48,11 @@ from hearth.server.tokenize import router as tokenize
 log = logging.getLogger("hearth")
 
 # The API's endpoints, one module each; a new endpoint is a new module added here.
-API_ROUTES = (models, chat, completions, responses, embeddings, tokenize, anthropic)
+API_ROUTES = (models, chat, completions, responses, embeddings, tokenize, anthropic, files, batches)
+# Batch files and state, in the data directory (opened when the Batch API is first used).
+BATCH_DB = "batches.sqlite3"
+# An upload's multipart framing around the file itself.
+MULTIPART_ROOM = 64 * 1024
 
 NO_TELEMETRY = {
     "tracing": False,
@@ -64,6 +72,9 @@ def create_app(
     drain: Drain | None = None,
 ) -> FastAPI:
     state = ServerState(settings=settings, registry=registry, drain=drain)
+    state.batches = BatchRunner(
+        settings.library_dir / BATCH_DB, EndpointLines(state), concurrency=settings.parallel
+    )
 
     async def load() -> None:
         try:
@@ -75,6 +86,7 @@ def create_app(
             else:
                 on_fatal(state.load_error)
             return
+        state.batch_runner().start()  # unfinished batches go on where they stopped
         if on_ready is not None:
             on_ready(state)
 
@@ -85,6 +97,7 @@ def create_app(
             yield
         finally:
             loading.cancel()
+            await state.batch_runner().close()  # lines in flight stay pending, for a restart
             await registry.close()
 
     app = FastAPI(
@@ -108,7 +121,8 @@ def create_app(
     web = _web_root()
     if settings.web and web is not None:
         app.mount("/", StaticFiles(directory=web, html=True), name="web")
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    uploads = {"/v1/files": settings.max_file_bytes + MULTIPART_ROOM}
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, path_limits=uploads)
     install_origin_guards(app, settings)
     if drain is not None:
         app.add_middleware(DrainGuard, drain=drain)

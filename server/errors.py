@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from hearth.engine.errors import EngineError
+from hearth.runtime.batch.runner import BatchNotCancellable
 from hearth.runtime.errors import (
     ChatTemplateBroken,
     Draining,
@@ -90,6 +91,7 @@ OPENAI_KINDS: dict[type[HearthError], Kind] = {
     ModelFileMissing: Kind(404, CLIENT),
     NotFound: Kind(404, CLIENT),
     MethodNotAllowed: Kind(405, CLIENT),
+    BatchNotCancellable: Kind(409, CLIENT),  # OpenAI's answer to cancelling a finished batch
     PayloadTooLarge: Kind(413, CLIENT),
     Overloaded: Kind(503, SERVER),
     DrainTimeout: Kind(503, SERVER),

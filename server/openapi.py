@@ -22,7 +22,8 @@ _ERRORS = {
     401: "Missing or wrong API key (`invalid_api_key`), when the server has one.",
     403: "A Host header that is not this machine's (`host_not_allowed`).",
     404: "Unknown model (`model_not_found`) or id.",
-    413: "Body over --max-body-bytes (`request_too_large`).",
+    409: "Cancelling a batch that has finished (`batch_not_cancellable`).",
+    413: "Body over --max-body-bytes, or a file over --max-file-bytes (`request_too_large`).",
     500: "The model failed to load or generate, or its chat template is broken.",
     503: "The model is loading, the queue is full or the server is draining; see Retry-After.",
 }

@@ -40,20 +40,23 @@ class BodyLimit:
     (FastAPI's own max_body_size answers in plain text; clients expect OpenAI's shape.)
 
     A declared Content-Length is checked before anything is read; a chunked body is counted
-    as it arrives, and the read fails as soon as it passes the limit.
+    as it arrives, and the read fails as soon as it passes the limit. `path_limits` gives
+    some paths a limit of their own (file uploads).
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, limit)
             return
         seen = 0
         exceeded = False
@@ -64,9 +67,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     exceeded = True
-                    raise self._error()
+                    raise self._error(limit)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -82,13 +85,13 @@ class BodyLimit:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(scope, send)
+            await self._refuse(scope, send, limit)
 
-    def _error(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")
+    def _error(self, limit: int) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is larger than {limit} bytes.")
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        response = error_response(self._error(), scope["path"])
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        response = error_response(self._error(limit), scope["path"])
 
         async def nothing_to_read() -> Message:
             return {"type": "http.disconnect"}

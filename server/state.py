@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from hearth.runtime.batch.runner import BatchRunner
 from hearth.runtime.errors import EngineNotReady
 from hearth.runtime.registry import ModelRegistry
 from hearth.runtime.settings import ServerSettings
@@ -21,6 +22,11 @@ class ServerState:
     load_error: str | None = None  # the default model failed to load at start-up
     responses: ResponseStore = field(default_factory=ResponseStore)  # previous_response_id
     drain: Drain | None = None  # the server's drain on SIGTERM; None in tests that have none
+    batches: BatchRunner | None = None  # the Batch API's store and runner
+
+    def batch_runner(self) -> BatchRunner:
+        assert self.batches is not None, "create_app sets the batch runner"
+        return self.batches
 
     @property
     def ready(self) -> bool:

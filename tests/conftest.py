@@ -154,11 +154,15 @@ class RunningServer:
 
 
 def start_server(
-    tmp: Path, *args: str, env: dict[str, str] | None = None, hearth: list[str] | None = None
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    hearth: list[str] | None = None,
+    port: int | None = None,
 ) -> RunningServer:
-    """Start `hearth serve` (this checkout's, or the `hearth` command given) on a free port and
-    wait until /health says ok."""
-    port = free_port()
+    """Start `hearth serve` (this checkout's, or the `hearth` command given) on a free port (or
+    `port`, to restart a server where its clients look for it) and wait until /health says ok."""
+    port = port or free_port()
     log_path = tmp / f"serve-{port}.log"
     command = [*(hearth or [sys.executable, "-m", "hearth"]), "serve", "--port", str(port), *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

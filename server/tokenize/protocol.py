@@ -36,3 +36,16 @@ class DetokenizeRequest(RequestBody):
 
 class DetokenizeResponse(BaseModel):
     content: str
+
+
+class TemplateToken(BaseModel):
+    id: int
+    piece: str  # its text; a control token's own text (`<|im_start|>`)
+    special: bool  # a control token, not text
+
+
+class ApplyTemplateResponse(BaseModel):
+    """llama.cpp's server answers `prompt`; Hearth adds the tokens, control tokens marked."""
+
+    prompt: str
+    tokens: list[TemplateToken]

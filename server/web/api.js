@@ -128,8 +128,39 @@ function handleLine(line, result, deltas) {
   if (event.usage) result.usage = event.usage;
   for (const choice of event.choices ?? []) {
     if (choice.delta?.reasoning_content) deltas.reasoning(choice.delta.reasoning_content);
-    if (choice.delta?.content) deltas.content(choice.delta.content);
+    if (choice.delta?.content) deltas.content(choice.delta.content, choice.logprobs?.content ?? []);
     if (choice.finish_reason) result.finishReason = choice.finish_reason;
   }
   return false;
+}
+
+// One chat completion, whole (the compare mode's judge).
+export async function chatOnce({ apiKey, signal, body }) {
+  const response = await request("v1/chat/completions", apiKey, {
+    method: "POST",
+    signal,
+    body: JSON.stringify({ ...body, stream: false }),
+  });
+  return response.json();
+}
+
+// The prompt a chat request becomes for the model: { prompt, tokens: [{ id, piece, special }] }.
+export async function applyTemplate(apiKey, body) {
+  const response = await request("apply-template", apiKey, { method: "POST", body: JSON.stringify(body) });
+  return response.json();
+}
+
+// Each token text's id, where the text is exactly one token of the model (logprobs carry
+// a token's text, not its id).
+export async function tokenIds(apiKey, model, texts) {
+  const ids = new Map();
+  for (const text of new Set(texts)) {
+    const response = await request("tokenize", apiKey, {
+      method: "POST",
+      body: JSON.stringify({ model, content: text, parse_special: false }),
+    });
+    const tokens = (await response.json()).tokens ?? [];
+    if (tokens.length === 1) ids.set(text, tokens[0]);
+  }
+  return ids;
 }

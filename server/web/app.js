@@ -15,6 +15,7 @@ import {
   toggleSettings,
   ui,
 } from "./page.js";
+import { addTokenIds, compareSend, fillCompareMenus, modes, setupModes, showPrompt, withTokenView } from "./modes.js";
 import { streamReply } from "./reply.js";
 import {
   fileName,
@@ -125,12 +126,41 @@ function exportCurrent(kind) {
 function send() {
   const text = ui.input.value;
   if (!text.trim() || state.streaming) return;
+  if (modes.compare.on) {
+    sendCompare(text);
+    return;
+  }
   const conversation = ensureConversation();
   if (conversation.messages.length === 0) conversation.title = titleFrom(text);
   conversation.messages.push({ role: "user", content: text });
   ui.input.value = "";
   autosize();
   generate(conversation);
+}
+
+// Compare mode: the prompt goes to both models; nothing is added to the conversation.
+async function sendCompare(text) {
+  hideNotice();
+  const controller = new AbortController();
+  state.streaming = { controller, conversation: null, message: null };
+  drawAll();
+  announce("Comparing…");
+  try {
+    await compareSend({
+      apiKey: state.settings.apiKey,
+      signal: controller.signal,
+      modelA: ui.model.value,
+      question: text,
+      system: ui.system.value,
+      settings: state.settings,
+    });
+    announce("Comparison finished.");
+  } catch (error) {
+    if (error.name !== "AbortError") reportError(error);
+  } finally {
+    state.streaming = null;
+    drawAll();
+  }
 }
 
 function regenerate() {
@@ -171,12 +201,12 @@ async function generate(conversation) {
   conversation.model = model;
   conversation.system = ui.system.value;
   conversation.updated = Date.now();
-  const body = {
+  const body = withTokenView({
     model,
     messages: requestMessages(conversation),
     temperature: state.settings.temperature,
     max_tokens: state.settings.maxTokens,
-  };
+  });
   // A model that is not resident loads first, which takes seconds: say so while it does.
   const loading = modelState(model) !== "loaded";
   const message = { role: "assistant", content: "", model, pending: true, loading };
@@ -202,6 +232,7 @@ async function generate(conversation) {
       const plural = result.dropped === 1 ? " was" : "s were";
       showNotice("info", `The ${result.dropped} oldest message${plural} left out of this reply to fit the model's context.`);
     }
+    await addTokenIds(state.settings.apiKey, message);
     announce("Reply finished.");
   } catch (error) {
     const stopped = error.name === "AbortError";
@@ -219,6 +250,7 @@ async function generate(conversation) {
     conversation.updated = Date.now();
     persist();
     drawAll();
+    showPrompt(modeHost);
     if (loading) loadModels(); // the menu shows which models are resident now
   }
 }
@@ -318,6 +350,7 @@ async function loadModels() {
   const wanted = state.current?.model || state.settings.model;
   ui.model.value = hasModel(wanted) ? wanted : state.models[0]?.id ?? "";
   state.settings.model = ui.model.value;
+  fillCompareMenus(state.models, ui.model.value);
 }
 
 function readSettings() {
@@ -420,6 +453,20 @@ window.addEventListener("storage", (event) => {
     drawAll();
   }
 });
+
+const modeHost = {
+  messagesNode: ui.messages,
+  redraw: drawMessages,
+  apiKey: () => state.settings.apiKey,
+  // The open chat as a request, for the prompt view (the last reply left out if any).
+  promptRequest: () => {
+    if (!state.current?.messages.length) return null;
+    const messages = requestMessages(state.current);
+    if (messages.at(-1)?.role === "assistant") messages.pop();
+    return { model: ui.model.value, messages };
+  },
+};
+setupModes(modeHost);
 
 const latest = [...state.conversations].sort((a, b) => b.updated - a.updated)[0];
 state.current = latest ?? null;

@@ -20,10 +20,11 @@ export async function streamReply({ apiKey, signal, body, message, onText }) {
       apiKey,
       signal,
       body,
-      onDelta: (text) => {
+      onDelta: (text, logprobs) => {
         if (!firstToken) firstToken = performance.now();
         pieces += 1;
         message.content += text;
+        if (logprobs.length) message.tokens = [...(message.tokens ?? []), ...logprobs.map(tokenOf)];
         onText();
       },
       onThought: (text) => {
@@ -49,4 +50,13 @@ function rate(tokens, firstToken, end) {
   // (the wait before it is prompt processing, not generation).
   const seconds = (end - firstToken) / 1000;
   return firstToken && tokens > 1 && seconds > 0 ? (tokens - 1) / seconds : null;
+}
+
+// A token of the reply for the token view: its text, probability and likeliest alternatives.
+function tokenOf(entry) {
+  return {
+    text: entry.token,
+    logprob: entry.logprob,
+    top: (entry.top_logprobs ?? []).map((alt) => [alt.token, alt.logprob]),
+  };
 }

@@ -4,6 +4,7 @@
 // renderer; nothing here parses a string as HTML.
 
 import { copyText, renderMarkdown } from "./markdown.js";
+import { renderReplyTokens, tokenView } from "./tokens.js";
 
 export function renderSidebar(list, conversations, currentId, actions) {
   const items = [...conversations]
@@ -93,7 +94,9 @@ function messageNode(message, index, count, state, actions) {
 }
 
 export function fillBody(body, message) {
-  if (message.role === "assistant") {
+  if (message.role === "assistant" && tokenView.on && message.tokens?.length) {
+    renderReplyTokens(body, message.tokens);
+  } else if (message.role === "assistant") {
     renderMarkdown(message.content, body);
     if (message.reasoning) body.prepend(thinking(message));
     if (message.pending && !message.content) body.append(typing(message.loading));

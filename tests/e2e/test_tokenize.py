@@ -35,3 +35,21 @@ def test_a_named_model_and_bad_input_are_answered(server, model_id):
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
     wrong = post(server, "/detokenize", {"tokens": [10**9]})
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "tokens"
+
+
+def test_apply_template_shows_the_prompt_as_the_model_sees_it_with_control_tokens_marked(server):
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Say <|im_start|> please."},
+    ]
+    answer = post(server, "/apply-template", {"model": "smollm2:template", "messages": messages})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert "<|im_start|>system\nBe brief.<|im_end|>" in body["prompt"]
+    assert "".join(t["piece"] for t in body["tokens"]) == body["prompt"]
+    special = [t for t in body["tokens"] if t["special"]]
+    assert {t["piece"] for t in special} == {"<|im_start|>", "<|im_end|>"}
+    # The template's own markup opens three turns; the user's typed "<|im_start|>" stays text.
+    assert [t["piece"] for t in special].count("<|im_start|>") == 3
+    missing = post(server, "/apply-template", {"model": "nope", "messages": messages})
+    assert missing.status_code == 404

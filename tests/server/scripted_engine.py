@@ -112,6 +112,9 @@ class ScriptedEngine:
     def token_piece(self, token: int) -> str:
         return "x" * token
 
+    def control_text(self, token: int) -> str | None:
+        return None
+
     def load(self) -> dict[str, int]:
         return {"slots": 1, "slots_busy": 0, "waiting": 0}
 

@@ -9,14 +9,9 @@ from hearth.runtime.pipeline import PreparedGeneration, collect_all, prepare_com
 from hearth.runtime.registry import ModelRegistry
 from hearth.server.access_log import observer_of
 from hearth.server.disconnect import unless_disconnected
-from hearth.server.openai.completions.protocol import (
-    Completion,
-    CompletionChoice,
-    CompletionRequest,
-)
-from hearth.server.openai.completions.serving import completion_chunks
-from hearth.server.openai.logprobs import completion_logprobs
-from hearth.server.openai.streaming import OpenAIStream, usage_of
+from hearth.server.openai.completions.protocol import Completion, CompletionRequest
+from hearth.server.openai.completions.serving import completion_chunks, whole_completion
+from hearth.server.openai.streaming import OpenAIStream
 from hearth.server.state import Registry, server_state
 from hearth.server.streaming import stream_response
 
@@ -34,22 +29,7 @@ async def create_completion(
         chunks = completion_chunks(prepared, body.include_usage(), echo)
         return stream_response(OpenAIStream(prepared, chunks), drain=server_state(request).drain)
     collected = await unless_disconnected(request, collect_all(prepared))
-    choices = [
-        CompletionChoice(
-            index=index,
-            text=echo + whole.text,
-            finish_reason=whole.finished.reason,
-            logprobs=None
-            if body.logprobs is None
-            else completion_logprobs(whole.logprobs, body.logprobs),
-        )
-        for index, whole in enumerate(collected)
-    ]
-    return Completion(
-        model=prepared.model_id,
-        choices=choices,
-        usage=usage_of(*(whole.finished for whole in collected)),
-    )
+    return whole_completion(prepared, collected, body)
 
 
 async def _prepared(

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 from hearth.engine.base import Finished, TextDelta
-from hearth.runtime.pipeline import PreparedGeneration
+from hearth.runtime.pipeline import Collected, PreparedGeneration
 from hearth.server.openai.completions.protocol import (
     Completion,
     CompletionChoice,
     CompletionLogprobs,
+    CompletionRequest,
 )
 from hearth.server.openai.logprobs import completion_logprobs
 from hearth.server.openai.protocol import Usage
@@ -62,3 +63,26 @@ async def completion_chunks(
             yield chunk(choice, "", finish=event.reason).model_dump_json()
     if include_usage and finished:
         yield chunk(0, "", usage=usage_of(*finished)).model_dump_json()
+
+
+def whole_completion(
+    prepared: PreparedGeneration, collected: list[Collected], body: CompletionRequest
+) -> Completion:
+    """Every choice, whole, as one text completion."""
+    echo = body.prompt_text() if body.echo else ""
+    choices = [
+        CompletionChoice(
+            index=index,
+            text=echo + whole.text,
+            finish_reason=whole.finished.reason,
+            logprobs=None
+            if body.logprobs is None
+            else completion_logprobs(whole.logprobs, body.logprobs),
+        )
+        for index, whole in enumerate(collected)
+    ]
+    return Completion(
+        model=prepared.model_id,
+        choices=choices,
+        usage=usage_of(*(whole.finished for whole in collected)),
+    )
