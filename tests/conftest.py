@@ -79,6 +79,18 @@ def _starts_a_server(item: pytest.Item) -> bool:
 R1_TEMPLATE = "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """No test reads or writes the user's own data directory: a server started without
+    --library-dir resumed the batches it found in ~/.local/share/hearth, and would have
+    listed the models pulled there. Servers started by tests inherit this too."""
+    home = tmp_path_factory.mktemp("xdg-data")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_DATA_HOME", str(home))
+    yield home
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def real_templates(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
     """llama.cpp's models/templates/ (real chat templates: Qwen3, DeepSeek-R1 distills,
