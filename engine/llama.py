@@ -573,21 +573,29 @@ class LlamaEngine:
         return None
 
     def _watch_insert(self, job: Job, written: str) -> None:
-        """Decide, once the reply has its `after_tokens`, whether the insert is written."""
+        """Decide, once the reply has its `after_tokens`, whether the insert is written.
+
+        Only what the decision reads is kept, not the whole reply: a budget of 32,000
+        tokens (what Claude Code asks for) would otherwise have the reply copied and
+        searched again on every token.
+        """
         insert = job.request.insert
         assert insert is not None and job.insert_watch is not None and self._model
-        text = job.insert_watch + written
-        if insert.unless in text:
+        tail = job.insert_watch + written
+        if insert.unless in tail:
             job.insert_watch = None
-        elif job.generated < insert.after_tokens:
-            job.insert_watch = text
-        else:
-            job.insert_watch = None
-            if text.lstrip().startswith(insert.requires):
-                # The model may be partway through writing the text itself: only the rest
-                # is inserted (the whole would not fit the grammar, nor read right).
-                rest = insert.text[_overlap(text, insert.text) :]
-                job.forced = self._model.tokenize(rest, add_special=False, parse_special=True)
+            return
+        if len(job.insert_head.lstrip()) < len(insert.requires):
+            job.insert_head += written
+        if job.generated < insert.after_tokens:
+            job.insert_watch = tail[-max(len(insert.unless), len(insert.text)) :]
+            return
+        job.insert_watch = None
+        if job.insert_head.lstrip().startswith(insert.requires):
+            # The model may be partway through writing the text itself: only the rest
+            # is inserted (the whole would not fit the grammar, nor read right).
+            rest = insert.text[_overlap(tail, insert.text) :]
+            job.forced = self._model.tokenize(rest, add_special=False, parse_special=True)
 
     @staticmethod
     def _flush(job: Job) -> None:

@@ -54,8 +54,10 @@ class Job:
     # A lazy grammar's watch: the text tail in which its trigger may be starting; None when
     # nothing is watched (no trigger, or the grammar has taken over).
     trigger_tail: str | None = None
-    # The text written so far, while an InsertText is still to be decided (None after).
+    # While an insert waits: the reply's last characters (as many as the texts it looks
+    # for), and its opening (for the insert's `requires`). None once decided.
     insert_watch: str | None = None
+    insert_head: str = ""
     forced: list[int] = field(default_factory=list)  # an insert's tokens still to write
 
 
