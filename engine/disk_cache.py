@@ -209,7 +209,8 @@ class DiskPromptCache:
         for other in known:
             shared = shared_prefix(other, raw)
             if shared == len(tokens):
-                return False  # these tokens are a prefix of a stored prompt
+                self._touch_holder(other)  # it served these tokens again: recently used
+                return False
             if shared * 4 == len(other) and len(tokens) - shared < MIN_NEW_TOKENS_WORTH_STORING:
                 return False
         return True
@@ -254,6 +255,12 @@ class DiskPromptCache:
         with contextlib.suppress(OSError):
             os.utime(entry.path, (entry.last_used, entry.last_used))
 
+    def _touch_holder(self, tokens: bytes) -> None:
+        with self._lock:
+            holder = next((e for e in self._entries.values() if e.head.tokens == tokens), None)
+        if holder is not None:
+            self.touch(holder)
+
     def discard(self, entry: StoredPrompt, why: str) -> None:
         """Delete a file llama.cpp would not take."""
         log.warning("prompt cache file %s removed: %s", entry.path.name, why)
@@ -268,6 +275,7 @@ class DiskPromptCache:
             "disk_cache_restored_tokens": self.stats.restored_tokens,
             "disk_cache_writes": self.stats.writes,
             "disk_cache_dropped_writes": self.stats.dropped_writes,
+            "disk_cache_removed_corrupt": self.stats.removed_corrupt,
         }
 
     # ---- the writer thread --------------------------------------------------------------
