@@ -186,7 +186,9 @@ class DiskPromptCache:
         return len(self._entries)
 
     def best_match(self, prompt: Sequence[int]) -> tuple[StoredPrompt | None, int]:
-        """The file sharing the longest prefix with prompt, and that length."""
+        """The file sharing the longest prefix with prompt, and that length; of files that
+        share as much, the smallest (a system prompt many conversations open with is best
+        loaded from the shortest of them: the whole file is read, then cut)."""
         if not self._entries:
             return None, 0
         wanted = token_bytes(prompt)
@@ -194,7 +196,9 @@ class DiskPromptCache:
         with self._lock:
             for entry in self._entries.values():
                 length = shared_prefix(entry.head.tokens, wanted)
-                if length > best_len:
+                if length > best_len or (
+                    best is not None and length == best_len and entry.file_bytes < best.file_bytes
+                ):
                     best, best_len = entry, length
         return best, best_len
 
