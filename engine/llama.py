@@ -440,15 +440,24 @@ class LlamaEngine:
         stored, length = self._disk_cache.best_match(prompt)
         if stored is None or length < better_than + MIN_TOKENS_WORTH_READING:
             return False
+        started = time.perf_counter()
         state = self._disk_cache.read(stored)
         if state is None:
             return False
+        read = time.perf_counter()
         self._load(slot, stored.tokens, state)
         if not slot.tokens:
             self._disk_cache.discard(stored, "llama.cpp did not take its state")
             return False
+        restored = min(length, len(prompt) - 1)
         self._disk_cache.stats.hits += 1
-        self._disk_cache.stats.restored_tokens += min(length, len(prompt) - 1)
+        self._disk_cache.stats.restored_tokens += restored
+        log.debug(
+            "restored %d prompt tokens from disk: file read in %.3f s, loaded in %.3f s",
+            restored,
+            read - started,
+            time.perf_counter() - read,
+        )
         return True
 
     def _store_on_disk(self, slot: Slot) -> None:
