@@ -129,7 +129,9 @@ class DiskPromptCache:
             return
         assert self.folder is not None
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # Private: the files hold conversations (their tokens, and KV that encodes them).
+            self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, exist_ok=True)
             self._scan()
         except OSError as error:
             log.warning("prompt cache on disk is off: cannot use %s (%s)", self.folder, error)
@@ -157,23 +159,19 @@ class DiskPromptCache:
         assert self.folder is not None
         now = time.time()
         for path in self.folder.iterdir():
-            if path.name.startswith(prompt_file.TEMP_PREFIX):
-                if now - path.stat().st_mtime > STALE_TEMP_SECONDS:
-                    path.unlink(missing_ok=True)
-                continue
-            if path.suffix != prompt_file.SUFFIX:
-                continue
             try:
-                head = prompt_file.read_head(path, self.key)
-                mtime = path.stat().st_mtime
+                if path.name.startswith(prompt_file.TEMP_PREFIX):
+                    if now - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                        path.unlink(missing_ok=True)
+                elif path.suffix == prompt_file.SUFFIX:
+                    head = prompt_file.read_head(path, self.key)
+                    self._entries[path.name] = StoredPrompt(path, head, path.stat().st_mtime)
             except ForeignPromptFile:
                 continue  # another model's or build's; it may be valid for them
             except CorruptPromptFile as error:
                 self._remove_corrupt(path, error)
-                continue
-            except FileNotFoundError:
-                continue
-            self._entries[path.name] = StoredPrompt(path, head, mtime)
+            except OSError as error:  # renamed or removed meanwhile, or not ours to read
+                log.info("prompt cache file %s skipped: %s", path.name, error)
 
     # ---- lookups (scheduler thread, and any thread) -------------------------------------
 

@@ -143,3 +143,11 @@ def test_a_cache_that_is_off_touches_no_disk(tmp_path):
     assert not cache.wants(tokens(0, 400)) and cache.room() == 0
     cache.close()
     assert not folder.exists()
+
+
+def test_the_files_are_private_to_their_user(tmp_path):
+    folder = tmp_path / "prompt-cache" / "model-key"
+    written(folder, tokens(0, 300)).close()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert folder.parent.stat().st_mode & 0o777 == 0o700
+    assert [path.stat().st_mode & 0o777 for path in folder.iterdir()] == [0o600]
