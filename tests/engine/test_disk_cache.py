@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import pytest
 
 from hearth.engine import prompt_file
 from hearth.engine.base import Finished, GenerationRequest, Prompt, SamplingParams, TextDelta
 from hearth.engine.llama import LlamaEngine
-from hearth.engine.model import LlamaModel
 from hearth.runtime.settings import PROMPT_CACHE_DIR, ModelSettings, bundled_model_path
 
 GREEDY = SamplingParams(temperature=0)
@@ -186,7 +186,8 @@ def test_a_file_of_another_model_or_setting_is_left_alone_and_not_loaded(seed, l
 
 
 def test_a_state_llama_cpp_refuses_is_dropped_and_the_prompt_read(seed, library, monkeypatch):
-    monkeypatch.setattr(LlamaModel, "write_state", lambda self, seq, state: False)
+    # llama_state_seq_set_data answers 0 when it does not take a state.
+    monkeypatch.setattr(llama_cpp, "llama_state_seq_set_data", lambda *args: 0)
 
     async def scenario(engine: LlamaEngine) -> tuple[str, Finished, dict]:
         text, finished = await complete(engine, PROMPT)
