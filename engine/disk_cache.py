@@ -35,6 +35,7 @@ from hearth.engine.prompt_file import (
     CorruptPromptFile,
     ForeignPromptFile,
     Key,
+    PromptFileError,
     PromptFileHead,
     token_bytes,
 )
@@ -287,7 +288,7 @@ class DiskPromptCache:
             tokens, state = item
             try:
                 self._store(tokens, state)
-            except OSError as error:
+            except (OSError, PromptFileError) as error:
                 self.stats.failed_writes += 1
                 log.warning("prompt cache: cannot write a prompt state (%s)", error)
             finally:

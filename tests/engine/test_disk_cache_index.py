@@ -151,3 +151,21 @@ def test_the_files_are_private_to_their_user(tmp_path):
     assert folder.stat().st_mode & 0o777 == 0o700
     assert folder.parent.stat().st_mode & 0o777 == 0o700
     assert [path.stat().st_mode & 0o777 for path in folder.iterdir()] == [0o600]
+
+
+def test_a_full_disk_loses_that_write_only(tmp_path, monkeypatch):
+    real_write, calls = prompt_file.write, []
+
+    def full_once(*args: object) -> int:
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real_write(*args)
+
+    monkeypatch.setattr(prompt_file, "write", full_once)
+    cache = opened(tmp_path)
+    first, second = tokens(0, 300), tokens(1000, 300)
+    assert cache.put(first, state(300)) and cache.put(second, state(300))
+    cache.close()
+    assert stored_prompts(tmp_path) == [second]
+    assert cache.stats.failed_writes == 1
