@@ -4,7 +4,8 @@ One scheduler thread owns the llama.cpp context. Each step it
   1. admits waiting requests into free slots, first come first served (interactive ones
      before batch ones, which never take the last free slot), giving each the slot
      whose cache it continues (else the least recently used one), and restoring a longer
-     prefix from the host-memory cache when it holds one;
+     prefix from another slot, the host-memory cache or the prompt cache on disk when one
+     holds it;
   2. builds one batch: the next token of every generating slot, then prompt chunks of the
      slots still reading their prompt, up to n_batch tokens, so a long prompt is read in
      pieces between the other streams' steps instead of freezing them;
