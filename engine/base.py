@@ -141,6 +141,10 @@ class EngineOptions:
     n_gpu_layers: int = 0
     amx: bool = False  # llama.cpp's AMX kernels, which crash on some CPUs (engine/cpu.py)
     cache_ram_bytes: int = 256 << 20
+    # The prompt cache on disk (engine/disk_cache.py): the folder under which each model's
+    # files go, and the bytes they may take (0: off).
+    cache_dir: Path | None = None
+    cache_disk_bytes: int = 0
     max_queue: int = 64
     # A GGUF LoRA adapter applied to every context of this engine (llama.cpp applies
     # adapters per context, not per sequence), scaled by lora_scale.

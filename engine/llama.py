@@ -4,7 +4,8 @@ One scheduler thread owns the llama.cpp context. Each step it
   1. admits waiting requests into free slots, first come first served (interactive ones
      before batch ones, which never take the last free slot), giving each the slot
      whose cache it continues (else the least recently used one), and restoring a longer
-     prefix from the host-memory cache when it holds one;
+     prefix from another slot, the host-memory cache or the prompt cache on disk when one
+     holds it;
   2. builds one batch: the next token of every generating slot, then prompt chunks of the
      slots still reading their prompt, up to n_batch tokens, so a long prompt is read in
      pieces between the other streams' steps instead of freezing them;
@@ -35,6 +36,7 @@ from hearth.engine.base import (
     TextDelta,
 )
 from hearth.engine.batch import TokenBatch
+from hearth.engine.disk_cache import DiskPromptCache
 from hearth.engine.embedding import EmbeddingContext
 from hearth.engine.errors import (
     ContextExceeded,
@@ -47,6 +49,7 @@ from hearth.engine.logprobs import LogprobReader
 from hearth.engine.model import LlamaModel
 from hearth.engine.sampler import SamplerChain
 from hearth.engine.slots import HostCache, Job, Slot, common_prefix
+from hearth.engine.state_key import cache_folder, state_key
 from hearth.engine.stream import GenerationStream, Outbox
 from hearth.engine.text import StopMatcher
 
@@ -61,6 +64,12 @@ MIN_TOKENS_WORTH_SAVING = 256
 # 5 ms) and its state is at most COPY_LIMIT_BYTES, the host memory a copy may borrow.
 MIN_TOKENS_WORTH_COPYING = 16
 COPY_LIMIT_BYTES = 256 << 20
+
+# A prompt state on disk is read instead of evaluating its tokens when it holds at least
+# this many more than the best prefix in memory: reading it costs a file read and a copy of
+# its whole state (about 23 KB a token for SmolLM2-135M, some milliseconds a thousand
+# tokens), evaluating a token about 5 ms on a 2-core CPU.
+MIN_TOKENS_WORTH_READING = 32
 
 # Prompt tokens evaluated per step while other slots are generating. A step costs roughly
 # its token count; on a small CPU 512 prompt tokens take seconds, which would stall every
@@ -83,6 +92,10 @@ class LlamaEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._host_cache = HostCache(options.cache_ram_bytes)
+        self._disk_cache = DiskPromptCache(None, 0, {})
+        # Slots (seq ids) holding what a request left and the disk cache has not been
+        # offered yet (see _store_due).
+        self._disk_due: set[int] = set()
         self._outbox = Outbox()
         self._recent_prompts: dict[Prompt, tuple[int, ...]] = {}
         self._recent_lock = threading.Lock()
@@ -127,6 +140,7 @@ class LlamaEngine:
         self._model = await asyncio.to_thread(LlamaModel, self._options)
         self._info = self._model.info()
         self._devices = self._model.device_report()
+        self._disk_cache = await asyncio.to_thread(self._open_disk_cache, self._model)
         self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
         self._batch = TokenBatch(self._options.n_batch)
         self._logprobs = LogprobReader(self._model.n_vocab, self._model.piece)
@@ -165,6 +179,8 @@ class LlamaEngine:
             self._wake.notify()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
+        # After the scheduler: the turns it finished on its way out are written too.
+        await asyncio.to_thread(self._disk_cache.close)
         if self._model is not None:
             self._model.close()
             self._model = None
@@ -287,6 +303,7 @@ class LlamaEngine:
             "waiting": self._pending(),
             "host_cache_entries": len(self._host_cache),
             "host_cache_bytes": self._host_cache.used,
+            **self._disk_cache.report(),
             "engine": self.stats.as_dict(),
             **({"devices": self._devices} if self._devices else {}),
         }
@@ -314,10 +331,13 @@ class LlamaEngine:
             # Everything this step produced goes to the event loop now, as one hand-off,
             # so its HTTP work overlaps the next llama_decode (see stream.Outbox).
             self._outbox.flush()
+            if self._disk_due and not self._has_work():
+                self._store_due(self._slots)  # idle: no stream waits for the copies
         for slot in self._slots:
             if slot.job is not None:
                 self._finish(slot, GenerationFailed("The server is shutting down."))
         self._outbox.flush()
+        self._store_due(self._slots)
 
     def _has_work(self) -> bool:
         return bool(self._waiting) or any(slot.busy for slot in self._slots)
@@ -378,15 +398,19 @@ class LlamaEngine:
         job = slot.job
         assert job is not None and self._model is not None
         own = common_prefix(slot.tokens, job.prompt)
+        if own < len(slot.tokens):
+            self._store_due([slot])  # about to be cut or replaced
         saved, saved_len = self._host_cache.best_match(job.prompt)
         donor = self._best_donor(slot, job.prompt, max(own + MIN_TOKENS_WORTH_COPYING, saved_len))
-        lent = self._model.read_state(donor.seq_id, COPY_LIMIT_BYTES) if donor else bytearray()
-        if donor is not None and lent:
-            self._load(slot, donor.tokens, lent)
-        elif saved is not None and saved_len > own:
-            self._load(slot, saved.tokens, self._host_cache.take(saved))
-        else:
-            self._save_if_worthwhile(slot, keep=own)
+        in_memory = max(own, saved_len, common_prefix(donor.tokens, job.prompt) if donor else 0)
+        if not self._restore_from_disk(slot, job.prompt, better_than=in_memory):
+            lent = self._model.read_state(donor.seq_id, COPY_LIMIT_BYTES) if donor else bytearray()
+            if donor is not None and lent:
+                self._load(slot, donor.tokens, lent)
+            elif saved is not None and saved_len > own:
+                self._load(slot, saved.tokens, self._host_cache.take(saved))
+            else:
+                self._save_if_worthwhile(slot, keep=own)
         # At least one prompt token is evaluated, so there are logits to sample from.
         reuse = min(common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
         if not llama_cpp.llama_memory_seq_rm(self._model.memory, slot.seq_id, reuse, -1):
@@ -417,6 +441,68 @@ class LlamaEngine:
         self._save_if_worthwhile(slot, keep=0)
         loaded = self._model.write_state(slot.seq_id, state)
         slot.tokens = list(tokens) if loaded else []
+
+    def _restore_from_disk(self, slot: Slot, prompt: list[int], better_than: int) -> bool:
+        """Load the prompt cache's file with the longest prefix of prompt into the slot, when
+        it beats what memory holds. A file that is gone, damaged or refused by llama.cpp is
+        skipped (the damaged and refused ones deleted), and the prompt is read as usual."""
+        stored, length = self._disk_cache.best_match(prompt)
+        if stored is None or length < better_than + MIN_TOKENS_WORTH_READING:
+            return False
+        started = time.perf_counter()
+        state = self._disk_cache.read(stored)
+        if state is None:
+            return False
+        read = time.perf_counter()
+        self._load(slot, stored.tokens, state)
+        if not slot.tokens:
+            self._disk_cache.discard(stored, "llama.cpp did not take its state")
+            return False
+        restored = min(length, len(prompt) - 1)
+        self._disk_cache.stats.hits += 1
+        self._disk_cache.stats.restored_tokens += restored
+        log.debug(
+            "restored %d prompt tokens from disk: file read in %.3f s, loaded in %.3f s",
+            restored,
+            read - started,
+            time.perf_counter() - read,
+        )
+        return True
+
+    def _store_due(self, slots: list[Slot]) -> None:
+        """Offer what these released slots hold (prompt and reply, or the part of a prompt
+        read before a cancel) to the prompt cache on disk.
+
+        The state is copied on the scheduler thread, which alone may touch the context
+        (the writing is not): about 70 ms for 2,400 tokens of SmolLM2-135M on two busy
+        cores, during which no stream advances. So it waits for a moment nobody waits on:
+        the scheduler idle, or the slot about to be cut or replaced by another prompt. A
+        slot whose next request continues it is not copied at all: that request's end
+        offers the longer state.
+        """
+        for slot in slots:
+            if slot.seq_id not in self._disk_due:
+                continue
+            self._disk_due.discard(slot.seq_id)
+            if not self._disk_cache.wants(slot.tokens):
+                continue
+            assert self._model is not None
+            try:
+                state = self._model.read_state(slot.seq_id, self._disk_cache.room())
+            except Exception:  # a lost cache write must not stop the scheduler
+                log.exception("copying a prompt state for the disk cache failed")
+                continue
+            self._disk_cache.put(slot.tokens, state)
+
+    def _open_disk_cache(self, model: LlamaModel) -> DiskPromptCache:
+        options = self._options
+        if options.cache_dir is None or options.cache_disk_bytes <= 0:
+            return DiskPromptCache(None, 0, {})
+        key = state_key(model)
+        folder = cache_folder(options.cache_dir, options.path, key)
+        cache = DiskPromptCache(folder, options.cache_disk_bytes, key)
+        cache.open()
+        return cache
 
     def _best_donor(self, slot: Slot, prompt: list[int], at_least: int) -> Slot | None:
         """The other slot, busy or not, whose cache shares the longest prefix with prompt,
@@ -648,6 +734,8 @@ class LlamaEngine:
         slot.job = None
         slot.next_token = None
         slot.last_used = time.monotonic()
+        if self._disk_cache.enabled and slot.tokens:
+            self._disk_due.add(slot.seq_id)
 
     def _fail_batch(self, status: int) -> None:
         """llama_decode refused the batch: fail its requests, keep serving the next ones."""
@@ -662,6 +750,7 @@ class LlamaEngine:
             slot.tokens = []
             if slot.job is not None:
                 self._finish(slot, GenerationFailed(reason))
+        self._disk_due.clear()
 
 
 def _choice(request: GenerationRequest, index: int) -> GenerationRequest:

@@ -96,7 +96,8 @@ class LlamaModel:
             )
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.ctx = llama_cpp.llama_init_from_model(self.model, self._context_params())
+        self.context_params = self._context_params()
+        self.ctx = llama_cpp.llama_init_from_model(self.model, self.context_params)
         if not self.ctx:
             llama_cpp.llama_model_free(self.model)
             raise ModelLoadError(

