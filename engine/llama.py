@@ -347,7 +347,7 @@ class LlamaEngine:
             if not free:
                 break
             self._waiting.remove(job)
-            slot = self._choose_slot(free, job.prompt)
+            slot = self._choose_slot(free, job.resume or job.prompt)
             slot.job = job
             admitted.append(slot)
         return admitted

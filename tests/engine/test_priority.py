@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from hearth.engine.base import Finished, GenerationRequest, Prompt, SamplingParams, TextDelta
 from hearth.engine.llama import LlamaEngine
 from hearth.runtime.settings import ModelSettings, bundled_model_path
@@ -69,18 +71,33 @@ def test_a_batch_alone_takes_every_slot():
     on_engine(2, scenario)
 
 
-def test_a_chat_suspends_a_batch_line_which_then_writes_exactly_what_it_would_have():
+# About 300 tokens: a suspended line this long is saved to host memory (it is over
+# MIN_TOKENS_WORTH_SAVING) and restored from there; a short one is read again.
+FABLE = "The river ran past the old mill, and the miller counted his sacks of flour. " * 20
+
+
+@pytest.mark.parametrize("preamble", ["", FABLE], ids=["read-again", "from-host-cache"])
+def test_a_chat_suspends_a_batch_line_which_then_writes_exactly_what_it_would_have(preamble):
     """A chat arriving with every slot busy with batch lines starts at once; the paused
     line's output is the same text, never repeated nor cut, with the same token count."""
+    stories = [story + preamble for story in STORIES]
 
     async def scenario(engine: LlamaEngine) -> None:
         alone = await asyncio.gather(
-            *(collect(engine.submit(request(s, 40, "batch")), [], "") for s in STORIES)
+            *(collect(engine.submit(request(s, 40, "batch")), [], "") for s in stories)
         )
         assert engine.stats.suspended_batch_lines == 0
+        restored: list[int] = []  # how many tokens the resumed line did not read again
+        resume = engine._resume
+
+        def watch(slot) -> None:
+            resume(slot)
+            restored.append(len(slot.tokens))
+
+        engine._resume = watch
 
         log: list[str] = []
-        lines = [engine.submit(request(story, 40, "batch")) for story in STORIES]
+        lines = [engine.submit(request(story, 40, "batch")) for story in stories]
         tasks = [asyncio.create_task(collect(g, log, f"batch{i}")) for i, g in enumerate(lines)]
         await wait_for(log, "batch0 first", "batch1 first")  # both slots busy, one line queued
         chat_text, chat_end = await collect(
@@ -89,6 +106,7 @@ def test_a_chat_suspends_a_batch_line_which_then_writes_exactly_what_it_would_ha
         interrupted = await asyncio.gather(*tasks)
 
         assert engine.stats.suspended_batch_lines == 1
+        assert len(restored) == 1 and (restored[0] > 256) == bool(preamble)
         # The chat did not wait for a batch line to end, and went ahead of the queued one.
         assert log.index("chat first") < min(log.index("batch0 done"), log.index("batch1 done"))
         assert log.index("chat done") < log.index("batch2 first")
