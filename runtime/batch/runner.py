@@ -25,9 +25,11 @@ from typing import Protocol
 from hearth.runtime.batch.lines import (
     MAX_REPORTED_ERRORS,
     LineError,
+    batch_model,
     check_lines,
     error_line,
     response_line,
+    usage_of,
 )
 from hearth.runtime.batch.store import (
     BatchRecord,
@@ -192,6 +194,7 @@ class BatchRunner:
         if not checked.runnable:
             self._fail(record.id, checked.errors)
             return
+        record.model = batch_model(checked.lines)
         self.store.start(record, checked.lines)
 
     def _fail(self, batch_id: str, errors: list[LineError]) -> None:
@@ -226,7 +229,8 @@ class BatchRunner:
             response = await self._answer(record.endpoint, line)
             state = "done" if response.status_code == 200 else "failed"
             result = response_line(line.custom_id, response.status_code, response.body)
-            self.store.answer(record.id, line.index, state, result)
+            usage = usage_of(response.body) if state == "done" else None
+            self.store.answer(record.id, line.index, state, result, usage)
 
     async def _answer(self, endpoint: str, line: PendingLine) -> LineResponse:
         while True:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from hearth.runtime.batch.lines import check_lines, not_jsonl
+from hearth.runtime.batch.lines import check_lines, not_jsonl, usage_of
 from hearth.runtime.batch.runner import BatchNotCancellable, BatchRunner, LineResponse
-from hearth.runtime.batch.store import BatchStore
+from hearth.runtime.batch.store import BatchStore, TokenUsage
 from hearth.runtime.errors import Overloaded
 
 URL = "/v1/chat/completions"
@@ -163,3 +164,36 @@ def test_a_file_with_no_good_line_fails_the_batch_with_its_errors(tmp_path: Path
         await runner.close()
 
     asyncio.run(main())
+
+
+def test_usage_is_read_under_each_endpoints_names():
+    chat = {"usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+    chat["usage"]["prompt_tokens_details"] = {"cached_tokens": 4}
+    responses = {"usage": {"input_tokens": 5, "output_tokens": 9, "total_tokens": 14}}
+    responses["usage"]["output_tokens_details"] = {"reasoning_tokens": 6}
+    embeddings = {"usage": {"prompt_tokens": 4, "total_tokens": 4}}
+    assert usage_of(chat) == TokenUsage(input_tokens=7, cached_tokens=4, output_tokens=3)
+    assert usage_of(responses) == TokenUsage(input_tokens=5, output_tokens=9, reasoning_tokens=6)
+    assert usage_of(embeddings) == TokenUsage(input_tokens=4)
+    assert usage_of({"error": {"message": "no usage"}}) == TokenUsage()
+
+
+def test_a_store_made_before_usage_was_counted_gains_it_and_counts_each_line_once(
+    tmp_path: Path,
+):
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE lines (batch_id TEXT NOT NULL, idx INTEGER NOT NULL, custom_id TEXT, "
+        "body TEXT, state TEXT NOT NULL, result TEXT, PRIMARY KEY (batch_id, idx));"
+        "INSERT INTO lines VALUES ('b', 0, 'old', '{}', 'done', '{}');"
+        "INSERT INTO lines VALUES ('b', 1, 'new', '{}', 'pending', NULL);"
+    )
+    old.commit()
+    old.close()
+    store = BatchStore(path)
+    used = TokenUsage(input_tokens=10, cached_tokens=2, output_tokens=5)
+    assert store.answer("b", 1, "done", "{}", used)
+    assert not store.answer("b", 1, "done", "{}", used)
+    assert store.usage("b") == used and store.usage("b").total_tokens == 15
+    store.close()
