@@ -131,7 +131,8 @@ def main() -> None:
             wait(client, batch_id, lambda b: b.request_counts.completed >= 1)
             busy = [ttft(url, n) for n in range(args.probes)]
             counts = client.batches.retrieve(batch_id).request_counts
-            suspended = suspensions(httpx.get(f"{url}/health", timeout=10).json())
+            health = httpx.get(f"{url}/health", timeout=10).json()
+            suspended = health["engine"]["suspended_batch_lines"]  # the default model's
             client.batches.cancel(batch_id)
             wait(client, batch_id, lambda b: b.status == "cancelled")
             alone, sent = [], []
@@ -162,17 +163,6 @@ def main() -> None:
         f"{statistics.median(sent):.1f} completion tok/s {fmt(sent, 1)}"
     )
     print(f"batch alone / client: {statistics.median(alone) / statistics.median(sent):.2f}x")
-
-
-def suspensions(health: object) -> int:
-    """The engines' count of batch lines suspended for interactive requests, wherever
-    /health reports it."""
-    if isinstance(health, dict):
-        found = health.get("suspended_batch_lines", 0)
-        return int(found) + sum(suspensions(value) for value in health.values())
-    if isinstance(health, list):
-        return sum(suspensions(value) for value in health)
-    return 0
 
 
 def fmt(values: list[float], digits: int = 3) -> str:
