@@ -330,6 +330,8 @@ def test_hearth_batch_submits_prompts_follows_lists_and_fetches_results(batch_se
     assert batch_id in hearth_batch(batch_server, "list", cwd=tmp_path).stdout
     status = hearth_batch(batch_server, "status", batch_id, cwd=tmp_path)
     assert status.returncode == 0 and "completed" in status.stdout
+    made = sum(r["response"]["body"]["usage"]["completion_tokens"] for r in rows)
+    assert f", {made} out (smollm2)" in status.stdout
     refused = hearth_batch(batch_server, "cancel", batch_id, cwd=tmp_path)
     assert refused.returncode == 1
     assert "409: Cannot cancel a batch with status 'completed'" in refused.stderr
