@@ -197,3 +197,51 @@ def test_a_store_made_before_usage_was_counted_gains_it_and_counts_each_line_onc
     assert not store.answer("b", 1, "done", "{}", used)
     assert store.usage("b") == used and store.usage("b").total_tokens == 15
     store.close()
+
+
+class Gated:
+    """Answers each line when the test opens its gate; records the order lines started."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    async def execute(self, endpoint: str, body: dict) -> LineResponse:
+        self.started.append(body["name"])
+        await self.gate(body["name"]).wait()
+        return LineResponse(200, {"answer": body["name"]})
+
+
+def test_a_newer_batch_starts_while_the_older_ones_last_lines_run_never_before(tmp_path: Path):
+    async def main() -> None:
+        lines = Gated()
+        runner = BatchRunner(tmp_path / "b.sqlite3", lines, concurrency=2)
+        runner.start()
+
+        async def started(name: str) -> None:
+            for _ in range(1000):
+                if name in lines.started:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"{name} never started: {lines.started}")
+
+        older = submit(runner, [line(f"a{i}", name=f"a{i}") for i in range(3)])
+        await started("a1")
+        newer = submit(runner, [line(f"b{i}", name=f"b{i}") for i in range(2)])
+        lines.gate("a0").set()
+        await started("a2")  # the older batch's next line takes the turn a0 left
+        assert lines.started == ["a0", "a1", "a2"]
+        lines.gate("a1").set()
+        await started("b0")  # a2 still runs, and the newer batch already has the free turn
+        assert lines.started == ["a0", "a1", "a2", "b0"]
+        for name in ("a2", "b0", "b1"):
+            lines.gate(name).set()
+        assert await finished(runner, older) == "completed"
+        assert await finished(runner, newer) == "completed"
+        assert lines.started == ["a0", "a1", "a2", "b0", "b1"]
+        await runner.close()
+
+    asyncio.run(main())
