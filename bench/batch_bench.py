@@ -1,7 +1,8 @@
 """What a batch costs live users, and what a batch gets: a real `hearth serve`, bundled model.
 
 1. Interactive time to first token, idle: --probes streamed chats, one after another.
-2. The same with a --lines batch running (then the batch is cancelled).
+2. The same with a --lines batch running (then the batch is cancelled); with the batch on
+   every slot, each probe suspends a batch line (the count is read from /health).
 3. Batch throughput: --throughput-lines lines as a batch, alone, against the same lines sent
    by a client at once, --parallel at a time (completion tokens over wall time), --rounds
    times, the order flipped each round.
@@ -130,6 +131,8 @@ def main() -> None:
             wait(client, batch_id, lambda b: b.request_counts.completed >= 1)
             busy = [ttft(url, n) for n in range(args.probes)]
             counts = client.batches.retrieve(batch_id).request_counts
+            health = httpx.get(f"{url}/health", timeout=10).json()
+            suspended = health["engine"]["suspended_batch_lines"]  # the default model's
             client.batches.cancel(batch_id)
             wait(client, batch_id, lambda b: b.status == "cancelled")
             alone, sent = [], []
@@ -148,7 +151,8 @@ def main() -> None:
     print(f"time to first token, idle:          median {statistics.median(idle):.3f} s {fmt(idle)}")
     print(
         f"time to first token, batch running: median {statistics.median(busy):.3f} s {fmt(busy)}"
-        f"  ({counts.completed} of {counts.total} lines done when the probes ended)"
+        f"  ({counts.completed} of {counts.total} lines done when the probes ended; "
+        f"{suspended} batch lines suspended for them)"
     )
     print(
         f"batch alone, {args.throughput_lines} lines: median {statistics.median(alone):.1f} "
@@ -158,6 +162,7 @@ def main() -> None:
         f"same lines from a client, {args.parallel} at a time: median "
         f"{statistics.median(sent):.1f} completion tok/s {fmt(sent, 1)}"
     )
+    print(f"batch alone / client: {statistics.median(alone) / statistics.median(sent):.2f}x")
 
 
 def fmt(values: list[float], digits: int = 3) -> str:

@@ -59,6 +59,10 @@ class Job:
     insert_watch: str | None = None
     insert_head: str = ""
     forced: list[int] = field(default_factory=list)  # an insert's tokens still to write
+    # A suspended batch line (see LlamaEngine._suspend): the tokens its slot must hold
+    # again before it goes on, its prompt, what it generated and its sampled, not yet
+    # evaluated token. None for a job that is not waiting to resume.
+    resume: list[int] | None = None
 
 
 @dataclass

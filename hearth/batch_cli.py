@@ -172,6 +172,9 @@ def _report(batch: Batch) -> int:
     counts = batch.request_counts
     done = f"{counts.completed}/{counts.total} done, {counts.failed} failed" if counts else ""
     print(f"{batch.id}  {batch.status}  {done}")
+    if batch.usage is not None and batch.usage.total_tokens:
+        used = batch.usage
+        print(f"  tokens  {used.input_tokens} in, {used.output_tokens} out ({batch.model})")
     if batch.output_file_id:
         print(f"  output  {batch.output_file_id}")
     if batch.error_file_id:

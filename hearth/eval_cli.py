@@ -7,7 +7,9 @@ split or a tie in either order is a tie. That cancels the judge's bias for a pos
 (small judges have a strong one). With --grade the judge also rates each answer 1-10 on
 its own (MT-bench's single-answer grading). Verdicts are constrained by a grammar (Hearth's
 `grammar` field), so even a tiny judge answers in a form that parses. Every step is a batch
-on the server, so a server restart mid-way loses nothing: the batches resume there.
+on the server, so a server restart mid-way loses nothing: the batches resume there. And the
+eval writes down its batches as it submits them (eval_batches.py), so an eval killed mid-way
+and run again takes up the same batches instead of submitting them again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hearth.batch_cli import DEFAULT_URL, follow, submit_lines
+from hearth.batch_cli import DEFAULT_URL, FINISHED, follow, submit_lines
+from hearth.eval_batches import SubmittedBatches
 
 if TYPE_CHECKING:
     import openai
@@ -95,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     client = openai.OpenAI(base_url=args.url.rstrip("/") + "/v1", api_key=args.api_key or "none")
     questions = load_questions(args.questions)[: args.limit]
+    submitted = SubmittedBatches.beside(args.output)
     try:
-        outcomes = evaluate(client, args, model_b, questions)
+        outcomes = evaluate(client, args, model_b, questions, submitted)
     except openai.APIConnectionError:
         print(f"hearth eval: no server answers at {args.url}", file=sys.stderr)
         return 1
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     with args.output.open("w", encoding="utf-8") as out:
         for outcome in outcomes:
             out.write(json.dumps(asdict(outcome)) + "\n")
+    submitted.forget()
     print(table(outcomes, args.model_a + _suffix(args.system_a), model_b + _suffix(args.system_b)))
     print(f"per question: {args.output}")
     return 0
@@ -121,7 +126,11 @@ def load_questions(path: Path | None) -> list[Question]:
 
 
 def evaluate(
-    client: openai.OpenAI, args: argparse.Namespace, model_b: str, questions: list[Question]
+    client: openai.OpenAI,
+    args: argparse.Namespace,
+    model_b: str,
+    questions: list[Question],
+    submitted: SubmittedBatches,
 ) -> list[Outcome]:
     judge = args.judge or args.model_a
     outcomes = {q.id: Outcome(q.id, q.category, q.question) for q in questions}
@@ -130,7 +139,7 @@ def evaluate(
         answers.append(_chat(f"a|{q.id}", args.model_a, args.system_a, q.question, args.max_tokens))
         answers.append(_chat(f"b|{q.id}", model_b, args.system_b, q.question, args.max_tokens))
     print("answering", file=sys.stderr)
-    for key, text in run_batch(client, answers).items():
+    for key, text in run_batch(client, answers, submitted).items():
         side, qid = key.split("|", 1)
         setattr(outcomes[qid], f"answer_{side}", text)
     judging = []
@@ -148,7 +157,7 @@ def evaluate(
                     _chat(f"g{side}|{o.id}", judge, GRADE_SYSTEM, prompt, 12, GRADE_GRAMMAR)
                 )
     print("judging", file=sys.stderr)
-    for key, text in run_batch(client, judging).items():
+    for key, text in run_batch(client, judging, submitted).items():
         kind, qid = key.split("|", 1)
         outcome = outcomes[qid]
         if kind in ("ab", "ba"):
@@ -161,9 +170,19 @@ def evaluate(
     return list(outcomes.values())
 
 
-def run_batch(client: openai.OpenAI, lines: list[dict]) -> dict[str, str]:
-    """Each line's reply text by custom_id (an error's message for a line that failed)."""
-    batch = follow(client, submit_lines(client, lines, CHAT).id)
+def run_batch(
+    client: openai.OpenAI, lines: list[dict], submitted: SubmittedBatches
+) -> dict[str, str]:
+    """Each line's reply text by custom_id (an error's message for a line that failed),
+    from the batch an earlier run of this eval submitted for these lines, if it can still
+    give them, else from a new one."""
+    batch_id = _earlier_batch(client, submitted.get(lines))
+    if batch_id is None:
+        batch_id = submit_lines(client, lines, CHAT).id
+        submitted.add(lines, batch_id)
+    else:
+        print(f"taking up {batch_id}, submitted by an earlier run", file=sys.stderr)
+    batch = follow(client, batch_id)
     if batch.status != "completed":
         raise SystemExit(f"hearth eval: batch {batch.id} ended {batch.status}")
     replies: dict[str, str] = {}
@@ -179,6 +198,21 @@ def run_batch(client: openai.OpenAI, lines: list[dict]) -> dict[str, str]:
                 error = body.get("error") or row.get("error") or {}
                 replies[row["custom_id"]] = f"(error: {error.get('message', 'failed')})"
     return replies
+
+
+def _earlier_batch(client: openai.OpenAI, batch_id: str | None) -> str | None:
+    """The batch id, if the server still has that batch and it has not ended short."""
+    import openai
+
+    if batch_id is None:
+        return None
+    try:
+        batch = client.batches.retrieve(batch_id)
+    except openai.NotFoundError:
+        return None  # another server, or its store was removed
+    if batch.status in FINISHED and batch.status != "completed":
+        return None
+    return batch_id
 
 
 def _chat(

@@ -14,10 +14,18 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from hearth.runtime.batch.store import NewLine
+from hearth.runtime.batch.store import NewLine, TokenUsage
 
 # A file wrong as a whole reports at most this many of its errors.
 MAX_REPORTED_ERRORS = 16
+
+# How a response body names its usage: (input, its details, output, its details). Chat
+# and text completions (and embeddings, input only) use OpenAI's older names; the
+# Responses API the newer ones, which the Batch object's usage also uses.
+USAGE_NAMES = (
+    ("prompt_tokens", "prompt_tokens_details", "completion_tokens", "completion_tokens_details"),
+    ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details"),
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,33 @@ def _check(
             "invalid_request", f"Line {number}: body must be a JSON object.", number, "body"
         )
     return custom_id, None
+
+
+def batch_model(lines: list[NewLine]) -> str | None:
+    """The model a batch's lines ask for: the first runnable line's (OpenAI runs a batch
+    on one model; Hearth runs each line on the model it names)."""
+    for line in lines:
+        if line.body is not None and isinstance(line.body.get("model"), str):
+            return line.body["model"]
+    return None
+
+
+def usage_of(body: dict) -> TokenUsage:
+    """The tokens a line's response reports it used (none for a response without usage)."""
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return TokenUsage()
+    for input_name, input_details, output_name, output_details in USAGE_NAMES:
+        if input_name in usage:
+            return TokenUsage(
+                input_tokens=int(usage[input_name] or 0),
+                cached_tokens=int((usage.get(input_details) or {}).get("cached_tokens") or 0),
+                output_tokens=int(usage.get(output_name) or 0),
+                reasoning_tokens=int(
+                    (usage.get(output_details) or {}).get("reasoning_tokens") or 0
+                ),
+            )
+    return TokenUsage()
 
 
 def request_id() -> str:

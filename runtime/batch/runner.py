@@ -3,9 +3,14 @@
 The runner knows no HTTP. Whoever starts it hands it a `LineExecutor`, which turns one
 line's body into the endpoint's response (the server validates it with the endpoint's own
 request model and runs it at "batch" priority, so the engine gives every interactive
-request a slot first). Batches run one at a time, oldest first, `concurrency` lines at
-once. A line's answer is committed as it comes (store.py); cancelling, expiry and shutdown
-cancel the lines in flight, whose answers were never committed: a cancelled or expired
+request a slot first). `concurrency` lines run at once over all batches, the oldest batch
+first: each batch has `concurrency` workers, and a worker holds one of `concurrency` turns
+(a FIFO semaphore, waited for in the order the batches' files were checked: the order
+they were created, unless an older file is still being checked) for as long as its batch
+has lines to hand out. So a newer batch's lines start as soon as the older one's last lines
+are running, not after they end, and the slots those last lines leave are not idle. A
+line's answer is committed as it comes (store.py); cancelling, expiry and shutdown cancel
+the lines in flight, whose answers were never committed: a cancelled or expired
 batch reports them as not done, a restart runs them again. The store is opened when the
 batch API is first used, or at start when it already exists: a server that never runs a
 batch writes nothing.
@@ -25,9 +30,11 @@ from typing import Protocol
 from hearth.runtime.batch.lines import (
     MAX_REPORTED_ERRORS,
     LineError,
+    batch_model,
     check_lines,
     error_line,
     response_line,
+    usage_of,
 )
 from hearth.runtime.batch.store import (
     BatchRecord,
@@ -72,7 +79,9 @@ class BatchRunner:
         self._store: BatchStore | None = None
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._running: tuple[str, asyncio.Task[None]] | None = None  # the batch whose lines run
+        self._turns = asyncio.Semaphore(self._concurrency)  # lines in flight, all batches
+        self._batches: dict[str, asyncio.Task[None]] = {}  # each active batch's processing
+        self._running: dict[str, asyncio.Task[None]] = {}  # the batches whose lines run
 
     @property
     def store(self) -> BatchStore:
@@ -89,10 +98,11 @@ class BatchRunner:
         self._loop_task = asyncio.create_task(self._loop(), name="hearth-batches")
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in [self._loop_task, *self._batches.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -143,8 +153,8 @@ class BatchRunner:
         if record.status != "cancelling":
             record.status, record.cancelling_at = "cancelling", now()
             self.store.save(record)
-        if self._running is not None and self._running[0] == batch_id:
-            self._running[1].cancel()  # the runner finishes it once its lines have ended
+        if batch_id in self._running:
+            self._running[batch_id].cancel()  # the runner finishes it once its lines have ended
         else:
             record.status, record.cancelled_at = "cancelled", now()
             self.store.finish(record)
@@ -153,15 +163,23 @@ class BatchRunner:
     # ---- the work ------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """Start the processing of every active batch not yet started, oldest first."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             for record in self.store.active_batches():
-                try:
-                    await self._process(record.id)
-                except Exception:  # one broken batch must not stop the others
-                    log.exception("batch %s failed", record.id)
-                    self._fail(record.id, [LineError("server_error", "The batch failed.", 1)])
+                if record.id not in self._batches:
+                    task = asyncio.create_task(self._guarded(record.id), name=record.id)
+                    self._batches[record.id] = task
+
+    async def _guarded(self, batch_id: str) -> None:
+        try:
+            await self._process(batch_id)
+        except Exception:  # one broken batch must not stop the others
+            log.exception("batch %s failed", batch_id)
+            self._fail(batch_id, [LineError("server_error", "The batch failed.", 1)])
+        finally:
+            del self._batches[batch_id]
 
     async def _process(self, batch_id: str) -> None:
         record = self.store.batch(batch_id)
@@ -192,6 +210,7 @@ class BatchRunner:
         if not checked.runnable:
             self._fail(record.id, checked.errors)
             return
+        record.model = batch_model(checked.lines)
         self.store.start(record, checked.lines)
 
     def _fail(self, batch_id: str, errors: list[LineError]) -> None:
@@ -205,11 +224,11 @@ class BatchRunner:
         # A task, not a bare gather: a cancelled gather reports CancelledError as its
         # exception instead of being cancelled().
         work = asyncio.create_task(self._workers(record, lines))
-        self._running = (record.id, work)
+        self._running[record.id] = work
         try:
             done, _ = await asyncio.wait({work}, timeout=max(0.0, record.expires_at - time.time()))
         finally:
-            self._running = None
+            del self._running[record.id]
             if not work.done():
                 work.cancel()
                 await asyncio.wait({work})  # the lines in flight end uncommitted
@@ -222,11 +241,16 @@ class BatchRunner:
         await asyncio.gather(*(self._worker(record, lines) for _ in range(self._concurrency)))
 
     async def _worker(self, record: BatchRecord, lines: Iterator[PendingLine]) -> None:
+        async with self._turns:
+            await self._answer_lines(record, lines)
+
+    async def _answer_lines(self, record: BatchRecord, lines: Iterator[PendingLine]) -> None:
         for line in lines:
             response = await self._answer(record.endpoint, line)
             state = "done" if response.status_code == 200 else "failed"
             result = response_line(line.custom_id, response.status_code, response.body)
-            self.store.answer(record.id, line.index, state, result)
+            usage = usage_of(response.body) if state == "done" else None
+            self.store.answer(record.id, line.index, state, result, usage)
 
     async def _answer(self, endpoint: str, line: PendingLine) -> LineResponse:
         while True:

@@ -59,10 +59,17 @@ CREATE TABLE IF NOT EXISTS lines (
     body TEXT,
     state TEXT NOT NULL,
     result TEXT,
+    input_tokens INTEGER,
+    cached_tokens INTEGER,
+    output_tokens INTEGER,
+    reasoning_tokens INTEGER,
     PRIMARY KEY (batch_id, idx)
 );
 CREATE INDEX IF NOT EXISTS lines_by_state ON lines (batch_id, state);
 """
+# A line's token counts, for the batch's usage. Stores made before they were counted get
+# the columns added (empty, so their lines count as 0).
+USAGE_COLUMNS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 
 
 def new_id(prefix: str) -> str:
@@ -94,6 +101,7 @@ class BatchRecord:
     expires_at: int
     status: BatchStatus = "validating"
     metadata: dict[str, str] | None = None
+    model: str | None = None  # the model its lines name (the first line's, if they differ)
     errors: list[dict[str, object]] | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
@@ -118,6 +126,20 @@ class RequestCounts:
     total: int
     completed: int
     failed: int
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens one line used, or a batch's lines together (OpenAI's Batch `usage`)."""
+
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,10 @@ class BatchStore:
             # In WAL mode NORMAL loses nothing to a process crash, only to a power cut.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            known = {row[1] for row in self._db.execute("PRAGMA table_info(lines)")}
+            for column in USAGE_COLUMNS:
+                if column not in known:
+                    self._db.execute(f"ALTER TABLE lines ADD COLUMN {column} INTEGER")
 
     def close(self) -> None:
         with self._lock:
@@ -263,6 +289,11 @@ class BatchStore:
             total=sum(rows.values()), completed=rows.get("done", 0), failed=rows.get("failed", 0)
         )
 
+    def usage(self, batch_id: str) -> TokenUsage:
+        sums = ", ".join(f"COALESCE(SUM({column}), 0)" for column in USAGE_COLUMNS)
+        rows = self._query(f"SELECT {sums} FROM lines WHERE batch_id = ?", (batch_id,))
+        return TokenUsage(*rows[0])
+
     # ---- lines --------------------------------------------------------------------------
 
     def start(self, record: BatchRecord, lines: Sequence[NewLine]) -> None:
@@ -295,13 +326,29 @@ class BatchStore:
         )
         return [PendingLine(index, custom_id, json.loads(body)) for index, custom_id, body in rows]
 
-    def answer(self, batch_id: str, index: int, state: LineState, result: str) -> bool:
-        """Commit one line's answer; False if it already had one (it is never written twice)."""
+    def answer(
+        self,
+        batch_id: str,
+        index: int,
+        state: LineState,
+        result: str,
+        usage: TokenUsage | None = None,
+    ) -> bool:
+        """Commit one line's answer and the tokens it used; False if it already had one
+        (it is never written, nor counted, twice)."""
+        counted = usage or TokenUsage()
         with self._transaction() as db:
             changed = db.execute(
-                "UPDATE lines SET state = ?, result = ? "
+                "UPDATE lines SET state = ?, result = ?, input_tokens = ?, cached_tokens = ?, "
+                "output_tokens = ?, reasoning_tokens = ? "
                 "WHERE batch_id = ? AND idx = ? AND state = 'pending'",
-                (state, result, batch_id, index),
+                (
+                    state,
+                    result,
+                    *(getattr(counted, column) for column in USAGE_COLUMNS),
+                    batch_id,
+                    index,
+                ),
             ).rowcount
         return changed == 1
 

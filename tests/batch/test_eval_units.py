@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hearth.eval_batches import SubmittedBatches
 from hearth.eval_cli import Outcome, combine, load_questions, table, verdict
 
 
@@ -38,3 +39,18 @@ def test_the_shipped_question_set_loads_with_unique_ids():
     questions = load_questions(None)
     assert len(questions) >= 12
     assert len({q.id for q in questions}) == len(questions)
+
+
+def test_an_eval_finds_the_batch_it_submitted_for_the_same_lines_and_only_for_them(tmp_path):
+    lines = [{"custom_id": "a|1", "body": {"model": "m", "messages": []}}]
+    other = [{"custom_id": "a|1", "body": {"model": "n", "messages": []}}]
+    SubmittedBatches.beside(tmp_path / "eval.jsonl").add(lines, "batch_1")
+    again = SubmittedBatches.beside(tmp_path / "eval.jsonl")  # as a re-run reads it
+    assert again.get(lines) == "batch_1" and again.get(other) is None
+    again.forget()
+    assert SubmittedBatches.beside(tmp_path / "eval.jsonl").get(lines) is None
+
+
+def test_a_ledger_cut_short_is_started_over(tmp_path):
+    (tmp_path / "eval.jsonl.batches.json").write_text('{"batches": {"ab')
+    assert SubmittedBatches.beside(tmp_path / "eval.jsonl").get([]) is None

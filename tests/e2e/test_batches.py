@@ -120,6 +120,16 @@ def test_a_batch_answers_good_lines_and_reports_bad_ones_by_custom_id(client):
     for row in output.values():
         assert row["response"]["status_code"] == 200 and row["error"] is None
         assert row["response"]["body"]["object"] == "chat.completion"
+    # The Batch object's model and usage: the tokens of the answered lines, summed.
+    assert batch.model == "smollm2"
+    used = [row["response"]["body"]["usage"] for row in output.values()]
+    assert batch.usage.input_tokens == sum(u["prompt_tokens"] for u in used) > 0
+    assert batch.usage.output_tokens == sum(u["completion_tokens"] for u in used) > 0
+    assert batch.usage.total_tokens == batch.usage.input_tokens + batch.usage.output_tokens
+    assert batch.usage.input_tokens_details.cached_tokens == sum(
+        u["prompt_tokens_details"]["cached_tokens"] for u in used
+    )
+    assert batch.usage.output_tokens_details.reasoning_tokens == 0
     # The same request sent live gets the same reply (greedy).
     live = client.chat.completions.create(**good[1]["body"])
     assert output["q1"]["response"]["body"]["choices"][0]["message"]["content"] == (
@@ -157,7 +167,14 @@ def test_every_endpoint_runs_in_a_batch(client, endpoint, body, kind):
     )
     batch = wait_for(client, batch.id)
     assert batch.status == "completed" and batch.error_file_id is None, batch
-    assert lines_of(client, batch.output_file_id)["one"]["response"]["body"]["object"] == kind
+    body = lines_of(client, batch.output_file_id)["one"]["response"]["body"]
+    assert body["object"] == kind
+    # Each endpoint's usage, whatever its names, is counted in the batch's.
+    reported = body["usage"]
+    assert batch.usage.input_tokens == reported.get("prompt_tokens", reported.get("input_tokens"))
+    assert batch.usage.output_tokens == reported.get(
+        "completion_tokens", reported.get("output_tokens", 0)
+    )
 
 
 def test_batches_list_newest_first_with_after_and_limit(client):
@@ -313,6 +330,8 @@ def test_hearth_batch_submits_prompts_follows_lists_and_fetches_results(batch_se
     assert batch_id in hearth_batch(batch_server, "list", cwd=tmp_path).stdout
     status = hearth_batch(batch_server, "status", batch_id, cwd=tmp_path)
     assert status.returncode == 0 and "completed" in status.stdout
+    made = sum(r["response"]["body"]["usage"]["completion_tokens"] for r in rows)
+    assert f", {made} out (smollm2)" in status.stdout
     refused = hearth_batch(batch_server, "cancel", batch_id, cwd=tmp_path)
     assert refused.returncode == 1
     assert "409: Cannot cancel a batch with status 'completed'" in refused.stderr
@@ -326,9 +345,14 @@ def test_hearth_batch_says_so_when_no_server_answers(tmp_path):
     assert result.returncode == 1 and "no server answers" in result.stderr
 
 
-def hearth_eval(server: RunningServer, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def eval_command(server: RunningServer, *args: str) -> list[str]:
     command = [sys.executable, "-m", "hearth", "eval", "--url", server.url, "--max-tokens", "24"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=900, cwd=cwd)
+    return [*command, *args]
+
+
+def hearth_eval(server: RunningServer, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = eval_command(server, *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd)
 
 
 def check_eval(result: subprocess.CompletedProcess, out: Path, questions: int):
@@ -368,6 +392,32 @@ def test_hearth_eval_judges_two_chat_formats_with_position_swap_and_grades(batch
     rows = check_eval(result, tmp_path / "eval.jsonl", 3)
     assert all(1 <= row["grade_a"] <= 10 and 1 <= row["grade_b"] <= 10 for row in rows)
     assert "mean grade (1-10)" in result.stdout
+
+
+def test_a_killed_hearth_eval_run_again_takes_up_its_batches(batch_server, client, tmp_path):
+    """Killed while judging, a re-run finds its answering and judging batches on the server
+    instead of submitting them again, and its results are whole."""
+    args = ("--model-a", "smollm2", "--model-b", "smollm2:chat-with-bob", "--limit", "2")
+    before = len(list(client.batches.list(limit=100)))
+    killed = subprocess.Popen(
+        eval_command(batch_server, *args), cwd=tmp_path, stderr=subprocess.DEVNULL
+    )
+    ledger = tmp_path / "eval.jsonl.batches.json"
+    try:
+        # Both batches written down: the answers are in and the judging runs.
+        while not ledger.exists() or len(json.loads(ledger.read_text())["batches"]) < 2:
+            assert killed.poll() is None, "the eval ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        killed.kill()
+        killed.wait()
+    assert not (tmp_path / "eval.jsonl").exists()
+
+    result = hearth_eval(batch_server, *args, cwd=tmp_path)
+    check_eval(result, tmp_path / "eval.jsonl", 2)
+    assert result.stderr.count("submitted by an earlier run") == 2
+    assert len(list(client.batches.list(limit=100))) == before + 2
+    assert not ledger.exists()
 
 
 def test_hearth_eval_compares_smollm2_with_gemma_3(gemma_models_dir, tmp_path):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from hearth.runtime.batch.lines import check_lines, not_jsonl
+from hearth.runtime.batch.lines import check_lines, not_jsonl, usage_of
 from hearth.runtime.batch.runner import BatchNotCancellable, BatchRunner, LineResponse
-from hearth.runtime.batch.store import BatchStore
+from hearth.runtime.batch.store import BatchStore, TokenUsage
 from hearth.runtime.errors import Overloaded
 
 URL = "/v1/chat/completions"
@@ -160,6 +161,87 @@ def test_a_file_with_no_good_line_fails_the_batch_with_its_errors(tmp_path: Path
         assert await finished(runner, batch_id) == "failed"
         errors = runner.store.batch(batch_id).errors
         assert [e["code"] for e in errors] == ["invalid_json_line", "invalid_url"]
+        await runner.close()
+
+    asyncio.run(main())
+
+
+def test_usage_is_read_under_each_endpoints_names():
+    chat = {"usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+    chat["usage"]["prompt_tokens_details"] = {"cached_tokens": 4}
+    responses = {"usage": {"input_tokens": 5, "output_tokens": 9, "total_tokens": 14}}
+    responses["usage"]["output_tokens_details"] = {"reasoning_tokens": 6}
+    embeddings = {"usage": {"prompt_tokens": 4, "total_tokens": 4}}
+    assert usage_of(chat) == TokenUsage(input_tokens=7, cached_tokens=4, output_tokens=3)
+    assert usage_of(responses) == TokenUsage(input_tokens=5, output_tokens=9, reasoning_tokens=6)
+    assert usage_of(embeddings) == TokenUsage(input_tokens=4)
+    assert usage_of({"error": {"message": "no usage"}}) == TokenUsage()
+
+
+def test_a_store_made_before_usage_was_counted_gains_it_and_counts_each_line_once(
+    tmp_path: Path,
+):
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE lines (batch_id TEXT NOT NULL, idx INTEGER NOT NULL, custom_id TEXT, "
+        "body TEXT, state TEXT NOT NULL, result TEXT, PRIMARY KEY (batch_id, idx));"
+        "INSERT INTO lines VALUES ('b', 0, 'old', '{}', 'done', '{}');"
+        "INSERT INTO lines VALUES ('b', 1, 'new', '{}', 'pending', NULL);"
+    )
+    old.commit()
+    old.close()
+    store = BatchStore(path)
+    used = TokenUsage(input_tokens=10, cached_tokens=2, output_tokens=5)
+    assert store.answer("b", 1, "done", "{}", used)
+    assert not store.answer("b", 1, "done", "{}", used)
+    assert store.usage("b") == used and store.usage("b").total_tokens == 15
+    store.close()
+
+
+class Gated:
+    """Answers each line when the test opens its gate; records the order lines started."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    async def execute(self, endpoint: str, body: dict) -> LineResponse:
+        self.started.append(body["name"])
+        await self.gate(body["name"]).wait()
+        return LineResponse(200, {"answer": body["name"]})
+
+
+def test_a_newer_batch_starts_while_the_older_ones_last_lines_run_never_before(tmp_path: Path):
+    async def main() -> None:
+        lines = Gated()
+        runner = BatchRunner(tmp_path / "b.sqlite3", lines, concurrency=2)
+        runner.start()
+
+        async def started(name: str) -> None:
+            for _ in range(1000):
+                if name in lines.started:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"{name} never started: {lines.started}")
+
+        older = submit(runner, [line(f"a{i}", name=f"a{i}") for i in range(3)])
+        await started("a1")
+        newer = submit(runner, [line(f"b{i}", name=f"b{i}") for i in range(2)])
+        lines.gate("a0").set()
+        await started("a2")  # the older batch's next line takes the turn a0 left
+        assert lines.started == ["a0", "a1", "a2"]
+        lines.gate("a1").set()
+        await started("b0")  # a2 still runs, and the newer batch already has the free turn
+        assert lines.started == ["a0", "a1", "a2", "b0"]
+        for name in ("a2", "b0", "b1"):
+            lines.gate(name).set()
+        assert await finished(runner, older) == "completed"
+        assert await finished(runner, newer) == "completed"
+        assert lines.started == ["a0", "a1", "a2", "b0", "b1"]
         await runner.close()
 
     asyncio.run(main())

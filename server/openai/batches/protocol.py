@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from hearth.runtime.batch.store import BatchRecord, BatchStatus, RequestCounts
+from hearth.runtime.batch.store import BatchRecord, BatchStatus, RequestCounts, TokenUsage
 from hearth.server.openai.protocol import RequestBody
 
 MAX_METADATA_KEYS = 16
@@ -48,10 +48,39 @@ class BatchRequestCounts(BaseModel):
     total: int
 
 
+class InputTokensDetails(BaseModel):
+    cached_tokens: int
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class BatchUsage(BaseModel):
+    """Tokens over the batch's answered lines (OpenAI's names, as the Responses API's)."""
+
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: TokenUsage) -> BatchUsage:
+        return cls(
+            input_tokens=usage.input_tokens,
+            input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_tokens),
+            output_tokens=usage.output_tokens,
+            output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.reasoning_tokens),
+            total_tokens=usage.total_tokens,
+        )
+
+
 class Batch(BaseModel):
     id: str
     object: Literal["batch"] = "batch"
     endpoint: str
+    model: str | None = None
     errors: BatchErrors | None = None
     input_file_id: str
     completion_window: str
@@ -70,10 +99,11 @@ class Batch(BaseModel):
     request_counts: BatchRequestCounts = Field(
         default_factory=lambda: BatchRequestCounts(completed=0, failed=0, total=0)
     )
+    usage: BatchUsage | None = None
     metadata: dict[str, str] | None = None
 
     @classmethod
-    def of(cls, record: BatchRecord, counts: RequestCounts) -> Batch:
+    def of(cls, record: BatchRecord, counts: RequestCounts, usage: TokenUsage) -> Batch:
         fields = {
             name: value
             for name, value in record.__dict__.items()
@@ -91,6 +121,7 @@ class Batch(BaseModel):
             request_counts=BatchRequestCounts(
                 completed=counts.completed, failed=counts.failed, total=counts.total
             ),
+            usage=BatchUsage.of(usage),
         )
 
 

@@ -19,7 +19,8 @@ def _runner(request: Request) -> BatchRunner:
 
 
 def _batch(runner: BatchRunner, record: BatchRecord) -> Batch:
-    return Batch.of(record, runner.store.counts(record.id))
+    store = runner.store
+    return Batch.of(record, store.counts(record.id), store.usage(record.id))
 
 
 @router.post("/v1/batches")
