@@ -525,28 +525,32 @@ class LlamaEngine:
     def _guess(self, generating: list[Slot]) -> None:
         """Give the generating slots their guesses for this step, within its budget.
 
-        The jobs whose guesses are taken most often go first. A job writing an insert
-        guesses nothing (its next tokens are known), nor one with no room left in its
-        max_tokens: row j samples its (generated + j + 1)-th token.
+        Each slot that wants to guess may take an even share of the budget (at least one
+        token), the jobs whose guesses are taken most often first; a share one leaves
+        unused goes to those after it. A job writing an insert guesses nothing (its next
+        tokens are known), nor one with no room left in its max_tokens: row j samples its
+        (generated + j + 1)-th token.
         """
         budget = step_budget(len(generating), bool(self._prefilling()))
         if budget <= 0:
             return
-        jobs = []
+        wanting = []
         for slot in generating:
             job = slot.job
             assert job is not None
             if job.speculation is None:
                 job.speculation = Speculation(DRAFTERS["ngram"](), self._options.draft_max)
-            jobs.append((job.speculation.rate, slot))
-        for _, slot in sorted(jobs, key=lambda pair: -pair[0]):
-            job = slot.job
-            assert job is not None and job.speculation is not None
             room = job.max_new_tokens - job.generated - 1
-            wanted = min(job.speculation.wanted(job.generated), room, budget)
-            if wanted <= 0 or job.forced:
-                continue
-            slot.draft = job.speculation.drafter.propose(slot.tokens, wanted)
+            wanted = min(job.speculation.wanted(job.generated), room)
+            if wanted > 0 and not job.forced:
+                wanting.append((job.speculation.rate, wanted, slot))
+        wanting.sort(key=lambda entry: -entry[0])
+        for place, (_, wanted, slot) in enumerate(wanting):
+            share = max(1, budget // (len(wanting) - place))
+            wanted = min(wanted, share)
+            assert slot.job is not None and slot.job.speculation is not None
+            slot.draft = slot.job.speculation.drafter.propose(slot.tokens, wanted)
+            slot.job.speculation.drafted += len(slot.draft)
             budget -= len(slot.draft)
             if budget <= 0:
                 break
@@ -564,18 +568,20 @@ class LlamaEngine:
             slot.next_token = self._emit(slot, first)
             return
         decoded_to = len(slot.tokens) + len(draft)
+        speculation = job.speculation
+        assert speculation is not None
 
         def emit(row: int) -> int | None:
             if row > 0:  # the guessed token before this row was taken: the KV holds it
                 slot.tokens.append(draft[row - 1])
+                speculation.accepted += 1
             return self._emit(slot, first + row)
 
         def go_on() -> bool:
             return not (job.stream.cancelled or job.stream.end_asked)
 
         taken, slot.next_token = verify(draft, emit, go_on)
-        assert job.speculation is not None
-        job.speculation.record(len(draft), taken, job.generated)
+        speculation.record(len(draft), taken, job.generated)
         self.stats.draft_tokens += len(draft)
         self.stats.accepted_draft_tokens += taken
         if len(slot.tokens) < decoded_to and not llama_cpp.llama_memory_seq_rm(

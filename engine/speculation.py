@@ -131,10 +131,10 @@ class Speculation:
         return 0 if generated < self.parked_until else self.length
 
     def record(self, drafted: int, accepted: int, generated: int) -> None:
+        """Adapt to one step's outcome. (The counts `drafted` and `accepted` are kept by
+        the scheduler as tokens are guessed and taken: a reply may end mid-walk.)"""
         if drafted == 0:
             return
-        self.drafted += drafted
-        self.accepted += accepted
         self.rate = 0.7 * self.rate + 0.3 * (accepted / drafted)
         if accepted == drafted:
             self.length = min(self.max_length, 2 * self.length)
@@ -143,7 +143,7 @@ class Speculation:
         if self.rate < MIN_ACCEPTANCE:
             self.parked_until = generated + self.pause
             self.pause = min(PARK_MAX_TOKENS, 2 * self.pause)
-            self.rate = MIN_ACCEPTANCE + 0.15  # one good try back above, two misses out
+            self.rate = MIN_ACCEPTANCE + 0.2  # a try that misses once may go on; twice, parks
             self.length = 1
 
 
