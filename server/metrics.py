@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,12 +33,18 @@ ENGINE_GAUGES = {
     "host_cache_bytes": "Bytes of prompt states kept in host memory.",
 }
 
+# Counters of the engine's step profile (`Engine.load()["engine"]`), with their help text.
+ENGINE_COUNTERS = {
+    "draft_tokens": "Tokens guessed by speculative decoding and checked in a decode step.",
+    "accepted_draft_tokens": "Guessed tokens the model's own sampling confirmed.",
+}
+
 
 class EngineCollector(Collector):
     def __init__(self, app: FastAPI) -> None:
         self.app = app
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self.app.state.hearth
         if not state.ready:
             return
@@ -52,6 +58,10 @@ class EngineCollector(Collector):
         load_time = GaugeMetricFamily(
             "hearth_model_load_seconds", "How long the model's last load took.", labels=["model"]
         )
+        counters = {
+            key: CounterMetricFamily(f"hearth_{key}", help_text, labels=["model"])
+            for key, help_text in ENGINE_COUNTERS.items()
+        }
         models = state.registry.health()["models"]
         for model, report in models.items():
             loaded.add_metric([model], 1.0 if report["state"] == "loaded" else 0.0)
@@ -60,7 +70,12 @@ class EngineCollector(Collector):
             for key, gauge in gauges.items():
                 if isinstance(report.get(key), int | float):
                     gauge.add_metric([model], report[key])
+            profile = report.get("engine")
+            for key, counter in counters.items():
+                if isinstance(profile, dict) and isinstance(profile.get(key), int | float):
+                    counter.add_metric([model], profile[key])
         yield from gauges.values()
+        yield from counters.values()
         yield loaded
         yield load_time
 
