@@ -47,7 +47,15 @@ from hearth.engine.logprobs import LogprobReader
 from hearth.engine.model import LlamaModel
 from hearth.engine.sampler import SamplerChain
 from hearth.engine.slots import HostCache, Job, Slot, common_prefix
-from hearth.engine.speculation import DRAFTERS, Speculation, step_budget, verify
+from hearth.engine.speculation import (
+    DRAFTERS,
+    MIN_ACCEPTANCE,
+    NO_GAIN,
+    Speculation,
+    StepCost,
+    step_budget,
+    verify,
+)
 from hearth.engine.stream import GenerationStream, Outbox
 from hearth.engine.text import StopMatcher
 
@@ -131,6 +139,8 @@ class LlamaEngine:
         self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
         self._batch = TokenBatch(self._options.n_batch)
         self._speculate = self._options.speculate and self._model.drops_tails()
+        self._step_cost = StepCost()
+        self._break_even = MIN_ACCEPTANCE
         if self._options.speculate and not self._speculate:
             log.info(
                 "speculation is off for %s: its memory cannot drop guessed tokens",
@@ -480,6 +490,7 @@ class LlamaEngine:
                 generating.append(slot)
         if self._speculate:
             self._guess(generating)
+        generating_only = not self._prefilling()
         for slot in generating:
             assert slot.next_token is not None
             rows = [slot.next_token, *slot.draft]
@@ -509,6 +520,8 @@ class LlamaEngine:
         if status != 0:
             self._fail_batch(status)
             return
+        if generating_only and self._speculate:
+            self._step_cost.record(batch.size, decoded - decode_started)
         for slot in self._slots:
             if slot.job is not None and slot.output_index >= 0:
                 self._sample(slot)
@@ -532,7 +545,8 @@ class LlamaEngine:
         (generated + j + 1)-th token.
         """
         budget = step_budget(len(generating), bool(self._prefilling()))
-        if budget <= 0:
+        self._break_even = self._step_cost.break_even(len(generating))
+        if budget <= 0 or self._break_even >= NO_GAIN:
             return
         wanting = []
         for slot in generating:
@@ -581,7 +595,7 @@ class LlamaEngine:
             return not (job.stream.cancelled or job.stream.end_asked)
 
         taken, slot.next_token = verify(draft, emit, go_on)
-        speculation.record(len(draft), taken, job.generated)
+        speculation.record(len(draft), taken, job.generated, self._break_even)
         self.stats.draft_tokens += len(draft)
         self.stats.accepted_draft_tokens += taken
         if len(slot.tokens) < decoded_to and not llama_cpp.llama_memory_seq_rm(

@@ -43,9 +43,14 @@ from typing import Protocol
 # less than they cost even when most are taken.
 STEP_ROWS = 8
 
-# A job whose guesses are taken less often than this, on average, stops guessing for a
-# while: below it the rows spent on guesses cost more than the tokens they save.
+# A job whose guesses are taken less often than its break-even share, on average, stops
+# guessing for a while: below it the rows spent on guesses cost more than the tokens they
+# save. The share is measured (StepCost); this is it until there are figures to go on.
 MIN_ACCEPTANCE = 0.35
+
+# Where the measured break-even is at least this, nothing is guessed: even guesses taken
+# nearly always would not pay for their rows.
+NO_GAIN = 0.9
 
 # Parking: the first pause lasts this many generated tokens, each further one twice the
 # last, up to PARK_MAX_TOKENS; then the job tries again with a short guess.
@@ -130,9 +135,12 @@ class Speculation:
     def wanted(self, generated: int) -> int:
         return 0 if generated < self.parked_until else self.length
 
-    def record(self, drafted: int, accepted: int, generated: int) -> None:
-        """Adapt to one step's outcome. (The counts `drafted` and `accepted` are kept by
-        the scheduler as tokens are guessed and taken: a reply may end mid-walk.)"""
+    def record(
+        self, drafted: int, accepted: int, generated: int, floor: float = MIN_ACCEPTANCE
+    ) -> None:
+        """Adapt to one step's outcome; `floor` is the share of guesses that must be taken
+        for guessing to pay (StepCost.break_even). (The counts `drafted` and `accepted` are
+        kept by the scheduler as tokens are guessed and taken: a reply may end mid-walk.)"""
         if drafted == 0:
             return
         self.rate = 0.7 * self.rate + 0.3 * (accepted / drafted)
@@ -140,11 +148,43 @@ class Speculation:
             self.length = min(self.max_length, 2 * self.length)
         else:
             self.length = max(1, accepted + 1)
-        if self.rate < MIN_ACCEPTANCE:
+        if self.rate < floor:
             self.parked_until = generated + self.pause
             self.pause = min(PARK_MAX_TOKENS, 2 * self.pause)
-            self.rate = MIN_ACCEPTANCE + 0.2  # a try that misses once may go on; twice, parks
+            self.rate = floor + 0.2  # a try that misses once may go on; twice, parks
             self.length = 1
+
+
+class StepCost:
+    """What a decode step of generating slots costs by its rows, and so when guessing pays.
+
+    A step of `g` generating slots takes t(g); each guessed row adds about `slope`, the
+    measured marginal cost of a row. A guessed token taken saves its slot one row of a
+    step that costs t(g) / g per token, so guessing pays when the share of guesses taken
+    exceeds slope * g / t(g). On a GPU a few more rows cost almost nothing and the share
+    is near 0; on a small CPU a row costs about half of a one-token step, and with four
+    streams in the batch a guess must be taken about 80% of the time to pay. Each row
+    count keeps a moving average of its steps' seconds; the slope is read between the
+    slots' own row count and the counts with guesses seen since.
+    """
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, float] = {}
+
+    def record(self, rows: int, seconds: float) -> None:
+        """A step that decoded only generating slots' rows (no prompt) took `seconds`."""
+        known = self._seconds.get(rows)
+        self._seconds[rows] = seconds if known is None else 0.9 * known + 0.1 * seconds
+
+    def break_even(self, generating: int) -> float:
+        """The share of guessed tokens that must be taken for guesses to pay."""
+        base = self._seconds.get(generating)
+        wider = [rows for rows in self._seconds if rows > generating]
+        if not base or not wider:
+            return MIN_ACCEPTANCE
+        slopes = sorted((self._seconds[rows] - base) / (rows - generating) for rows in wider)
+        slope = max(0.0, slopes[len(slopes) // 2])
+        return min(1.0, slope * generating / base)
 
 
 def step_budget(generating: int, reading_prompt: bool) -> int:
