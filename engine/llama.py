@@ -521,7 +521,7 @@ class LlamaEngine:
             self._fail_batch(status)
             return
         if generating_only and self._speculate:
-            self._step_cost.record(batch.size, decoded - decode_started)
+            self._step_cost.record(batch.size, len(generating), decoded - decode_started)
         for slot in self._slots:
             if slot.job is not None and slot.output_index >= 0:
                 self._sample(slot)

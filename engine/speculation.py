@@ -49,8 +49,11 @@ STEP_ROWS = 8
 MIN_ACCEPTANCE = 0.35
 
 # Where the measured break-even is at least this, nothing is guessed: even guesses taken
-# nearly always would not pay for their rows.
+# nearly always would not pay for their rows. Every PROBE_STEPS steps without a guessed row
+# the measure is forgotten for one step, so that guessing is tried again (the machine's
+# load, or the contexts' lengths, may have changed what a row costs).
 NO_GAIN = 0.9
+PROBE_STEPS = 256
 
 # Parking: the first pause lasts this many generated tokens, each further one twice the
 # last, up to PARK_MAX_TOKENS; then the job tries again with a short guess.
@@ -170,17 +173,19 @@ class StepCost:
 
     def __init__(self) -> None:
         self._seconds: dict[int, float] = {}
+        self._unguessed_steps = 0
 
-    def record(self, rows: int, seconds: float) -> None:
+    def record(self, rows: int, generating: int, seconds: float) -> None:
         """A step that decoded only generating slots' rows (no prompt) took `seconds`."""
         known = self._seconds.get(rows)
         self._seconds[rows] = seconds if known is None else 0.9 * known + 0.1 * seconds
+        self._unguessed_steps = 0 if rows > generating else self._unguessed_steps + 1
 
     def break_even(self, generating: int) -> float:
         """The share of guessed tokens that must be taken for guesses to pay."""
         base = self._seconds.get(generating)
         wider = [rows for rows in self._seconds if rows > generating]
-        if not base or not wider:
+        if not base or not wider or self._unguessed_steps >= PROBE_STEPS:
             return MIN_ACCEPTANCE
         slopes = sorted((self._seconds[rows] - base) / (rows - generating) for rows in wider)
         slope = max(0.0, slopes[len(slopes) // 2])

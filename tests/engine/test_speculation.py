@@ -12,6 +12,7 @@ import pytest
 
 from hearth.engine.speculation import (
     MIN_ACCEPTANCE,
+    PROBE_STEPS,
     STEP_ROWS,
     NgramDrafter,
     Speculation,
@@ -19,6 +20,8 @@ from hearth.engine.speculation import (
     step_budget,
     verify,
 )
+from hearth.runtime.library import ModelLibrary
+from hearth.runtime.settings import ModelSettings, bundled_model_path
 
 # ---- the drafter --------------------------------------------------------------------------
 
@@ -158,13 +161,25 @@ def test_guessing_pays_when_taken_more_often_than_a_row_costs_against_a_token():
     # A CPU: one row 8 ms, each further row 4 ms more.
     for rows in (1, 2, 5, 4):
         for _ in range(30):
-            cost.record(rows, 0.004 + 0.004 * rows)
+            cost.record(rows, 1, 0.004 + 0.004 * rows)
     assert cost.break_even(1) == pytest.approx(0.5)
     assert cost.break_even(4) == pytest.approx(0.8)  # four streams: a guess must nearly always hold
     gpu = StepCost()
     for rows in (1, 3, 8):
-        gpu.record(rows, 0.010 + 0.0001 * rows)
+        gpu.record(rows, 1, 0.010 + 0.0001 * rows)
     assert gpu.break_even(1) < 0.02
+
+
+def test_guessing_is_tried_again_after_many_steps_without_it():
+    cost = StepCost()
+    cost.record(2, 1, 0.02)  # a guessed row cost as much as a whole step
+    for _ in range(PROBE_STEPS - 1):
+        cost.record(1, 1, 0.01)
+    assert cost.break_even(1) == pytest.approx(1.0)
+    cost.record(1, 1, 0.01)
+    assert cost.break_even(1) == MIN_ACCEPTANCE  # forgotten for a probe
+    cost.record(2, 1, 0.02)
+    assert cost.break_even(1) == pytest.approx(1.0)
 
 
 def test_a_job_below_the_break_even_share_parks():
@@ -180,3 +195,18 @@ def test_a_crowded_step_guesses_nothing():
     assert step_budget(1, reading_prompt=False) == STEP_ROWS - 1
     assert step_budget(STEP_ROWS, reading_prompt=False) == 0
     assert step_budget(1, reading_prompt=True) == 0
+
+
+def test_speculation_is_set_per_model_in_the_config_file(tmp_path):
+    config = tmp_path / "hearth.toml"
+    config.write_text(
+        f'models_dir = "{tmp_path}"\ndraft_max = 4\n'
+        f'[[models]]\nid = "plain"\npath = "{bundled_model_path()}"\nspeculate = false\n'
+    )
+    library = ModelLibrary.scan(ModelSettings.load({}, config))
+    plain, bundled = library.get("plain"), library.get("smollm2")
+    assert plain is not None and bundled is not None
+    options = plain.settings.engine_options(bundled_model_path(), "plain")
+    assert (options.speculate, options.draft_max) == (False, 4)
+    options = bundled.settings.engine_options(bundled_model_path(), "smollm2")
+    assert (options.speculate, options.draft_max) == (True, 4)
