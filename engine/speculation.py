@@ -22,11 +22,11 @@ accepted row's sample is the token the plain path would have drawn from the same
 so every output token has exactly the target probability given the ones before it.
 
 Speculation costs decode work (each guessed token is evaluated whether or not it is kept)
-and pays only when guesses are taken, so each job adapts its guess length to how often its
-guesses are right, parks itself when they mostly are not, and a step spends at most a
-fixed number of batch rows on guesses: with many streams in the batch, or a prompt being
-read, there is none to spend (measured elsewhere: n-gram speculation slows eight
-concurrent streams, llama.cpp PR #6828).
+and pays only when guesses are taken often enough for what a row costs on this machine
+(StepCost measures it), so each job adapts its guess length to how often its guesses are
+right and parks itself when they mostly are not; and only a slot generating alone guesses
+(step_budget says why; measured elsewhere too: n-gram speculation slows eight concurrent
+streams, llama.cpp PR #6828).
 
 The drafter is behind a small protocol so that another (a draft model) can plug in.
 """
@@ -37,10 +37,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# A step decodes at most this many rows of generating slots (their next tokens plus their
-# guesses): with one stream up to STEP_ROWS - 1 guessed tokens, with STEP_ROWS streams none.
-# On a CPU a row costs about half of what a one-token step does, so guesses beyond this buy
-# less than they cost even when most are taken.
+# A step decodes at most this many rows of its one generating slot (its next token and its
+# guess). On a CPU a row costs about half of what a one-token step does, so guesses beyond
+# this buy less than they cost even when most are taken.
 STEP_ROWS = 8
 
 # A job whose guesses are taken less often than its break-even share, on average, stops
@@ -193,10 +192,19 @@ class StepCost:
 
 
 def step_budget(generating: int, reading_prompt: bool) -> int:
-    """Guessed tokens a step may decode, over all its slots."""
-    if reading_prompt:
-        return 0  # the step is long already, and its rows are the prompt's
-    return max(0, STEP_ROWS - generating)
+    """Guessed tokens a step may decode, over all its slots.
+
+    Only a slot generating alone guesses. Each slot has a KV stream of its own
+    (kv_unified off, engine/model.py), and llama.cpp then splits a batch into ubatches
+    that hold the same number of tokens of each sequence, sequences with consecutive ids
+    only (llama_batch_allocr::split_equal): a guess for one slot beside others makes its
+    extra rows a ubatch of their own, a whole pass over the weights more, and on a CPU that
+    step cost as much as two. A prompt being read is split the same way, and its step is
+    long already.
+    """
+    if reading_prompt or generating != 1:
+        return 0
+    return STEP_ROWS - 1
 
 
 def verify(

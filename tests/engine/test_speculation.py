@@ -191,9 +191,9 @@ def test_a_job_below_the_break_even_share_parks():
     assert state.wanted(4) == 0
 
 
-def test_a_crowded_step_guesses_nothing():
+def test_only_a_slot_generating_alone_guesses():
     assert step_budget(1, reading_prompt=False) == STEP_ROWS - 1
-    assert step_budget(STEP_ROWS, reading_prompt=False) == 0
+    assert step_budget(2, reading_prompt=False) == 0
     assert step_budget(1, reading_prompt=True) == 0
 
 

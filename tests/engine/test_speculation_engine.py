@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from hearth.engine import llama
 from hearth.engine.base import Finished, GenerationRequest, Prompt, SamplingParams, TextDelta
 from hearth.engine.grammar import schema_to_gbnf
 from hearth.engine.llama import LlamaEngine
@@ -20,9 +21,13 @@ from .test_engine import GREEDY
 
 @pytest.fixture(autouse=True)
 def guesses_always_pay(monkeypatch):
-    """The engine tests below check what guessing does to replies, so guessing must not
-    depend on how fast this machine's steps happen to be (StepCost is tested above)."""
+    """These tests check what guessing does to replies, so every slot guesses whenever it
+    can: how fast this machine's steps happen to be, and how many slots generate, must not
+    decide it (the policy is tested in test_speculation.py). Slots guessing side by side
+    cost more than they save with llama.cpp as the engine drives it, but their replies must
+    be right all the same."""
     monkeypatch.setattr(StepCost, "break_even", lambda self, generating: 0.0)
+    monkeypatch.setattr(llama, "step_budget", lambda generating, reading_prompt: 8)
 
 
 CODE = "\n".join(f"def scale_{i}(value):\n    return value * {i} + {i + 3}" for i in range(10))
