@@ -181,7 +181,11 @@ def test_sampled_replies_keep_max_tokens_and_stop_with_speculation():
         ]
         return [await reply(engine, r) for r in runs]
 
-    on, _ = with_and_without(scenario, parallel=1)
-    (_, long, _), (short_text, short, _) = on
+    on, off = with_and_without(scenario, parallel=1)
+    (long_text, long, _), (short_text, short, _) = on
     assert long.completion_tokens <= 30 and long.reason in ("stop", "length")
     assert short.completion_tokens <= 40 and "," not in short_text
+    assert long.draft_tokens > 0  # guessed while sampling
+    # Each token, guessed or not, is one draw of the seeded sampler from the same logits as
+    # without speculation, so a seeded reply comes out the same.
+    assert [text for text, _, _ in on] == [text for text, _, _ in off]
