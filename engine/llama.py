@@ -490,7 +490,8 @@ class LlamaEngine:
                 generating.append(slot)
         if self._speculate:
             self._guess(generating)
-        generating_only = not self._prefilling()
+        # What a row costs is measured on the steps that may guess: one slot, no prompt.
+        measured = self._speculate and len(generating) == 1 and not self._prefilling()
         for slot in generating:
             assert slot.next_token is not None
             rows = [slot.next_token, *slot.draft]
@@ -520,7 +521,7 @@ class LlamaEngine:
         if status != 0:
             self._fail_batch(status)
             return
-        if generating_only and self._speculate:
+        if measured:
             self._step_cost.record(batch.size, len(generating), decoded - decode_started)
         for slot in self._slots:
             if slot.job is not None and slot.output_index >= 0:
@@ -545,8 +546,10 @@ class LlamaEngine:
         (generated + j + 1)-th token.
         """
         budget = step_budget(len(generating), bool(self._prefilling()))
+        if budget <= 0:
+            return
         self._break_even = self._step_cost.break_even(len(generating))
-        if budget <= 0 or self._break_even >= NO_GAIN:
+        if self._break_even >= NO_GAIN:
             return
         wanting = []
         for slot in generating:
