@@ -126,7 +126,9 @@ def plan(kinds: tuple[str, ...]) -> list[Scenario]:
     ]
     for n in (1, 4, 8):
         scenarios.append(
-            Scenario("streams", f"{n} streams t=0.7 tok/s", lambda url, n=n: streams(url, n, 128))
+            Scenario(
+                "streams", f"{n} concurrent t=0.7 tok/s", lambda url, n=n: streams(url, n, 128)
+            )
         )
     return [s for s in scenarios if s.kind in kinds]
 
