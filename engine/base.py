@@ -123,6 +123,10 @@ class Finished:
     cached_tokens: int = 0
     # The stop sequence that ended the reply (reason "stop"); None when the model ended it.
     stop_sequence: str | None = None
+    # Speculation (engine/speculation.py): tokens guessed for this reply, and how many of
+    # them the model's own sampling confirmed (each confirmed one saved a decode step).
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
 
 
 GenerationEvent = TextDelta | Finished
@@ -152,6 +156,10 @@ class EngineOptions:
     lora_scale: float = 1.0
     # llama.cpp RPC workers (HOST:PORT) holding the offloaded layers; see engine/rpc.py.
     rpc: tuple[str, ...] = ()
+    # Guess tokens from the request's own context and verify them in the batch
+    # (engine/speculation.py); at most draft_max guessed tokens a step per slot.
+    speculate: bool = True
+    draft_max: int = 8
 
 
 @dataclass(frozen=True)

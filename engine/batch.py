@@ -44,14 +44,24 @@ class TokenBatch:
     def clear(self) -> None:
         self.size = 0
 
-    def add(self, tokens: Sequence[int], first_pos: int, seq_id: int, logits_last: bool) -> int:
-        """Append tokens of one sequence; returns the batch index of the last one."""
+    def add(
+        self,
+        tokens: Sequence[int],
+        first_pos: int,
+        seq_id: int,
+        logits_last: bool,
+        logits_all: bool = False,
+    ) -> int:
+        """Append tokens of one sequence; returns the batch index of the last one.
+
+        Logits are computed for the last token (logits_last), or for every one of them
+        (logits_all: a speculated run, whose every row may be sampled)."""
         start, count = self.size, len(tokens)
         end = start + count
         self.tokens[start:end] = tokens
         self.positions[start:end] = np.arange(first_pos, first_pos + count, dtype=np.int32)
         self.seq_ids[start:end] = seq_id
-        self.wants_logits[start:end] = 0
+        self.wants_logits[start:end] = 1 if logits_all else 0
         if logits_last:
             self.wants_logits[end - 1] = 1
         self.size = end

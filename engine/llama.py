@@ -50,6 +50,15 @@ from hearth.engine.logprobs import LogprobReader
 from hearth.engine.model import LlamaModel
 from hearth.engine.sampler import SamplerChain
 from hearth.engine.slots import HostCache, Job, Slot, common_prefix
+from hearth.engine.speculation import (
+    DRAFTERS,
+    MIN_ACCEPTANCE,
+    NO_GAIN,
+    Speculation,
+    StepCost,
+    step_budget,
+    verify,
+)
 from hearth.engine.state_key import cache_folder, state_key
 from hearth.engine.stream import GenerationStream, Outbox
 from hearth.engine.text import StopMatcher
@@ -144,6 +153,14 @@ class LlamaEngine:
         self._disk_cache = await asyncio.to_thread(self._open_disk_cache, self._model)
         self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
         self._batch = TokenBatch(self._options.n_batch)
+        self._speculate = self._options.speculate and self._model.drops_tails()
+        self._step_cost = StepCost()
+        self._break_even = MIN_ACCEPTANCE
+        if self._options.speculate and not self._speculate:
+            log.info(
+                "speculation is off for %s: its memory cannot drop guessed tokens",
+                self._options.name,
+            )
         self._logprobs = LogprobReader(self._model.n_vocab, self._model.piece)
         self._thread = threading.Thread(target=self._run, name="hearth-scheduler", daemon=True)
         self._thread.start()
@@ -624,15 +641,23 @@ class LlamaEngine:
         batch = self._batch
         batch.clear()
         started = time.perf_counter()
+        generating = []
         for slot in self._slots:
+            slot.output_index = -1
+            slot.draft = []
             if slot.job is not None and slot.next_token is not None:
-                slot.output_index = batch.add(
-                    [slot.next_token], len(slot.tokens), slot.seq_id, True
-                )
                 slot.tokens.append(slot.next_token)
-                slot.next_token = None
-            else:
-                slot.output_index = -1
+                generating.append(slot)
+        if self._speculate:
+            self._guess(generating)
+        # What a row costs is measured on the steps that may guess: one slot, no prompt.
+        measured = self._speculate and len(generating) == 1 and not self._prefilling()
+        for slot in generating:
+            assert slot.next_token is not None
+            rows = [slot.next_token, *slot.draft]
+            last = batch.add(rows, len(slot.tokens) - 1, slot.seq_id, True, bool(slot.draft))
+            slot.output_index = last - len(slot.draft)
+            slot.next_token = None
         # While other streams are generating, prompt chunks stay small so that each step,
         # and so each of their tokens, is not held up by a long prompt for seconds.
         limit = batch.capacity
@@ -656,6 +681,8 @@ class LlamaEngine:
         if status != 0:
             self._fail_batch(status)
             return
+        if measured:
+            self._step_cost.record(batch.size, len(generating), decoded - decode_started)
         for slot in self._slots:
             if slot.job is not None and slot.output_index >= 0:
                 self._sample(slot)
@@ -669,23 +696,93 @@ class LlamaEngine:
     def _prefilling(self) -> list[Slot]:
         return [slot for slot in self._slots if slot.job is not None and slot.pending]
 
+    def _guess(self, generating: list[Slot]) -> None:
+        """Give the generating slots their guesses for this step, within its budget.
+
+        Each slot that wants to guess may take an even share of the budget (at least one
+        token), the jobs whose guesses are taken most often first; a share one leaves
+        unused goes to those after it. A job writing an insert guesses nothing (its next
+        tokens are known), nor one with no room left in its max_tokens: row j samples its
+        (generated + j + 1)-th token.
+        """
+        budget = step_budget(len(generating), bool(self._prefilling()))
+        if budget <= 0:
+            return
+        self._break_even = self._step_cost.break_even(len(generating))
+        if self._break_even >= NO_GAIN:
+            return
+        wanting = []
+        for slot in generating:
+            job = slot.job
+            assert job is not None
+            if job.speculation is None:
+                job.speculation = Speculation(DRAFTERS["ngram"](), self._options.draft_max)
+            room = job.max_new_tokens - job.generated - 1
+            wanted = min(job.speculation.wanted(job.generated), room)
+            if wanted > 0 and not job.forced:
+                wanting.append((job.speculation.rate, wanted, slot))
+        wanting.sort(key=lambda entry: -entry[0])
+        for place, (_, wanted, slot) in enumerate(wanting):
+            share = max(1, budget // (len(wanting) - place))
+            wanted = min(wanted, share)
+            assert slot.job is not None and slot.job.speculation is not None
+            slot.draft = slot.job.speculation.drafter.propose(slot.tokens, wanted)
+            slot.job.speculation.drafted += len(slot.draft)
+            budget -= len(slot.draft)
+            if budget <= 0:
+                break
+
     def _sample(self, slot: Slot) -> None:
+        """Sample the slot's row, and its guess's rows while the guess holds (speculation.verify);
+        then drop from the KV what was decoded and not taken."""
+        job = slot.job
+        assert job is not None and self._model is not None
+        # This job's prompt is read: the other choices of its request can start from it.
+        self._release_followers(job)
+        draft, first = slot.draft, slot.output_index
+        slot.draft = []
+        if not draft:
+            slot.next_token = self._emit(slot, first)
+            return
+        decoded_to = len(slot.tokens) + len(draft)
+        speculation = job.speculation
+        assert speculation is not None
+
+        def emit(row: int) -> int | None:
+            if row > 0:  # the guessed token before this row was taken: the KV holds it
+                slot.tokens.append(draft[row - 1])
+                speculation.accepted += 1
+            return self._emit(slot, first + row)
+
+        def go_on() -> bool:
+            return not (job.stream.cancelled or job.stream.end_asked)
+
+        taken, slot.next_token = verify(draft, emit, go_on)
+        speculation.record(len(draft), taken, job.generated, self._break_even)
+        self.stats.draft_tokens += len(draft)
+        self.stats.accepted_draft_tokens += taken
+        if len(slot.tokens) < decoded_to and not llama_cpp.llama_memory_seq_rm(
+            self._model.memory, slot.seq_id, len(slot.tokens), -1
+        ):
+            raise GenerationFailed("llama.cpp could not drop the unconfirmed guessed tokens")
+
+    def _emit(self, slot: Slot, row: int) -> int | None:
+        """Sample one token from a row and send it on its way: the job's ordinary
+        per-token path. Returns the token, or None when it ended the generation."""
         job = slot.job
         assert job is not None and job.sampler is not None and job.stops is not None
         assert self._model is not None
-        # This job's prompt is read: the other choices of its request can start from it.
-        self._release_followers(job)
         token = self._forced_token(job)
         if token is None:
-            token = job.sampler.sample(self._model.ctx, slot.output_index)
+            token = job.sampler.sample(self._model.ctx, row)
         if self._model.is_end_of_generation(token):
             self._flush(job)
             self._finish(slot, "stop")
-            return
+            return None
         job.generated += 1
         if job.request.logprobs is not None:
             job.logprobs.append(
-                self._logprobs.read(self._model.ctx, slot.output_index, token, job.request.logprobs)
+                self._logprobs.read(self._model.ctx, row, token, job.request.logprobs)
             )
         written = job.utf8.feed(self._model.piece(token))
         if job.trigger_tail is not None and written:
@@ -701,7 +798,8 @@ class LlamaEngine:
             self._flush(job)
             self._finish(slot, "length")
         else:
-            slot.next_token = token
+            return token
+        return None
 
     def _watch_trigger(self, job: Job, written: str) -> None:
         """Hand the reply to its lazy grammar once the trigger appears in what was written."""
@@ -784,6 +882,8 @@ class LlamaEngine:
                     completion_tokens=job.generated,
                     cached_tokens=job.cached_tokens,
                     stop_sequence=stop_sequence,
+                    draft_tokens=job.speculation.drafted if job.speculation else 0,
+                    accepted_draft_tokens=job.speculation.accepted if job.speculation else 0,
                 )
             )
         self._release(slot)
@@ -869,6 +969,8 @@ class EngineStats:
         self.build_seconds = 0.0
         self.decode_seconds = 0.0
         self.sample_seconds = 0.0
+        self.draft_tokens = 0  # guessed tokens decoded (engine/speculation.py)
+        self.accepted_draft_tokens = 0  # of those, the ones sampling confirmed
 
     def record(self, tokens: int, build: float, decode: float, sample: float) -> None:
         self.steps += 1
@@ -886,4 +988,6 @@ class EngineStats:
             "build_seconds": round(self.build_seconds, 4),
             "decode_seconds": round(self.decode_seconds, 4),
             "sample_seconds": round(self.sample_seconds, 4),
+            "draft_tokens": self.draft_tokens,
+            "accepted_draft_tokens": self.accepted_draft_tokens,
         }

@@ -281,6 +281,17 @@ class LlamaModel:
         llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
         return False
 
+    def drops_tails(self) -> bool:
+        """Whether a sequence's last tokens can be removed from its memory alone.
+
+        Speculation needs it to drop the guesses that were wrong. A recurrent model (Mamba,
+        RWKV) or a hybrid one keeps a state that folds every token in, which cannot be
+        rolled back by positions."""
+        return not (
+            llama_cpp.llama_model_is_recurrent(self.model)
+            or llama_cpp.llama_model_is_hybrid(self.model)
+        )
+
     def is_end_of_generation(self, token: int) -> bool:
         end = self._end_tokens.get(token)
         if end is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from hearth.engine.base import GenerationRequest, TokenLogprob
 from hearth.engine.sampler import SamplerChain
+from hearth.engine.speculation import Speculation
 from hearth.engine.stream import GenerationStream
 from hearth.engine.text import StopMatcher, Utf8Assembler
 
@@ -63,6 +64,8 @@ class Job:
     # again before it goes on, its prompt, what it generated and its sampled, not yet
     # evaluated token. None for a job that is not waiting to resume.
     resume: list[int] | None = None
+    # Its guesses and how they fare (engine/speculation.py); None until it first may guess.
+    speculation: Speculation | None = None
 
 
 @dataclass
@@ -73,6 +76,9 @@ class Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
     next_token: int | None = None  # sampled, to be evaluated in the next step
     output_index: int = -1  # batch row of this slot's logits in the current step
+    # Guessed tokens decoded after next_token in the current step, each with logits (the
+    # rows after output_index); those not confirmed leave the KV after the step.
+    draft: list[int] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
 
     @property

@@ -127,6 +127,16 @@ class ModelTuning(BaseModel):
         description="Disk space for the prompt cache kept across restarts (states of long "
         "prompts and finished turns, under --library-dir/prompt-cache; 0 = off).",
     )
+    speculate: bool = Field(
+        default=True,
+        description="Speculative decoding without a draft model: guess the next tokens from "
+        "the request's own prompt and reply (n-gram lookup) and check them in the same batch; "
+        "the output is the same, faster on replies that copy their input. Adapts itself, and "
+        "is off for recurrent models.",
+    )
+    draft_max: int = Field(
+        default=8, ge=1, le=64, description="Most tokens one reply may guess per step."
+    )
     # Sampling defaults for requests that leave a sampler out.
     temperature: float = Field(
         default=LLAMA_SAMPLING.temperature, ge=0.0, le=2.0, description="Default temperature."
@@ -307,6 +317,8 @@ class ModelSettings(HearthSettings, ModelTuning):
             lora=lora,
             lora_scale=lora_scale,
             rpc=tuple(_comma_list(self.rpc)),
+            speculate=self.speculate,
+            draft_max=self.draft_max,
         )
 
     def alias_list(self) -> list[str]:

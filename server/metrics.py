@@ -42,6 +42,12 @@ ENGINE_COUNTERS = {
     "disk_cache_dropped_writes": "Prompt states not written because the writer was behind.",
 }
 
+# Counters of the engine's step profile (`Engine.load()["engine"]`), with their help text.
+ENGINE_COUNTERS = {
+    "draft_tokens": "Tokens guessed by speculative decoding and checked in a decode step.",
+    "accepted_draft_tokens": "Guessed tokens the model's own sampling confirmed.",
+}
+
 
 class EngineCollector(Collector):
     def __init__(self, app: FastAPI) -> None:
@@ -65,6 +71,10 @@ class EngineCollector(Collector):
         load_time = GaugeMetricFamily(
             "hearth_model_load_seconds", "How long the model's last load took.", labels=["model"]
         )
+        counters = {
+            key: CounterMetricFamily(f"hearth_{key}", help_text, labels=["model"])
+            for key, help_text in ENGINE_COUNTERS.items()
+        }
         models = state.registry.health()["models"]
         for model, report in models.items():
             loaded.add_metric([model], 1.0 if report["state"] == "loaded" else 0.0)
@@ -73,7 +83,12 @@ class EngineCollector(Collector):
             for key, gauge in gauges.items():
                 if isinstance(report.get(key), int | float):
                     gauge.add_metric([model], report[key])
+            profile = report.get("engine")
+            for key, counter in counters.items():
+                if isinstance(profile, dict) and isinstance(profile.get(key), int | float):
+                    counter.add_metric([model], profile[key])
         yield from gauges.values()
+        yield from counters.values()
         yield loaded
         yield load_time
 

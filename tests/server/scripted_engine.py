@@ -115,8 +115,9 @@ class ScriptedEngine:
     def control_text(self, token: int) -> str | None:
         return None
 
-    def load(self) -> dict[str, int]:
-        return {"slots": 1, "slots_busy": 0, "waiting": 0}
+    def load(self) -> dict[str, object]:
+        engine = {"draft_tokens": 5, "accepted_draft_tokens": 3}
+        return {"slots": 1, "slots_busy": 0, "waiting": 0, "engine": engine}
 
     def submit(self, request: GenerationRequest) -> ScriptedGeneration:
         tokens = self.count_tokens(request.prompt)

@@ -342,6 +342,8 @@ async def test_metrics_count_requests_by_route_and_status(client):
     assert 'hearth_slots{model="scripted"} 1.0' in text
     assert 'hearth_waiting{model="scripted"} 0.0' in text
     assert 'hearth_model_loaded{model="scripted"} 1.0' in text
+    assert 'hearth_draft_tokens_total{model="scripted"} 5.0' in text
+    assert 'hearth_accepted_draft_tokens_total{model="scripted"} 3.0' in text
 
 
 async def test_more_messages_than_max_messages_is_400_naming_messages():
