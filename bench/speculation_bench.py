@@ -3,6 +3,7 @@ without its own n-gram speculation, on the same model, threads and slots.
 
     python bench/speculation_bench.py [--rounds 3] [--threads 2] [--slots 4]
                                       [--llama-server PATH] [--only hearth,hearth-no-spec]
+                                      [--model TARGET.gguf --draft-model DRAFT.gguf]
                                       [--scenarios rewrite,free,streams]
 
 Scenarios (every server, same requests, greedy unless said):
@@ -34,10 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import stream_chat
 from servers import RunningServer, ServerConfig, find_llama_server, hearth, llama_server
-
-DEFAULT_LLAMA_SERVER = (
-    "/work/llama-build/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-server"
-)
 
 CODE = """import json
 from dataclasses import dataclass, field
@@ -160,15 +157,25 @@ def measure(scenario: Scenario, server: RunningServer) -> tuple[float | None, fl
 
 
 def servers_to_run(args: argparse.Namespace) -> dict[str, Callable[[ServerConfig], list[str]]]:
+    draft = args.draft_model
     servers: dict[str, Callable[[ServerConfig], list[str]]] = {
-        "hearth": hearth,
+        "hearth": (lambda c: [*hearth(c), "--draft-model", str(draft)]) if draft else hearth,
         "hearth-no-spec": lambda c: [*hearth(c), "--no-speculate"],
     }
     binary = find_llama_server(args.llama_server)
     if binary is not None:
         plain = llama_server(binary)
         servers["llama-server"] = plain
-        servers["llama-server-ngram"] = lambda c: [*plain(c), "--spec-type", "ngram-simple"]
+        if draft:
+            servers["llama-server-draft"] = lambda c: [
+                *plain(c),
+                "--spec-type",
+                "draft-simple",
+                "--spec-draft-model",
+                str(draft),
+            ]
+        else:
+            servers["llama-server-ngram"] = lambda c: [*plain(c), "--spec-type", "ngram-simple"]
     else:
         print("llama-server not found (--llama-server PATH): skipping it", file=sys.stderr)
     if args.only:
@@ -224,7 +231,14 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--ctx-per-slot", type=int, default=2048)
     parser.add_argument("--port", type=int, default=8785)
-    parser.add_argument("--llama-server", default=DEFAULT_LLAMA_SERVER)
+    parser.add_argument("--llama-server", default=None, help="path to llama.cpp's llama-server")
+    parser.add_argument(
+        "--draft-model",
+        type=Path,
+        default=None,
+        help="a GGUF of the same vocabulary drafting for --model: Hearth and llama-server "
+        "then run with it, against --model alone",
+    )
     parser.add_argument("--only", default=None, help="comma-separated subset of servers")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scenarios", default="rewrite,free,streams")

@@ -160,6 +160,8 @@ class EngineOptions:
     # (engine/speculation.py); at most draft_max guessed tokens a step per slot.
     speculate: bool = True
     draft_max: int = 8
+    # A model of the same vocabulary that drafts instead (engine/draft_model.py).
+    draft_model: Path | None = None
 
 
 @dataclass(frozen=True)

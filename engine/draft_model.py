@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,9 @@ class DraftModel:
         self._batch = TokenBatch(n_batch)
         self._rows = LogitsRows(self.model.n_vocab)
         self.decodes = 0
+        # Seconds a proposed token costs (its share of catching up and drafting), a moving
+        # average: the scheduler weighs it against a target step (LlamaEngine._guess).
+        self.seconds_per_guess = 0.0
 
     def close(self) -> None:
         self.model.close()
@@ -94,6 +98,16 @@ class DraftModel:
         reply is drafts of up to k tokens for the slots that have caught up; a slot still
         reading its context gets none this step.
         """
+        started = time.perf_counter()
+        drafts = self._draft(wants)
+        proposed = sum(len(tokens) for tokens in drafts.values())
+        if proposed:
+            cost = (time.perf_counter() - started) / proposed
+            known = self.seconds_per_guess
+            self.seconds_per_guess = cost if known == 0.0 else 0.8 * known + 0.2 * cost
+        return drafts
+
+    def _draft(self, wants: Sequence[tuple[int, Sequence[int], int]]) -> dict[int, list[int]]:
         ready = self._catch_up(wants)
         drafts: dict[int, list[int]] = {seq: [] for seq, _, _ in wants}
         if not ready:
@@ -166,6 +180,18 @@ class DraftModel:
         # softmax of the winner alone: exp(0) over the sum of exp(logit - max).
         probability = 1.0 / float(np.exp(logits - logits[token]).sum())
         return token, probability
+
+
+class ModelDrafter:
+    """One job's drafter (engine/speculation.Drafter): the draft model's sequence for the
+    slot the job runs in."""
+
+    def __init__(self, model: DraftModel, seq: int) -> None:
+        self._model = model
+        self._seq = seq
+
+    def propose(self, context: Sequence[int], limit: int) -> list[int]:
+        return self._model.draft([(self._seq, context, limit)])[self._seq]
 
 
 def check_same_vocabulary(target: LlamaModel, draft: LlamaModel) -> None:

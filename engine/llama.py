@@ -38,11 +38,13 @@ from hearth.engine.base import (
 )
 from hearth.engine.batch import TokenBatch
 from hearth.engine.disk_cache import DiskPromptCache
+from hearth.engine.draft_model import DraftModel, ModelDrafter
 from hearth.engine.embedding import EmbeddingContext
 from hearth.engine.errors import (
     ContextExceeded,
     GenerationFailed,
     InvalidTokens,
+    ModelLoadError,
     NotStarted,
     QueueFull,
 )
@@ -54,6 +56,7 @@ from hearth.engine.speculation import (
     DRAFTERS,
     MIN_ACCEPTANCE,
     NO_GAIN,
+    Drafter,
     Speculation,
     StepCost,
     step_budget,
@@ -154,6 +157,16 @@ class LlamaEngine:
         self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
         self._batch = TokenBatch(self._options.n_batch)
         self._speculate = self._options.speculate and self._model.drops_tails()
+        self._draft_model = None
+        if self._speculate and self._options.draft_model is not None:
+            try:
+                self._draft_model = await asyncio.to_thread(
+                    DraftModel, self._options.draft_model, self._model, self._options
+                )
+            except ModelLoadError:
+                self._model.close()
+                self._model = None
+                raise
         self._step_cost = StepCost()
         self._break_even = MIN_ACCEPTANCE
         if self._options.speculate and not self._speculate:
@@ -199,6 +212,9 @@ class LlamaEngine:
             await asyncio.to_thread(self._thread.join)
         # After the scheduler: the turns it finished on its way out are written too.
         await asyncio.to_thread(self._disk_cache.close)
+        if self._draft_model is not None:
+            self._draft_model.close()
+            self._draft_model = None
         if self._model is not None:
             self._model.close()
             self._model = None
@@ -493,6 +509,7 @@ class LlamaEngine:
         assert job is not None and job.resume is not None
         tokens, job.resume = job.resume, None
         self._place_prefix(slot, tokens)
+        job.speculation = None  # its drafter may belong to the slot it left
 
     def _place_prefix(self, slot: Slot, tokens: list[int]) -> int:
         """Make the slot hold the longest prefix of `tokens` at hand, and queue the rest.
@@ -711,12 +728,18 @@ class LlamaEngine:
         self._break_even = self._step_cost.break_even(len(generating))
         if self._break_even >= NO_GAIN:
             return
+        if self._draft_model is not None:
+            # A draft model's guesses cost its own decodes too: the share of them that must
+            # be taken rises by what a guess costs against a target step. (Kept below
+            # NO_GAIN: a job whose guesses do worse parks itself, and tries again later.)
+            share = self._draft_model.seconds_per_guess / max(self._step_cost.seconds(1), 1e-6)
+            self._break_even = min(NO_GAIN - 0.05, self._break_even + share)
         wanting = []
         for slot in generating:
             job = slot.job
             assert job is not None
             if job.speculation is None:
-                job.speculation = Speculation(DRAFTERS["ngram"](), self._options.draft_max)
+                job.speculation = Speculation(self._drafter(slot), self._options.draft_max)
             room = job.max_new_tokens - job.generated - 1
             wanted = min(job.speculation.wanted(job.generated), room)
             if wanted > 0 and not job.forced:
@@ -731,6 +754,12 @@ class LlamaEngine:
             budget -= len(slot.draft)
             if budget <= 0:
                 break
+
+    def _drafter(self, slot: Slot) -> Drafter:
+        """A new job's drafter: the draft model's sequence for its slot, else n-grams."""
+        if self._draft_model is not None:
+            return ModelDrafter(self._draft_model, slot.seq_id)
+        return DRAFTERS["ngram"]()
 
     def _sample(self, slot: Slot) -> None:
         """Sample the slot's row, and its guess's rows while the guess holds (speculation.verify);

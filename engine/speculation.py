@@ -108,7 +108,8 @@ class NgramDrafter:
         self._indexed = max(self._indexed, len(context))
 
 
-# Drafters by name: `--draft-model` would register a model-backed one here.
+# Drafters that need nothing but the context, by name. A draft model's drafter
+# (engine/draft_model.ModelDrafter) is made by the engine, which holds the loaded model.
 DRAFTERS: dict[str, Callable[[], Drafter]] = {"ngram": NgramDrafter}
 
 
@@ -179,6 +180,10 @@ class StepCost:
         known = self._seconds.get(rows)
         self._seconds[rows] = seconds if known is None else 0.9 * known + 0.1 * seconds
         self._unguessed_steps = 0 if rows > generating else self._unguessed_steps + 1
+
+    def seconds(self, rows: int) -> float:
+        """The moving average of a step of `rows` generating rows (0 when none was seen)."""
+        return self._seconds.get(rows, 0.0)
 
     def break_even(self, generating: int) -> float:
         """The share of guessed tokens that must be taken for guesses to pay."""

@@ -129,13 +129,18 @@ class ModelTuning(BaseModel):
     )
     speculate: bool = Field(
         default=True,
-        description="Speculative decoding without a draft model: guess the next tokens from "
-        "the request's own prompt and reply (n-gram lookup) and check them in the same batch; "
-        "the output is the same, faster on replies that copy their input. Adapts itself, and "
-        "is off for recurrent models.",
+        description="Speculative decoding: guess the next tokens (from the request's own "
+        "prompt and reply by n-gram lookup, or with --draft-model) and check them in the same "
+        "batch; the output is the same, faster on replies that copy their input. Adapts "
+        "itself, and is off for recurrent models.",
     )
     draft_max: int = Field(
         default=8, ge=1, le=64, description="Most tokens one reply may guess per step."
+    )
+    draft_model: str | None = Field(
+        default=None,
+        description="A GGUF of a smaller model with the same vocabulary (a quantized or "
+        "smaller sibling) that drafts the guesses instead of the n-gram lookup.",
     )
     # Sampling defaults for requests that leave a sampler out.
     temperature: float = Field(
@@ -319,6 +324,7 @@ class ModelSettings(HearthSettings, ModelTuning):
             rpc=tuple(_comma_list(self.rpc)),
             speculate=self.speculate,
             draft_max=self.draft_max,
+            draft_model=Path(self.draft_model).expanduser() if self.draft_model else None,
         )
 
     def alias_list(self) -> list[str]:

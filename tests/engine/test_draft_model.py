@@ -6,16 +6,28 @@ tested with the speculation tests; these check the draft model's side of the bar
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import llama_cpp
 import pytest
 
-from hearth.engine.base import EngineOptions
+from hearth.engine import llama
+from hearth.engine.base import (
+    EngineOptions,
+    Finished,
+    GenerationRequest,
+    Prompt,
+    SamplingParams,
+    TextDelta,
+)
 from hearth.engine.batch import TokenBatch
 from hearth.engine.draft_model import CATCH_UP_PER_STEP, DraftModel, DraftModelMismatch
+from hearth.engine.llama import LlamaEngine
 from hearth.engine.logits import LogitsRows
 from hearth.engine.model import LlamaModel
-from hearth.runtime.settings import bundled_model_path
+from hearth.engine.speculation import StepCost
+from hearth.runtime.settings import ModelSettings, bundled_model_path
 from tests.conftest import GEMMA
 
 PROMPT = (
@@ -44,8 +56,6 @@ def draft(target: LlamaModel) -> Iterator[DraftModel]:
 
 def greedy_continuation(model: LlamaModel, context: list[int], count: int) -> list[int]:
     """The target's own greedy next tokens, one decode at a time, in its sequence 1."""
-    import llama_cpp
-
     llama_cpp.llama_memory_seq_rm(model.memory, 1, -1, -1)
     batch, rows = TokenBatch(1024), LogitsRows(model.n_vocab)
     batch.add(context, 0, 1, True)
@@ -106,3 +116,67 @@ def test_a_long_context_is_read_in_steps_before_any_draft(target, draft):
 def test_a_draft_model_with_another_vocabulary_is_refused(target, gemma_models_dir):
     with pytest.raises(DraftModelMismatch, match="same vocabulary"):
         DraftModel(gemma_models_dir / f"{GEMMA}.gguf", target, target.options)
+
+
+def test_replies_are_the_same_with_a_draft_model_and_its_guesses_are_taken(monkeypatch):
+    """The engine with the target's own file as its draft model: every greedy reply is the
+    one it gives without speculation, and most guesses are taken (same weights; a close
+    pick can still turn between a one-row and a many-row batch, and a reply that ends
+    mid-guess leaves the rest untaken), which shows the drafts went through the walk."""
+
+    # Whether guessing pays on this machine is the policy's business (test_speculation.py);
+    # here every step may guess.
+    monkeypatch.setattr(StepCost, "break_even", lambda self, generating: 0.0)
+    monkeypatch.setattr(llama, "step_budget", lambda generating, reading_prompt: 8)
+    prompts = [PROMPT, PROMPT.replace("thirty", "twelve").replace("words", "digits")]
+
+    async def replies(draft: bool) -> list[tuple[str, Finished]]:
+        settings = ModelSettings.load(
+            {
+                "parallel": 2,
+                "n_ctx": 1024,
+                "threads": 2,
+                "speculate": draft,
+                "draft_model": str(bundled_model_path()) if draft else None,
+            }
+        )
+        engine = LlamaEngine(settings.engine_options(bundled_model_path(), "smollm2"))
+        await engine.start()
+        try:
+            out = []
+            for text in prompts:
+                request = GenerationRequest(
+                    Prompt(text, parse_special=True),
+                    max_tokens=48,
+                    sampling=SamplingParams(temperature=0),
+                )
+                parts, finished = [], None
+                async for event in engine.submit(request):
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                    else:
+                        finished = event
+                assert isinstance(finished, Finished)
+                out.append(("".join(parts), finished))
+            return out
+        finally:
+            await engine.close()
+
+    with_draft = asyncio.run(replies(True))
+    without = asyncio.run(replies(False))
+    assert [text for text, _ in with_draft] == [text for text, _ in without]
+    for (_, drafted), (_, plain) in zip(with_draft, without, strict=True):
+        assert drafted.completion_tokens == plain.completion_tokens
+    guessed = sum(finished.draft_tokens for _, finished in with_draft)
+    taken = sum(finished.accepted_draft_tokens for _, finished in with_draft)
+    assert guessed > 0 and taken >= 0.5 * guessed, (guessed, taken)
+
+
+def test_an_engine_with_a_draft_model_of_another_vocabulary_does_not_start(gemma_models_dir):
+
+    settings = ModelSettings.load(
+        {"parallel": 1, "n_ctx": 512, "draft_model": str(gemma_models_dir / f"{GEMMA}.gguf")}
+    )
+    engine = LlamaEngine(settings.engine_options(bundled_model_path(), "smollm2"))
+    with pytest.raises(DraftModelMismatch, match="same vocabulary"):
+        asyncio.run(engine.start())
