@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ def hearth(c: ServerConfig) -> list[str]:
         "--no-web",
         "--log-level",
         "warning",
+        # A library of its own: the prompt cache on disk starts empty, as a peer's would,
+        # and the user's is left alone. (A later --library-dir, as restart_cache_bench
+        # gives, wins.)
+        "--library-dir",
+        tempfile.mkdtemp(prefix="hearth-bench-library-"),
     ]
 
 
