@@ -72,8 +72,12 @@ def create_app(
     drain: Drain | None = None,
 ) -> FastAPI:
     state = ServerState(settings=settings, registry=registry, drain=drain)
+    # One line more than the slots: while a line's answer is built and committed and the
+    # next one is rendered and tokenized, the line waiting in the engine's queue takes the
+    # slot that ended, so a batch alone never leaves one idle (the engine admits waiting
+    # interactive requests before it, so it delays nobody).
     state.batches = BatchRunner(
-        settings.library_dir / BATCH_DB, EndpointLines(state), concurrency=settings.parallel
+        settings.library_dir / BATCH_DB, EndpointLines(state), concurrency=settings.parallel + 1
     )
 
     async def load() -> None:
