@@ -47,6 +47,10 @@ CATCH_UP_PER_STEP = 256
 # guesses are rejected, and each costs a draft decode and a target row.
 DRAFT_MIN_PROBABILITY = 0.5
 
+# A call whose slots were at most this many tokens behind is a steady step (the tokens the
+# target took since the last guess), and its cost counts as the cost of its guesses.
+STEADY_CATCH_UP = 16
+
 
 class DraftModelMismatch(ModelLoadError):
     """The draft model cannot draft for this target: their tokens differ."""
@@ -78,9 +82,11 @@ class DraftModel:
         self._batch = TokenBatch(n_batch)
         self._rows = LogitsRows(self.model.n_vocab)
         self.decodes = 0
-        # Seconds a proposed token costs (its share of catching up and drafting), a moving
-        # average: the scheduler weighs it against a target step (LlamaEngine._guess).
+        # Seconds a proposed token costs (its share of catching up on the tokens the
+        # target took since, and of drafting), a moving average: the scheduler weighs it
+        # against a target step (LlamaEngine._guess).
         self.seconds_per_guess = 0.0
+        self.proposals = 0  # billed calls that proposed something
 
     def close(self) -> None:
         self.model.close()
@@ -99,9 +105,20 @@ class DraftModel:
         reading its context gets none this step.
         """
         started = time.perf_counter()
+        behind = (
+            max(
+                len(context) - common_prefix(self._sequences[seq].tokens, context)
+                for seq, context, _ in wants
+            )
+            if wants
+            else 0
+        )
         drafts = self._draft(wants)
         proposed = sum(len(tokens) for tokens in drafts.values())
-        if proposed:
+        # Only steady steps are billed: reading a new prompt is a one-time cost per request,
+        # as the target's own prompt reading is, and would hide what a guess costs.
+        if proposed and behind <= STEADY_CATCH_UP:
+            self.proposals += 1
             cost = (time.perf_counter() - started) / proposed
             known = self.seconds_per_guess
             self.seconds_per_guess = cost if known == 0.0 else 0.8 * known + 0.2 * cost

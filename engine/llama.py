@@ -89,6 +89,13 @@ MIN_TOKENS_WORTH_READING = 32
 # other stream for that long.
 PREFILL_CHUNK_WHILE_DECODING = 128
 
+# A draft model whose guesses cost at least this share of a target step each, in drafting
+# alone, is let go once DRAFT_PROPOSALS_BEFORE_VERDICT steady steps have measured it:
+# with about as much again to verify each guessed row (on a CPU), even guesses always
+# taken would lose.
+DRAFT_COST_LIMIT = 0.5
+DRAFT_PROPOSALS_BEFORE_VERDICT = 4
+
 # Tokenized prompts kept for the admission that follows their fitting (see _tokenize).
 RECENT_PROMPTS = 8
 
@@ -728,12 +735,18 @@ class LlamaEngine:
         self._break_even = self._step_cost.break_even(len(generating))
         if self._break_even >= NO_GAIN:
             return
-        if self._draft_model is not None:
+        if self._draft_model is not None and not self._step_cost.probing:
             # A draft model's guesses cost its own decodes too: the share of them that must
-            # be taken rises by what a guess costs against a target step. (Kept below
-            # NO_GAIN: a job whose guesses do worse parks itself, and tries again later.)
+            # be taken rises by what a guess costs against a target step. A draft about as
+            # costly as the target never pays: it is let go for the n-gram lookup.
+            # Its first steady guesses are made freely, to measure it.
             share = self._draft_model.seconds_per_guess / max(self._step_cost.seconds(1), 1e-6)
-            self._break_even = min(NO_GAIN - 0.05, self._break_even + share)
+            if self._draft_model.proposals >= DRAFT_PROPOSALS_BEFORE_VERDICT:
+                self._keep_draft_model_if_it_pays(share)
+                if self._draft_model is not None:
+                    self._break_even += share
+                    if self._break_even >= NO_GAIN:
+                        return
         wanting = []
         for slot in generating:
             job = slot.job
@@ -754,6 +767,28 @@ class LlamaEngine:
             budget -= len(slot.draft)
             if budget <= 0:
                 break
+
+    def _keep_draft_model_if_it_pays(self, share: float) -> None:
+        """Let the draft model go, for the n-gram lookup, when a guess costs at least
+        DRAFT_COST_LIMIT of a target step in drafting alone (`share`): on a CPU its rows
+        cost about as much again to verify, so such guesses lose however often taken."""
+        draft = self._draft_model
+        assert draft is not None
+        if share < DRAFT_COST_LIMIT:
+            return
+        log.warning(
+            "the draft model spends %.1f ms a guess against %.1f ms a token for %s itself: "
+            "it cannot pay for its guesses here, so it is unloaded and guesses come from the "
+            "n-gram lookup (a draft pays when it is several times faster than the target)",
+            1000 * draft.seconds_per_guess,
+            1000 * self._step_cost.seconds(1),
+            self._options.name,
+        )
+        self._draft_model = None
+        draft.close()
+        for slot in self._slots:
+            if slot.job is not None and slot.job.speculation is not None:
+                slot.job.speculation.drafter = DRAFTERS["ngram"]()
 
     def _drafter(self, slot: Slot) -> Drafter:
         """A new job's drafter: the draft model's sequence for its slot, else n-grams."""

@@ -185,11 +185,16 @@ class StepCost:
         """The moving average of a step of `rows` generating rows (0 when none was seen)."""
         return self._seconds.get(rows, 0.0)
 
+    @property
+    def probing(self) -> bool:
+        """Whether the measure is forgotten this step, so that guessing is tried again."""
+        return self._unguessed_steps >= PROBE_STEPS
+
     def break_even(self, generating: int) -> float:
         """The share of guessed tokens that must be taken for guesses to pay."""
         base = self._seconds.get(generating)
         wider = [rows for rows in self._seconds if rows > generating]
-        if not base or not wider or self._unguessed_steps >= PROBE_STEPS:
+        if not base or not wider or self.probing:
             return MIN_ACCEPTANCE
         slopes = sorted((self._seconds[rows] - base) / (rows - generating) for rows in wider)
         slope = max(0.0, slopes[len(slopes) // 2])

@@ -118,6 +118,42 @@ def test_a_draft_model_with_another_vocabulary_is_refused(target, gemma_models_d
         DraftModel(gemma_models_dir / f"{GEMMA}.gguf", target, target.options)
 
 
+PROMPTS = [PROMPT, PROMPT.replace("thirty", "twelve").replace("words", "digits")]
+
+
+async def replies(draft: bool) -> list[tuple[str, Finished]]:
+    settings = ModelSettings.load(
+        {
+            "parallel": 2,
+            "n_ctx": 1024,
+            "threads": 2,
+            "speculate": draft,
+            "draft_model": str(bundled_model_path()) if draft else None,
+        }
+    )
+    engine = LlamaEngine(settings.engine_options(bundled_model_path(), "smollm2"))
+    await engine.start()
+    try:
+        out = []
+        for text in PROMPTS:
+            request = GenerationRequest(
+                Prompt(text, parse_special=True),
+                max_tokens=48,
+                sampling=SamplingParams(temperature=0),
+            )
+            parts, finished = [], None
+            async for event in engine.submit(request):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                else:
+                    finished = event
+            assert isinstance(finished, Finished)
+            out.append(("".join(parts), finished))
+        return out
+    finally:
+        await engine.close()
+
+
 def test_replies_are_the_same_with_a_draft_model_and_its_guesses_are_taken(monkeypatch):
     """The engine with the target's own file as its draft model: every greedy reply is the
     one it gives without speculation, and most guesses are taken (same weights; a close
@@ -127,41 +163,9 @@ def test_replies_are_the_same_with_a_draft_model_and_its_guesses_are_taken(monke
     # Whether guessing pays on this machine is the policy's business (test_speculation.py);
     # here every step may guess.
     monkeypatch.setattr(StepCost, "break_even", lambda self, generating: 0.0)
+    monkeypatch.setattr(StepCost, "probing", property(lambda self: True))  # no draft cost
     monkeypatch.setattr(llama, "step_budget", lambda generating, reading_prompt: 8)
-    prompts = [PROMPT, PROMPT.replace("thirty", "twelve").replace("words", "digits")]
-
-    async def replies(draft: bool) -> list[tuple[str, Finished]]:
-        settings = ModelSettings.load(
-            {
-                "parallel": 2,
-                "n_ctx": 1024,
-                "threads": 2,
-                "speculate": draft,
-                "draft_model": str(bundled_model_path()) if draft else None,
-            }
-        )
-        engine = LlamaEngine(settings.engine_options(bundled_model_path(), "smollm2"))
-        await engine.start()
-        try:
-            out = []
-            for text in prompts:
-                request = GenerationRequest(
-                    Prompt(text, parse_special=True),
-                    max_tokens=48,
-                    sampling=SamplingParams(temperature=0),
-                )
-                parts, finished = [], None
-                async for event in engine.submit(request):
-                    if isinstance(event, TextDelta):
-                        parts.append(event.text)
-                    else:
-                        finished = event
-                assert isinstance(finished, Finished)
-                out.append(("".join(parts), finished))
-            return out
-        finally:
-            await engine.close()
-
+    monkeypatch.setattr(llama, "DRAFT_COST_LIMIT", float("inf"))  # kept, however slow
     with_draft = asyncio.run(replies(True))
     without = asyncio.run(replies(False))
     assert [text for text, _ in with_draft] == [text for text, _ in without]
@@ -172,8 +176,22 @@ def test_replies_are_the_same_with_a_draft_model_and_its_guesses_are_taken(monke
     assert guessed > 0 and taken >= 0.5 * guessed, (guessed, taken)
 
 
-def test_an_engine_with_a_draft_model_of_another_vocabulary_does_not_start(gemma_models_dir):
+def test_a_draft_model_as_slow_as_the_target_is_let_go_for_the_ngram_lookup(monkeypatch, caplog):
+    """The target's own file drafts at the target's own speed, which can never pay: once
+    measured, the engine unloads it and goes on with n-gram guesses, replies unchanged."""
+    monkeypatch.setattr(StepCost, "break_even", lambda self, generating: 0.0)
+    monkeypatch.setattr(llama, "step_budget", lambda generating, reading_prompt: 8)
+    monkeypatch.setattr(llama, "DRAFT_PROPOSALS_BEFORE_VERDICT", 2)
+    # Every step guesses here, so no step of one row is timed: any target step is shorter.
+    monkeypatch.setattr(StepCost, "seconds", lambda self, rows: 1e-9)
+    with caplog.at_level("WARNING", logger="hearth.engine.llama"):
+        with_draft = asyncio.run(replies(True))
+    assert "cannot pay for its guesses here" in caplog.text
+    without = asyncio.run(replies(False))
+    assert [text for text, _ in with_draft] == [text for text, _ in without]
 
+
+def test_an_engine_with_a_draft_model_of_another_vocabulary_does_not_start(gemma_models_dir):
     settings = ModelSettings.load(
         {"parallel": 1, "n_ctx": 512, "draft_model": str(gemma_models_dir / f"{GEMMA}.gguf")}
     )
