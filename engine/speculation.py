@@ -80,7 +80,7 @@ class NgramDrafter:
     tokens.) A context only grows within a job; one that shrank is indexed afresh.
     """
 
-    def __init__(self, max_n: int = 4, min_n: int = 2) -> None:
+    def __init__(self, max_n: int = 4, min_n: int = 3) -> None:
         self._sizes = range(max_n, min_n - 1, -1)
         self._after: dict[tuple[int, ...], int] = {}
         self._indexed = 0  # the n-grams followed by positions below this one are known
