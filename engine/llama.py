@@ -113,6 +113,7 @@ class LlamaEngine:
         self._stopping = False
         self._host_cache = HostCache(options.cache_ram_bytes)
         self._disk_cache = DiskPromptCache(None, 0, {})
+        self._draft_model: DraftModel | None = None
         # Slots (seq ids) holding what a request left and the disk cache has not been
         # offered yet (see _store_due).
         self._disk_due: set[int] = set()
@@ -164,7 +165,6 @@ class LlamaEngine:
         self._slots = [Slot(seq_id=i) for i in range(self._options.n_seq)]
         self._batch = TokenBatch(self._options.n_batch)
         self._speculate = self._options.speculate and self._model.drops_tails()
-        self._draft_model = None
         if self._speculate and self._options.draft_model is not None:
             try:
                 self._draft_model = await asyncio.to_thread(

@@ -16,7 +16,7 @@ from hearth.engine.base import (
     TextDelta,
 )
 from hearth.engine.batch import TokenBatch
-from hearth.engine.errors import ContextExceeded, GenerationFailed
+from hearth.engine.errors import ContextExceeded, GenerationFailed, ModelLoadError
 from hearth.engine.llama import LlamaEngine
 from hearth.runtime.settings import ModelSettings, bundled_model_path
 
@@ -200,3 +200,17 @@ def test_a_lazy_grammar_that_rejects_the_trigger_leaves_the_reply_free(engine_se
         assert (await run(engine, "The sky is"))[0]  # and the engine serves the next one
 
     on_real_engine(engine_settings, scenario)
+
+
+def test_an_engine_whose_model_failed_to_load_closes_without_a_second_error(tmp_path):
+    """The registry closes an engine whose start failed; that close must leave the load's
+    own error (here: the model file is missing) as the one the user sees."""
+    settings = ModelSettings.load({"parallel": 1, "n_ctx": 256})
+    engine = LlamaEngine(settings.engine_options(tmp_path / "missing.gguf", "missing"))
+
+    async def start_then_close() -> None:
+        with pytest.raises(ModelLoadError, match="model file not found"):
+            await engine.start()
+        await engine.close()
+
+    asyncio.run(start_then_close())
