@@ -35,7 +35,7 @@ ENGINE_GAUGES = {
     "disk_cache_bytes": "Bytes of prompt states kept on disk.",
 }
 # Engine snapshot keys that only grow, exported as counters (`hearth_<key>_total`).
-ENGINE_COUNTERS = {
+ENGINE_SNAPSHOT_COUNTERS = {
     "disk_cache_hits": "Requests whose prompt prefix was restored from disk.",
     "disk_cache_restored_tokens": "Prompt tokens restored from disk instead of read.",
     "disk_cache_writes": "Prompt states written to disk.",
@@ -43,7 +43,7 @@ ENGINE_COUNTERS = {
 }
 
 # Counters of the engine's step profile (`Engine.load()["engine"]`), with their help text.
-ENGINE_COUNTERS = {
+STEP_PROFILE_COUNTERS = {
     "draft_tokens": "Tokens guessed by speculative decoding and checked in a decode step.",
     "accepted_draft_tokens": "Guessed tokens the model's own sampling confirmed.",
 }
@@ -63,7 +63,7 @@ class EngineCollector(Collector):
         }
         gauges.update(
             (key, CounterMetricFamily(f"hearth_{key}", help_text, labels=["model"]))
-            for key, help_text in ENGINE_COUNTERS.items()
+            for key, help_text in ENGINE_SNAPSHOT_COUNTERS.items()
         )
         loaded = GaugeMetricFamily(
             "hearth_model_loaded", "1 while the model is resident.", labels=["model"]
@@ -73,7 +73,7 @@ class EngineCollector(Collector):
         )
         counters = {
             key: CounterMetricFamily(f"hearth_{key}", help_text, labels=["model"])
-            for key, help_text in ENGINE_COUNTERS.items()
+            for key, help_text in STEP_PROFILE_COUNTERS.items()
         }
         models = state.registry.health()["models"]
         for model, report in models.items():
