@@ -755,7 +755,7 @@ class LlamaEngine:
                 job.speculation = Speculation(self._drafter(slot), self._options.draft_max)
             room = job.max_new_tokens - job.generated - 1
             wanted = min(job.speculation.wanted(job.generated), room)
-            if wanted > 0 and not job.forced:
+            if wanted > 0 and not job.forced and not _seeded_draws(job):
                 wanting.append((job.speculation.rate, wanted, slot))
         wanting.sort(key=lambda entry: -entry[0])
         for place, (_, wanted, slot) in enumerate(wanting):
@@ -1015,6 +1015,15 @@ def _overlap(text: str, insert: str) -> int:
         if insert.startswith(text[-size:]):
             return size
     return 0
+
+
+def _seeded_draws(job: Job) -> bool:
+    """Whether the job samples with a seed: such a reply must come out the same on every
+    run, and a row decoded beside guessed rows can round differently from one decoded
+    alone, which may move a draw to the next token (seen with a grammar-bound tool call
+    that then ran to max_tokens). Greedy replies guess on: their tests hold them equal."""
+    sampling = job.request.sampling
+    return sampling.seed is not None and not sampling.greedy
 
 
 def _by_share(candidate: tuple[int, Slot]) -> tuple[int, float]:

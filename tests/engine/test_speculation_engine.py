@@ -185,7 +185,23 @@ def test_sampled_replies_keep_max_tokens_and_stop_with_speculation():
     (long_text, long, _), (short_text, short, _) = on
     assert long.completion_tokens <= 30 and long.reason in ("stop", "length")
     assert short.completion_tokens <= 40 and "," not in short_text
-    assert long.draft_tokens > 0  # guessed while sampling
-    # Each token, guessed or not, is one draw of the seeded sampler from the same logits as
-    # without speculation, so a seeded reply comes out the same.
+    # A seeded reply must come out the same on every run: it never guesses.
+    assert long.draft_tokens == 0 and short.draft_tokens == 0
     assert [text for text, _, _ in on] == [text for text, _, _ in off]
+
+
+def test_unseeded_sampled_replies_guess_and_keep_their_limits():
+    sampled = SamplingParams(temperature=0.7)
+
+    async def scenario(engine: LlamaEngine) -> list:
+        runs = [
+            request(REWRITE, 30, sampling=sampled),
+            request(LIST, 40, stop=(",",), sampling=sampled),
+        ]
+        return [await reply(engine, r) for r in runs]
+
+    on, _ = with_and_without(scenario, parallel=1)
+    (_, long, _), (short_text, short, _) = on
+    assert long.completion_tokens <= 30 and long.reason in ("stop", "length")
+    assert short.completion_tokens <= 40 and "," not in short_text
+    assert long.draft_tokens > 0  # guessed while sampling
