@@ -171,37 +171,32 @@ def test_choices_of_one_request_are_identical_with_speculation():
     assert on == off and on[0] == on[1]
 
 
-def test_sampled_replies_keep_max_tokens_and_stop_with_speculation():
-    sampled = SamplingParams(temperature=0.7, seed=3)
+def sampled_replies(sampling: SamplingParams) -> tuple[list, list]:
+    """A rewrite cut by max_tokens and a list cut by a stop string, sampled, with
+    speculation on and off; each reply checked to keep its limits."""
 
     async def scenario(engine: LlamaEngine) -> list:
         runs = [
-            request(REWRITE, 30, sampling=sampled),
-            request(LIST, 40, stop=(",",), sampling=sampled),
+            request(REWRITE, 30, sampling=sampling),
+            request(LIST, 40, stop=(",",), sampling=sampling),
         ]
         return [await reply(engine, r) for r in runs]
 
     on, off = with_and_without(scenario, parallel=1)
-    (long_text, long, _), (short_text, short, _) = on
-    assert long.completion_tokens <= 30 and long.reason in ("stop", "length")
-    assert short.completion_tokens <= 40 and "," not in short_text
+    for replies in (on, off):
+        (_, long, _), (short_text, short, _) = replies
+        assert long.completion_tokens <= 30 and long.reason in ("stop", "length")
+        assert short.completion_tokens <= 40 and "," not in short_text
+    return on, off
+
+
+def test_seeded_sampled_replies_never_guess_and_come_out_the_same():
+    on, off = sampled_replies(SamplingParams(temperature=0.7, seed=3))
     # A seeded reply must come out the same on every run: it never guesses.
-    assert long.draft_tokens == 0 and short.draft_tokens == 0
+    assert all(finished.draft_tokens == 0 for _, finished, _ in on)
     assert [text for text, _, _ in on] == [text for text, _, _ in off]
 
 
 def test_unseeded_sampled_replies_guess_and_keep_their_limits():
-    sampled = SamplingParams(temperature=0.7)
-
-    async def scenario(engine: LlamaEngine) -> list:
-        runs = [
-            request(REWRITE, 30, sampling=sampled),
-            request(LIST, 40, stop=(",",), sampling=sampled),
-        ]
-        return [await reply(engine, r) for r in runs]
-
-    on, _ = with_and_without(scenario, parallel=1)
-    (_, long, _), (short_text, short, _) = on
-    assert long.completion_tokens <= 30 and long.reason in ("stop", "length")
-    assert short.completion_tokens <= 40 and "," not in short_text
-    assert long.draft_tokens > 0  # guessed while sampling
+    on, _ = sampled_replies(SamplingParams(temperature=0.7))
+    assert on[0][1].draft_tokens > 0  # the rewrite guessed while sampling
