@@ -159,9 +159,11 @@ class EngineOptions:
     # Guess tokens from the request's own context and verify them in the batch
     # (engine/speculation.py); at most draft_max guessed tokens a step per slot.
     speculate: bool = True
-    draft_max: int = 8
+    draft_max: int = 12
     # A model of the same vocabulary that drafts instead (engine/draft_model.py).
     draft_model: Path | None = None
+    # Flash attention: "on", "off", or "auto" (engine/model.py says what auto chooses).
+    flash_attn: str = "auto"
 
 
 @dataclass(frozen=True)

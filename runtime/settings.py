@@ -134,8 +134,13 @@ class ModelTuning(BaseModel):
         "batch; the output is the same, faster on replies that copy their input. Adapts "
         "itself, and is off for recurrent models.",
     )
+    flash_attn: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Flash attention: 'auto' lets llama.cpp turn it on where the device has "
+        "it. Off, a CPU reads long prompts slower but checks guessed tokens faster.",
+    )
     draft_max: int = Field(
-        default=8, ge=1, le=64, description="Most tokens one reply may guess per step."
+        default=12, ge=1, le=64, description="Most tokens one reply may guess per step."
     )
     draft_model: str | None = Field(
         default=None,
@@ -324,6 +329,7 @@ class ModelSettings(HearthSettings, ModelTuning):
             rpc=tuple(_comma_list(self.rpc)),
             speculate=self.speculate,
             draft_max=self.draft_max,
+            flash_attn=self.flash_attn,
             draft_model=Path(self.draft_model).expanduser() if self.draft_model else None,
         )
 

@@ -214,3 +214,23 @@ def test_an_engine_whose_model_failed_to_load_closes_without_a_second_error(tmp_
         await engine.close()
 
     asyncio.run(start_then_close())
+
+
+@pytest.mark.parametrize(("setting", "kind"), [("off", 0), ("on", 1), ("auto", -1)])
+def test_flash_attention_is_set_as_asked_and_the_engine_serves_either_way(setting, kind):
+    settings = ModelSettings.load(
+        {"parallel": 1, "n_ctx": 256, "threads": 2, "flash_attn": setting}
+    )
+
+    async def scenario(engine: LlamaEngine) -> None:
+        assert engine._model is not None
+        assert engine._model.context_params.flash_attn_type == kind
+        text, finished = await run(engine, "The capital of France is", max_tokens=8)
+        assert text.strip() and finished.reason == "length"
+
+    on_real_engine(settings, scenario)
+
+
+def test_an_unknown_flash_attention_setting_is_refused():
+    with pytest.raises(ValueError, match="flash_attn"):
+        ModelSettings.load({"flash_attn": "sometimes"})
