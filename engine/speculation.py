@@ -41,7 +41,7 @@ from typing import Protocol
 # guess). Longer guesses gain little: k guessed tokens, all taken, give k + 1 tokens for the
 # time of 1 + c * k one-token steps, c being a row's share of a step (about 0.6 on a small
 # CPU), which levels off near 1 / c; and a long guess is more often cut short.
-STEP_ROWS = 8
+STEP_ROWS = 16
 
 # A job whose guesses are taken less often than its break-even share, on average, stops
 # guessing for a while: below it the rows spent on guesses cost more than the tokens they
@@ -70,7 +70,8 @@ class Drafter(Protocol):
 
 
 class NgramDrafter:
-    """Guesses by the most recent earlier occurrence of the context's last n tokens.
+    """Guesses by the most recent earlier occurrence of the context's last n tokens, and
+    then by following that occurrence for as long as the context keeps copying it.
 
     The longest suffix that occurred before wins (n from max_n down to min_n): a longer
     match is more likely to continue the same way. The index maps each n-gram to the
@@ -78,27 +79,58 @@ class NgramDrafter:
     since the last call, so a call costs a few dictionary operations per new token, never
     a scan of the whole context. (The first call indexes the prompt: about 5 ms for 4,000
     tokens.) A context only grows within a job; one that shrank is indexed afresh.
+
+    Once a guess came from some earlier place (its source) and the tokens written since
+    are the source's own next tokens, the next guess goes on from where that copy has got
+    to, without a new lookup. A reply copying its prompt repeats short n-grams (`self.`,
+    `return self.items[`) that occur in many places; the most recent occurrence of four
+    tokens is often the wrong place to go on from, and the copy being followed is the
+    right one. On a 257-token copy of a code file this took 218 of 225 guessed tokens
+    against 199 of 258, in 38 steps instead of 57 (bench/speculation_bench.py, copy).
     """
 
     def __init__(self, max_n: int = 4, min_n: int = 3) -> None:
         self._sizes = range(max_n, min_n - 1, -1)
         self._after: dict[tuple[int, ...], int] = {}
         self._indexed = 0  # the n-grams followed by positions below this one are known
+        # Where the last guess came from, and the context's length then: the copy in
+        # progress, if the tokens written since followed it.
+        self._source: int | None = None
+        self._source_at = 0
 
     def propose(self, context: Sequence[int], limit: int) -> list[int]:
         self._index(context)
+        start = self._following(context)
+        if start is None:
+            start = self.lookup(context)
+        self._source, self._source_at = start, len(context)
+        return [] if start is None else list(context[start : start + limit])
+
+    def lookup(self, context: Sequence[int]) -> int | None:
+        """Where the context's longest known suffix last continued (indexed contexts)."""
         end = len(context)
         for n in self._sizes:
             if n <= end:
                 follows = self._after.get(tuple(context[end - n : end]))
                 if follows is not None:
-                    return list(context[follows : follows + limit])
-        return []
+                    return follows
+        return None
+
+    def _following(self, context: Sequence[int]) -> int | None:
+        """Where the copy the last guess came from has got to, if the context followed it."""
+        source, written = self._source, len(context) - self._source_at
+        if source is None or written < 0:
+            return None
+        # (A source lies before the context's end then, so it still does now.)
+        if any(context[source + i] != context[self._source_at + i] for i in range(written)):
+            return None
+        return source + written
 
     def _index(self, context: Sequence[int]) -> None:
         if len(context) < self._indexed:
             self._after.clear()
             self._indexed = 0
+            self._source = None
         # An n-gram is indexed once the token after it is known: the context's own final
         # suffix is not, so a lookup finds only earlier occurrences.
         for follower in range(max(self._indexed, 1), len(context)):

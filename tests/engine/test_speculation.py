@@ -46,12 +46,38 @@ def test_nothing_is_proposed_without_an_earlier_occurrence():
     assert drafter.propose([7], 4) == []
 
 
-def test_an_index_fed_token_by_token_proposes_what_a_fresh_one_does():
+def test_an_index_fed_token_by_token_finds_what_a_fresh_one_does():
     rng = random.Random(7)
     context = [rng.randrange(6) for _ in range(400)]
     growing = NgramDrafter()
     for end in range(1, len(context) + 1):
-        assert growing.propose(context[:end], 5) == NgramDrafter().propose(context[:end], 5)
+        growing.propose(context[:end], 5)
+        fresh = NgramDrafter()
+        fresh.propose(context[:end], 5)
+        assert growing.lookup(context[:end]) == fresh.lookup(context[:end])
+
+
+# A file's first copy, then "3 4" followed by 9 elsewhere, then the copy starting again.
+COPIED = [1, 2, 3, 4, 5, 6, 7, 3, 4, 9, 1, 2]
+
+
+def test_a_guess_goes_on_from_the_copy_the_last_one_came_from():
+    follower = NgramDrafter(max_n=2, min_n=1)
+    assert follower.propose(COPIED, 1) == [3]
+    # The guess was taken and the model wrote 4: the copy of positions 2-3 goes on at 5,
+    # where a lookup of "3 4" alone finds its most recent occurrence, followed by 9.
+    context = [*COPIED, 3, 4]
+    assert follower.propose(context, 2) == [5, 6]
+    assert NgramDrafter(max_n=2, min_n=1).propose(context, 2) == [9, 1]
+
+
+def test_a_context_that_leaves_the_copy_is_looked_up_afresh():
+    follower = NgramDrafter(max_n=2, min_n=1)
+    follower.propose(COPIED, 1)
+    follower.propose([*COPIED, 3, 4], 2)
+    # 5 was taken, 6 was not: the model wrote 7, and "5 7" is new, so "7" is looked up.
+    left = [*COPIED, 3, 4, 5, 7]
+    assert follower.propose(left, 2) == NgramDrafter(max_n=2, min_n=1).propose(left, 2) == [3, 4]
 
 
 # ---- the accept/reject walk ---------------------------------------------------------------
