@@ -1,4 +1,4 @@
-"""Timing one streamed chat completion from the client's side."""
+"""Timing one streamed chat completion, or text completion, from the client's side."""
 
 from __future__ import annotations
 
@@ -35,20 +35,36 @@ async def stream_chat(
     *,
     temperature: float = 0.0,
     seed: int = 42,
+    logit_bias: dict[str, float] | None = None,
+) -> StreamResult:
+    body = {"messages": messages, "seed": seed}
+    if logit_bias:
+        body["logit_bias"] = logit_bias
+    return await _stream(client, f"{url}/v1/chat/completions", body, max_tokens, temperature)
+
+
+async def stream_completion(
+    client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int
+) -> StreamResult:
+    """A greedy text completion of `prompt` (no chat template)."""
+    return await _stream(client, f"{url}/v1/completions", {"prompt": prompt}, max_tokens, 0.0)
+
+
+async def _stream(
+    client: httpx.AsyncClient, endpoint: str, body: dict, max_tokens: int, temperature: float
 ) -> StreamResult:
     body = {
         "model": "bench",
-        "messages": messages,
+        **body,
         "max_tokens": max_tokens,
         "temperature": temperature,
-        "seed": seed,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
     started = time.perf_counter()
     first = last = None
     chunks, usage_tokens, finish, parts = 0, None, None, []
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+    async with client.stream("POST", endpoint, json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -57,7 +73,8 @@ async def stream_chat(
             if chunk.get("usage"):
                 usage_tokens = chunk["usage"]["completion_tokens"]
             for choice in chunk.get("choices") or []:
-                content = (choice.get("delta") or {}).get("content")
+                # A chat chunk carries its text in the delta, a completion chunk in `text`.
+                content = (choice.get("delta") or {}).get("content") or choice.get("text")
                 if content:
                     now = time.perf_counter()
                     first = first or now

@@ -4,14 +4,19 @@ without its own n-gram speculation, on the same model, threads and slots.
     python bench/speculation_bench.py [--rounds 3] [--threads 2] [--slots 4]
                                       [--llama-server PATH] [--only hearth,hearth-no-spec]
                                       [--model TARGET.gguf --draft-model DRAFT.gguf]
-                                      [--scenarios rewrite,free,streams]
+                                      [--scenarios copy,rewrite,free,streams]
 
 Scenarios (every server, same requests, greedy unless said):
-  rewrite   a ~40-line piece of code sent back with one change, 256 tokens: decode tok/s
-            of one stream (most of the reply copies the prompt, so guesses are taken)
+  copy      a ~40-line file, then the start of its second version, as a text completion
+            (/v1/completions), 256 tokens: decode tok/s of one stream. The bundled 135M
+            model copies the file here, as a larger model copies the code it edits.
+  rewrite   the same code in a chat, asked back with one method renamed, 256 tokens:
+            decode tok/s of one stream. The 135M model does not copy it: it writes an
+            explanation that repeats itself, so guesses come from its own reply.
   free      free text, 256 tokens: decode tok/s of one stream (guesses rarely pay)
-  streams   1, 4 and 8 concurrent free-text streams at temperature 0.7, 128 tokens each:
-            total tok/s (speculation must not slow a loaded server)
+  streams   1 stream at temperature 0.7 with a logit_bias (against the end-of-turn token),
+            and 4 and 8 concurrent free-text streams at 0.7, 128 tokens each: total tok/s
+            (speculation must not slow a loaded server)
 Each round runs a scenario on every server in turn, the order flipping every round, and the
 table shows each server's median and Hearth's median per-round ratio to each other server.
 For Hearth with speculation, the share of guessed tokens taken in each scenario is read
@@ -33,7 +38,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import stream_chat
+from measure import stream_chat, stream_completion
 from servers import RunningServer, ServerConfig, find_llama_server, hearth, llama_server
 
 CODE = """import json
@@ -86,7 +91,14 @@ REWRITE = [
         "to `count_all`.",
     }
 ]
+COPY = (
+    "# inventory.py, version 1\n"
+    + CODE
+    + "\n\n# inventory.py, version 2: the same file, with `total` renamed to `count_all`\n"
+    + "import json\n"
+)
 FREE = [{"role": "user", "content": "Write a long story about a dragon who learns to bake."}]
+NO_END_OF_TURN = {"2": -100}  # SmolLM2's <|im_end|>: a reply runs to max_tokens
 
 
 def client_for(timeout: float) -> httpx.AsyncClient:
@@ -99,12 +111,22 @@ async def one_stream(url: str, messages: list[dict], tokens: int) -> float:
         return (await stream_chat(client, url, messages, tokens)).decode_rate
 
 
+async def one_completion(url: str, prompt: str, tokens: int) -> float:
+    async with client_for(900) as client:
+        return (await stream_completion(client, url, prompt, tokens)).decode_rate
+
+
 async def streams(url: str, n: int, tokens: int) -> float:
     async with client_for(900) as client:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        # One stream alone is the sampling path the issue measured: a logit_bias as well.
+        bias = NO_END_OF_TURN if n == 1 else None
         results = await asyncio.gather(
-            *(stream_chat(client, url, FREE, tokens, temperature=0.7, seed=i) for i in range(n))
+            *(
+                stream_chat(client, url, FREE, tokens, temperature=0.7, seed=i, logit_bias=bias)
+                for i in range(n)
+            )
         )
         return sum(r.tokens for r in results) / (loop.time() - started)
 
@@ -118,15 +140,13 @@ class Scenario:
 
 def plan(kinds: tuple[str, ...]) -> list[Scenario]:
     scenarios = [
+        Scenario("copy", "copy tok/s", lambda url: one_completion(url, COPY, 256)),
         Scenario("rewrite", "rewrite tok/s", lambda url: one_stream(url, REWRITE, 256)),
         Scenario("free", "free text tok/s", lambda url: one_stream(url, FREE, 256)),
     ]
     for n in (1, 4, 8):
-        scenarios.append(
-            Scenario(
-                "streams", f"{n} concurrent t=0.7 tok/s", lambda url, n=n: streams(url, n, 128)
-            )
-        )
+        metric = "1 stream t=0.7, logit_bias tok/s" if n == 1 else f"{n} concurrent t=0.7 tok/s"
+        scenarios.append(Scenario("streams", metric, lambda url, n=n: streams(url, n, 128)))
     return [s for s in scenarios if s.kind in kinds]
 
 
@@ -161,6 +181,8 @@ def servers_to_run(args: argparse.Namespace) -> dict[str, Callable[[ServerConfig
     servers: dict[str, Callable[[ServerConfig], list[str]]] = {
         "hearth": (lambda c: [*hearth(c), "--draft-model", str(draft)]) if draft else hearth,
         "hearth-no-spec": lambda c: [*hearth(c), "--no-speculate"],
+        # llama.cpp's flash attention is on by default; off, a CPU checks guesses faster.
+        "hearth-no-flash-attn": lambda c: [*hearth(c), "--flash-attn", "off"],
     }
     binary = find_llama_server(args.llama_server)
     if binary is not None:
@@ -241,7 +263,7 @@ def main() -> int:
     )
     parser.add_argument("--only", default=None, help="comma-separated subset of servers")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenarios", default="rewrite,free,streams")
+    parser.add_argument("--scenarios", default="copy,rewrite,free,streams")
     args = parser.parse_args()
 
     from hearth.runtime.settings import bundled_model_path
