@@ -7,6 +7,7 @@ llama.cpp's sampler), the sampler call inside it, and the hand-off of events to 
 loop. Not a test: it prints what it measured.
 
     python bench/step_profile.py [--streams 1] [--tokens 256] [--temperature 0] [--rounds 3]
+                                 [--logit-bias TOKEN=BIAS ...]
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class Timings:
 
 
 async def one_round(engine: LlamaEngine, args: argparse.Namespace, round_: int) -> int:
-    sampling = SamplingParams(temperature=args.temperature, seed=round_)
+    bias = tuple((int(token), float(value)) for token, value in args.logit_bias)
+    sampling = SamplingParams(temperature=args.temperature, seed=round_, logit_bias=bias)
 
     async def stream(i: int) -> int:
         request = GenerationRequest(
@@ -107,4 +109,12 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--logit-bias",
+        type=lambda text: tuple(text.split("=", 1)),
+        action="append",
+        default=[],
+        metavar="TOKEN=BIAS",
+        help="a logit_bias entry, as a request gives it (e.g. 2=-100 bans SmolLM2's <|im_end|>)",
+    )
     uvloop.run(main(parser.parse_args()))
