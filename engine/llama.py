@@ -64,7 +64,7 @@ from hearth.engine.speculation import (
 )
 from hearth.engine.state_key import cache_folder, state_key
 from hearth.engine.stream import GenerationStream, Outbox
-from hearth.engine.text import StopMatcher
+from hearth.engine.text import StopMatcher, held_overlap
 
 log = logging.getLogger(__name__)
 
@@ -916,7 +916,7 @@ class LlamaEngine:
         if job.insert_head.lstrip().startswith(insert.requires):
             # The model may be partway through writing the text itself: only the rest
             # is inserted (the whole would not fit the grammar, nor read right).
-            rest = insert.text[_overlap(tail, insert.text) :]
+            rest = insert.text[held_overlap(tail, insert.text) :]
             job.forced = self._model.tokenize(rest, add_special=False, parse_special=True)
 
     @staticmethod
@@ -1007,14 +1007,6 @@ def _delta(job: Job, text: str) -> TextDelta:
     delta = TextDelta(text, tuple(job.logprobs))
     job.logprobs.clear()
     return delta
-
-
-def _overlap(text: str, insert: str) -> int:
-    """The length of the longest end of `text` that is a start of `insert`."""
-    for size in range(min(len(text), len(insert) - 1), 0, -1):
-        if insert.startswith(text[-size:]):
-            return size
-    return 0
 
 
 def _seeded_draws(job: Job) -> bool:

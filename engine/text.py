@@ -12,6 +12,16 @@ from __future__ import annotations
 import codecs
 
 
+def held_overlap(text: str, marker: str) -> int:
+    """The length of the longest end of `text` that begins `marker` without being all of it:
+    the characters to hold back, since what comes next may complete the marker (a stop
+    sequence, a reasoning or tool-call tag, an inserted text)."""
+    for size in range(min(len(text), len(marker) - 1), 0, -1):
+        if marker.startswith(text[-size:]):
+            return size
+    return 0
+
+
 class Utf8Assembler:
     """Accumulates token bytes and returns only complete characters."""
 
@@ -58,10 +68,4 @@ class StopMatcher:
         return pending
 
     def _longest_partial_match(self, buffer: str) -> int:
-        longest = 0
-        for stop in self._stops:
-            for size in range(min(len(stop) - 1, len(buffer)), longest, -1):
-                if buffer.endswith(stop[:size]):
-                    longest = size
-                    break
-        return longest
+        return max((held_overlap(buffer, stop) for stop in self._stops), default=0)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from hearth.engine.text import held_overlap
 from hearth.runtime.requests import Thinking
 
 PieceKind = Literal["reasoning", "content"]
@@ -217,7 +218,7 @@ class ThinkingSplitter:
                 return Piece("reasoning", text)
             return Piece(
                 "reasoning",
-                self._release(len(self._held) - tag_prefix_overlap(self._held, style.close)),
+                self._release(len(self._held) - held_overlap(self._held, style.close)),
             )
         if self._state == "after":
             self._held = self._held.lstrip()
@@ -239,11 +240,3 @@ def split_reasoning(style: ReasoningStyle | None, text: str) -> tuple[str, str]:
     pieces = splitter.feed(text) + splitter.finish()
     reasoning = "".join(p.text for p in pieces if p.kind == "reasoning")
     return reasoning, "".join(p.text for p in pieces if p.kind == "content")
-
-
-def tag_prefix_overlap(text: str, tag: str) -> int:
-    """The length of the longest end of text that is a start of tag."""
-    for size in range(min(len(text), len(tag) - 1), 0, -1):
-        if tag.startswith(text[-size:]):
-            return size
-    return 0

@@ -15,12 +15,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from hearth.engine.text import held_overlap
 from hearth.runtime.reasoning import (
     Piece,
     ReasoningStyle,
     ThinkingSplitter,
     split_reasoning,
-    tag_prefix_overlap,
 )
 from hearth.runtime.requests import ToolCall
 from hearth.runtime.tools.formats import CallFormat
@@ -144,7 +144,7 @@ class CallWatcher:
         if found >= 0:
             self._calling = True
             return self._release(found)
-        return self._release(len(self._held) - tag_prefix_overlap(self._held, opener))
+        return self._release(len(self._held) - held_overlap(self._held, opener))
 
     def finish(self, reason: str = "stop") -> Reply:
         """What is left to send as content, the calls found in the held text, and the end."""
