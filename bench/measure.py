@@ -34,10 +34,12 @@ async def stream_chat(
     max_tokens: int,
     *,
     temperature: float = 0.0,
-    seed: int = 42,
+    seed: int | None = 42,
     logit_bias: dict[str, float] | None = None,
 ) -> StreamResult:
-    body = {"messages": messages, "seed": seed}
+    body: dict = {"messages": messages}
+    if seed is not None:  # None: no seed, as most chat clients send
+        body["seed"] = seed
     if logit_bias:
         body["logit_bias"] = logit_bias
     return await _stream(client, f"{url}/v1/chat/completions", body, max_tokens, temperature)
