@@ -75,9 +75,9 @@ def _init_backend(verbose: bool) -> None:
 # --flash-attn: "auto" leaves it to llama.cpp, which turns it on wherever the device has
 # the kernel (every CPU and GPU backend here). Off on a CPU, llama-bench checks 8 rows (a
 # token and 7 guesses, engine/speculation.py) at 1,500 tokens of context 1.3-1.4x faster,
-# since its kernel walks the KV cache once per query row; but through the server one
-# stream at temperature 0.7 ran at 0.94x and eight streams at 0.88x of flash attention on
-# (README, "Speculative decoding"), so llama.cpp's choice stays the default.
+# since its kernel walks the KV cache once per query row; but through the server on was
+# faster everywhere: 1.12x for one sampled stream, 1.13-1.14x at 4 and 8 streams, level on a
+# copy (README, "Speculative decoding"). So llama.cpp's choice stays the default.
 FLASH_ATTN_TYPES = {
     "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
     "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
