@@ -137,7 +137,7 @@ class ModelTuning(BaseModel):
     flash_attn: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Flash attention: 'auto' lets llama.cpp turn it on where the device has "
-        "it. Off, a CPU reads long prompts slower but checks guessed tokens faster.",
+        "it. Off was slower through the server on a 2-core CPU (README, Performance).",
     )
     draft_max: int = Field(
         default=12, ge=1, le=64, description="Most tokens one reply may guess per step."
