@@ -203,6 +203,8 @@ def servers_to_run(args: argparse.Namespace) -> dict[str, Callable[[ServerConfig
         # llama.cpp's flash attention is on by default. Off, llama-bench checks guessed rows
         # faster on a CPU, but through the server it measured slower: this keeps that honest.
         "hearth-no-flash-attn": lambda c: [*hearth(c), "--flash-attn", "off"],
+        # Every token handed to its stream as it comes, as before the stream interval.
+        "hearth-every-token": lambda c: [*hearth(c), "--stream-interval-ms", "0"],
     }
     binary = find_llama_server(args.llama_server)
     if binary is not None:

@@ -114,6 +114,10 @@ class TextDelta:
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
 
+    def followed_by(self, later: TextDelta) -> TextDelta:
+        """This delta and the next one of the same generation, as one."""
+        return TextDelta(self.text + later.text, self.logprobs + later.logprobs)
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -164,6 +168,9 @@ class EngineOptions:
     draft_model: Path | None = None
     # Flash attention: "on", "off", or "auto" (engine/model.py says what auto chooses).
     flash_attn: str = "auto"
+    # The least time between two hand-offs of generated text to the event loop, in seconds
+    # (engine/stream.py's Outbox); 0 hands each step's text over as it comes.
+    stream_interval: float = 0.02
 
 
 @dataclass(frozen=True)

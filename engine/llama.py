@@ -117,7 +117,7 @@ class LlamaEngine:
         # Slots (seq ids) holding what a request left and the disk cache has not been
         # offered yet (see _store_due).
         self._disk_due: set[int] = set()
-        self._outbox = Outbox()
+        self._outbox = Outbox(options.stream_interval)
         self._recent_prompts: dict[Prompt, tuple[int, ...]] = {}
         self._recent_lock = threading.Lock()
         self.stats = EngineStats()
@@ -369,15 +369,16 @@ class LlamaEngine:
             except Exception:
                 log.exception("scheduler step failed; failing the running requests")
                 self._reset_all()
-            # Everything this step produced goes to the event loop now, as one hand-off,
-            # so its HTTP work overlaps the next llama_decode (see stream.Outbox).
-            self._outbox.flush()
+            # What the steps produced goes to the event loop as one hand-off, so its HTTP
+            # work overlaps the next llama_decode; text may wait for the stream interval,
+            # and nothing waits once the engine has nothing left to do (see stream.Outbox).
+            self._outbox.flush(now=not self._has_work())
             if self._disk_due and not self._has_work():
                 self._store_due(self._slots)  # idle: no stream waits for the copies
         for slot in self._slots:
             if slot.job is not None:
                 self._finish(slot, GenerationFailed("The server is shutting down."))
-        self._outbox.flush()
+        self._outbox.flush(now=True)
         self._store_due(self._slots)
 
     def _has_work(self) -> bool:

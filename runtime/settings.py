@@ -142,6 +142,14 @@ class ModelTuning(BaseModel):
     draft_max: int = Field(
         default=12, ge=1, le=64, description="Most tokens one reply may guess per step."
     )
+    stream_interval_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Least time between two hand-offs of a reply's text to its stream: "
+        "tokens that come faster go out together, which spares the server per-token work "
+        "(0 = every token as it comes; the first token and the end never wait).",
+    )
     draft_model: str | None = Field(
         default=None,
         description="A GGUF of a smaller model with the same vocabulary (a quantized or "
@@ -330,6 +338,7 @@ class ModelSettings(HearthSettings, ModelTuning):
             speculate=self.speculate,
             draft_max=self.draft_max,
             flash_attn=self.flash_attn,
+            stream_interval=self.stream_interval_ms / 1000,
             draft_model=Path(self.draft_model).expanduser() if self.draft_model else None,
         )
 
