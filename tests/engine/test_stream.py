@@ -65,6 +65,15 @@ def new_stream(outbox: Outbox) -> GenerationStream:
     return GenerationStream(asyncio.get_running_loop(), outbox, 3, lambda: None)
 
 
+async def started(outbox: Outbox) -> GenerationStream:
+    """A stream whose first text has gone out (and been read)."""
+    stream = new_stream(outbox)
+    stream.push(delta("a"))
+    await handed(outbox)
+    assert received(stream) == [delta("a")]
+    return stream
+
+
 @on_a_loop
 async def test_text_within_the_interval_waits_and_goes_out_joined(clock: Clock) -> None:
     outbox = Outbox(interval=0.02)
@@ -90,10 +99,7 @@ async def test_text_within_the_interval_waits_and_goes_out_joined(clock: Clock) 
 @on_a_loop
 async def test_an_end_goes_at_once_with_the_text_held_before_it(clock: Clock) -> None:
     outbox = Outbox(interval=0.02)
-    stream = new_stream(outbox)
-    stream.push(delta("a"))
-    await handed(outbox)
-    received(stream)
+    stream = await started(outbox)
     stream.push(delta("b"))
     await handed(outbox)
     clock.now += 0.001
@@ -107,10 +113,7 @@ async def test_an_end_goes_at_once_with_the_text_held_before_it(clock: Clock) ->
 @on_a_loop
 async def test_an_error_goes_at_once(clock: Clock) -> None:
     outbox = Outbox(interval=60)
-    stream = new_stream(outbox)
-    stream.push(delta("a"))
-    await handed(outbox)
-    received(stream)
+    stream = await started(outbox)
     stream.push(delta("b"))
     failure = GenerationFailed("llama.cpp failed")
     stream.push(failure)
@@ -142,12 +145,10 @@ async def test_each_stream_keeps_its_own_text_in_order(clock: Clock) -> None:
 @on_a_loop
 async def test_flushing_now_hands_over_whatever_waits(clock: Clock) -> None:
     outbox = Outbox(interval=60)
-    stream = new_stream(outbox)
-    stream.push(delta("a"))
-    await handed(outbox)
+    stream = await started(outbox)
     stream.push(delta("b"))
     await handed(outbox)
-    assert received(stream) == [delta("a")]
+    assert received(stream) == []
     await handed(outbox, now=True)
     assert received(stream) == [delta("b")]
 
