@@ -372,8 +372,9 @@ class LlamaEngine:
             # What the steps produced goes to the event loop as one hand-off, so its HTTP
             # work overlaps the next llama_decode; text may wait for the stream interval,
             # and nothing waits once the engine has nothing left to do (see stream.Outbox).
-            self._outbox.flush(now=not self._has_work())
-            if self._disk_due and not self._has_work():
+            idle = not self._has_work()
+            self._outbox.flush(now=idle)
+            if self._disk_due and idle:
                 self._store_due(self._slots)  # idle: no stream waits for the copies
         for slot in self._slots:
             if slot.job is not None:
